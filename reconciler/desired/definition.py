@@ -1,0 +1,212 @@
+"""Compiled pipelines as plain frozen data, and their two serialised forms.
+
+A :class:`CompiledPipeline` is what the compiler produces for one manifest in one environment:
+Data Pipeline objects, parameters, the secret parameters to fill in at apply time, and the files
+to upload. It renders to the API form (``pipelineObjects`` / ``parameterObjects`` /
+``parameterValues``, as PutPipelineDefinition takes them) and to the console's JSON file form.
+Everything is sorted so that the same input always gives byte-identical output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import Location
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a pipeline object: a string value or a reference to another object."""
+
+    key: str
+    value: str
+    is_ref: bool = False
+
+    def api(self) -> dict[str, str]:
+        return {"key": self.key, ("refValue" if self.is_ref else "stringValue"): self.value}
+
+
+@dataclass(frozen=True)
+class PipelineObject:
+    """A Data Pipeline object. Repeated keys (``scriptArgument``...) keep their order."""
+
+    id: str
+    name: str
+    fields: tuple[Field, ...]
+    origin: Location | None = field(default=None, compare=False)
+
+    @property
+    def type(self) -> str | None:
+        return self.get("type")
+
+    def get(self, key: str) -> str | None:
+        for f in self.fields:
+            if f.key == key:
+                return f.value
+        return None
+
+    def get_all(self, key: str) -> list[str]:
+        return [f.value for f in self.fields if f.key == key]
+
+    def api(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "fields": [f.api() for f in self.fields]}
+
+    def file_form(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "name": self.name}
+        for f in self.fields:
+            value: Any = {"ref": f.value} if f.is_ref else f.value
+            if f.key in out:
+                if not isinstance(out[f.key], list):
+                    out[f.key] = [out[f.key]]
+                out[f.key].append(value)
+            else:
+                out[f.key] = value
+        return out
+
+
+def make_object(
+    id: str, name: str | None = None, *, origin: Location | None = None, **fields: Any
+) -> PipelineObject:
+    """Build an object from keyword fields.
+
+    ``Ref("x")`` values become references, lists become repeated keys, None values are left
+    out, booleans become ``"true"``/``"false"`` and numbers their decimal text. Keys are sorted
+    (stably, so repeated keys keep their order) for a deterministic definition.
+    """
+    built: list[Field] = []
+    for key in sorted(fields):
+        value = fields[key]
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item is None:
+                continue
+            if isinstance(item, Ref):
+                built.append(Field(key, item.id, True))
+            else:
+                built.append(Field(key, field_text(item)))
+    return PipelineObject(id=id, name=name or id, fields=tuple(built), origin=origin)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to another object, by id."""
+
+    id: str
+
+
+def field_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A parameter object (``myName`` or ``*myName`` for an encrypted one)."""
+
+    id: str
+    type: str = "String"
+    description: str | None = None
+
+    def api(self) -> dict[str, Any]:
+        attributes = [{"key": "type", "stringValue": self.type}]
+        if self.description:
+            attributes.append({"key": "description", "stringValue": self.description})
+        return {"id": self.id, "attributes": attributes}
+
+    def file_form(self) -> dict[str, Any]:
+        out = {"id": self.id, "type": self.type}
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where the value of an encrypted parameter comes from at apply time; never the value."""
+
+    parameter_id: str
+    source: str  # "env" or "file"
+    name: str  # the environment variable's name or the mounted file's path
+
+    def describe(self) -> str:
+        return f"{self.source}:{self.name}"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A repository file a step references, uploaded under a content-addressed S3 key."""
+
+    path: str
+    s3_uri: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class CompiledPipeline:
+    """One pipeline manifest compiled for one environment."""
+
+    name: str
+    environment: str
+    manifest: str
+    description: str | None
+    objects: tuple[PipelineObject, ...]
+    parameters: tuple[Parameter, ...] = ()
+    parameter_values: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[SecretRef, ...] = ()
+    artifacts: tuple[Artifact, ...] = ()
+
+    def api_form(self) -> dict[str, Any]:
+        """The arguments of PutPipelineDefinition (secrets are listed, never valued)."""
+        return {
+            "pipelineObjects": [o.api() for o in self.objects],
+            "parameterObjects": [p.api() for p in self.parameters],
+            "parameterValues": [{"id": k, "stringValue": v} for k, v in self.parameter_values],
+        }
+
+    def definition_form(self) -> dict[str, Any]:
+        """The console's pipeline definition file (``aws datapipeline put-pipeline-definition
+        --pipeline-definition file://...``)."""
+        out: dict[str, Any] = {"objects": [o.file_form() for o in self.objects]}
+        if self.parameters:
+            out["parameters"] = [p.file_form() for p in self.parameters]
+        if self.parameter_values:
+            out["values"] = dict(self.parameter_values)
+        return out
+
+    def render(self, form: str = "api") -> dict[str, Any]:
+        body = self.api_form() if form == "api" else self.definition_form()
+        return {
+            "name": self.name,
+            "environment": self.environment,
+            "manifest": self.manifest,
+            "digest": self.digest,
+            **body,
+            "secrets": [{"id": s.parameter_id, "from": s.describe()} for s in self.secrets],
+            "artifacts": [
+                {"path": a.path, "s3": a.s3_uri, "sha256": a.sha256, "size": a.size}
+                for a in self.artifacts
+            ],
+        }
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the API form: the definition changes exactly when this does."""
+        payload = json.dumps(self.api_form(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def object(self, object_id: str) -> PipelineObject | None:
+        for obj in self.objects:
+            if obj.id == object_id:
+                return obj
+        return None
+
+
+def to_json(data: Any) -> str:
+    """The project's canonical JSON text: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -1,0 +1,325 @@
+"""The one YAML loader of the project: safe, bounded and line-aware.
+
+It gives ``yaml.safe_load`` semantics (YAML 1.1 scalars, merge keys, the C parser when it is
+installed) and additionally:
+
+* records where every key and item starts, so problems can name ``file:line:column``;
+* keeps the source text of every scalar, so ``load_time: 01:00`` (which YAML 1.1 reads as the
+  sexagesimal number 60) can be read as written;
+* refuses duplicate keys instead of silently keeping the last one;
+* rejects hostile input quickly: files over ``max_bytes``, nesting deeper than ``max_depth``,
+  and alias expansion past ``max_nodes`` (the "billion laughs" document).
+
+Timestamps stay strings (as JSON would have them), so a loaded document is always
+JSON-compatible and a JSON Schema can describe it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml import events
+
+from ..errors import InvalidInputError, Location, Problem
+
+try:  # the C parser is 5-10x faster; fall back to pure Python where libyaml is missing
+    from yaml import CParser as _Parser
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml.parser import Parser as _Parser  # type: ignore[assignment]
+    from yaml.reader import Reader as _Reader
+    from yaml.scanner import Scanner as _Scanner
+
+    class _Parser(_Reader, _Scanner, _Parser):  # type: ignore[no-redef]
+        def __init__(self, stream):
+            _Reader.__init__(self, stream)
+            _Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+
+
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+
+KeyPath = tuple[str | int, ...]
+
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+_resolver = yaml.resolver.Resolver()
+_constructor = yaml.constructor.SafeConstructor()
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass
+class YamlDocument:
+    """A loaded document: plain data plus where each part of it came from."""
+
+    file: str
+    data: Any
+    marks: dict[KeyPath, Mark] = field(default_factory=dict)
+    raw_scalars: dict[KeyPath, str] = field(default_factory=dict)
+
+    def locate(self, path: KeyPath = ()) -> Location:
+        """The location of ``path``, or of its nearest ancestor that has one."""
+        path = tuple(path)
+        while True:
+            mark = self.marks.get(path)
+            if mark is not None:
+                return Location(self.file, mark.line, mark.column)
+            if not path:
+                return Location(self.file, 1, 1)
+            path = path[:-1]
+
+    def raw(self, path: KeyPath) -> str | None:
+        """The scalar at ``path`` exactly as written in the file."""
+        return self.raw_scalars.get(tuple(path))
+
+
+class _Budget:
+    __slots__ = ("max_nodes", "used")
+
+    def __init__(self, max_nodes: int):
+        self.max_nodes = max_nodes
+        self.used = 0
+
+
+def _size(value: Any) -> int:
+    """Number of nodes in an already-built value (for alias expansion accounting)."""
+    total, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        total += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        if total > MAX_NODES:
+            break
+    return total
+
+
+def _scalar(event: events.ScalarEvent) -> Any:
+    value = event.value
+    if event.tag and event.tag != "!":
+        tag = event.tag
+    elif event.implicit[0]:
+        tag = _resolver.resolve(yaml.ScalarNode, value, (True, False))
+    else:
+        tag = _STR
+    if tag in (_STR, _TIMESTAMP):
+        return value
+    if tag == _MERGE:
+        return _MergeKey
+    if tag in (_INT, _FLOAT, _BOOL, _NULL):
+        node = yaml.ScalarNode(tag, value)
+        return _constructor.yaml_constructors[tag](_constructor, node)
+    raise _LoadError(event.start_mark, f"unsupported YAML tag {tag}", "remove the explicit tag")
+
+
+class _MergeKeyType:
+    def __repr__(self) -> str:
+        return "<<"
+
+
+_MergeKey = _MergeKeyType()
+
+
+class _LoadError(Exception):
+    def __init__(self, mark, message: str, hint: str | None = None):
+        self.mark = mark
+        self.message = message
+        self.hint = hint
+
+
+def _mark(m) -> Mark:
+    return Mark(m.line + 1, m.column + 1)
+
+
+def load_yaml(
+    content: bytes | str,
+    file: str,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_depth: int = MAX_DEPTH,
+    max_nodes: int = MAX_NODES,
+) -> YamlDocument:
+    """Load one YAML document; raise :class:`InvalidInputError` with a located problem."""
+    size = len(content)
+    if size > max_bytes:
+        raise InvalidInputError(
+            [
+                Problem(
+                    Location(file),
+                    f"file is {size:,} bytes, over the {max_bytes:,}-byte limit for manifests",
+                    hint="split it, or keep large data in files that steps reference",
+                    code="yaml",
+                )
+            ]
+        )
+    if isinstance(content, bytes):
+        try:
+            content = content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(
+                [Problem(Location(file), f"not UTF-8 text: {exc.reason} at byte {exc.start}",
+                         hint="save the file as UTF-8", code="yaml")]
+            ) from None
+    doc = YamlDocument(file, None)
+    try:
+        doc.data = _build(content, doc, max_depth, _Budget(max_nodes))
+    except _LoadError as exc:
+        loc = Location(file, exc.mark.line + 1, exc.mark.column + 1) if exc.mark else Location(file)
+        raise InvalidInputError([Problem(loc, exc.message, hint=exc.hint, code="yaml")]) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
+        message = f"YAML syntax error: {exc.problem or exc.context}"
+        raise InvalidInputError(
+            [Problem(loc, message, hint="check indentation and quoting on this line", code="yaml")]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise InvalidInputError(
+            [Problem(Location(file), f"YAML error: {exc}", code="yaml")]
+        ) from None
+    return doc
+
+
+def _build(text: str, doc: YamlDocument, max_depth: int, budget: _Budget) -> Any:
+    """Build plain data from the parser's event stream with an explicit stack.
+
+    Building from events (rather than composing a node graph first) keeps recursion out of
+    the picture, so nesting depth and alias expansion are checked as the document streams in.
+    """
+    parser = _Parser(text)
+    anchors: dict[str, Any] = {}
+    # Each frame: [container, path, pending_key, pending_key_mark, anchor, merges]
+    stack: list[list[Any]] = []
+    root: Any = None
+    documents = 0
+
+    def attach(value: Any, start_mark, anchor: str | None, raw: str | None) -> None:
+        nonlocal root
+        budget.used += 1
+        if budget.used > budget.max_nodes:
+            raise _LoadError(start_mark, f"document expands to more than {budget.max_nodes:,} "
+                             "values (too many aliases or items)",
+                             "remove the aliases that repeat large parts of the document")
+        if anchor is not None:
+            anchors[anchor] = value
+        if not stack:
+            root = value
+            if raw is not None:
+                doc.raw_scalars[()] = raw
+            doc.marks[()] = _mark(start_mark)
+            return
+        frame = stack[-1]
+        container, path = frame[0], frame[1]
+        if isinstance(container, list):
+            child = (*path, len(container))
+            container.append(value)
+            doc.marks[child] = _mark(start_mark)
+            if raw is not None:
+                doc.raw_scalars[child] = raw
+            return
+        if frame[2] is _NoKey:
+            if isinstance(value, (dict, list)) and value is not _MergeKey:
+                raise _LoadError(start_mark, "a mapping key must be a scalar",
+                                 "quote the key or restructure the mapping")
+            frame[2], frame[3] = value, start_mark
+            return
+        key, key_mark = frame[2], frame[3]
+        frame[2] = _NoKey
+        if key is _MergeKey:
+            sources = value if isinstance(value, list) else [value]
+            for source in sources:
+                if not isinstance(source, dict):
+                    raise _LoadError(start_mark, "merge key '<<' needs a mapping or a list of "
+                                     "mappings", "point '<<' at an anchored mapping")
+                frame[5].append(source)
+            return
+        if not isinstance(key, (str, int, float, bool)) and key is not None:
+            raise _LoadError(key_mark, "unsupported mapping key", "use a plain string key")
+        key = key if isinstance(key, str) else _key_text(key)
+        if key in container:
+            raise _LoadError(key_mark, f"duplicate key '{key}'",
+                             "remove one of the two; YAML keeps only the last silently")
+        container[key] = value
+        child = (*path, key)
+        doc.marks[child] = _mark(key_mark)
+        if raw is not None:
+            doc.raw_scalars[child] = raw
+
+    def child_path() -> KeyPath:
+        if not stack:
+            return ()
+        frame = stack[-1]
+        container, path = frame[0], frame[1]
+        if isinstance(container, list):
+            return (*path, len(container))
+        key = frame[2]
+        return (*path, key if isinstance(key, str) else _key_text(key))
+
+    while True:
+        event = parser.get_event()
+        if event is None or isinstance(event, events.StreamEndEvent):
+            break
+        if isinstance(event, events.DocumentStartEvent):
+            documents += 1
+            if documents > 1:
+                raise _LoadError(event.start_mark, "more than one YAML document in the file",
+                                 "keep one pipeline per file and remove the '---' separator")
+            continue
+        if isinstance(event, (events.StreamStartEvent, events.DocumentEndEvent)):
+            continue
+        if isinstance(event, events.ScalarEvent):
+            attach(_scalar(event), event.start_mark, event.anchor, event.value)
+        elif isinstance(event, events.AliasEvent):
+            if event.anchor not in anchors:
+                raise _LoadError(event.start_mark, f"unknown alias '*{event.anchor}'",
+                                 "define the anchor '&name' before using it")
+            value = anchors[event.anchor]
+            budget.used += _size(value) - 1
+            attach(value, event.start_mark, None, None)
+        elif isinstance(event, (events.SequenceStartEvent, events.MappingStartEvent)):
+            if len(stack) >= max_depth:
+                raise _LoadError(event.start_mark, f"nesting deeper than {max_depth} levels",
+                                 "flatten the document")
+            path = child_path()
+            container: Any = [] if isinstance(event, events.SequenceStartEvent) else {}
+            stack.append([container, path, _NoKey, None, event.anchor, [], event.start_mark])
+        elif isinstance(event, (events.SequenceEndEvent, events.MappingEndEvent)):
+            container, _path, _k, _km, anchor, merges, start_mark = stack.pop()
+            if merges:  # explicit keys win over merged ones; earlier merges win over later
+                for source in merges:
+                    for k, v in source.items():
+                        container.setdefault(k, v)
+            attach(container, start_mark, anchor, None)
+    return root
+
+
+class _NoKeyType:
+    pass
+
+
+_NoKey = _NoKeyType()
+
+
+def _key_text(key: Any) -> str:
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+

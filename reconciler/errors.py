@@ -1,0 +1,118 @@
+"""Problems found in a manifests repository, and the one error hierarchy of the project.
+
+A :class:`Problem` is a finding with a place (``file:line:column``), the key path inside the
+document, a message and, where one helps, a hint saying what to do. Validation collects problems
+instead of stopping at the first one; :class:`ReconcilerError` subclasses are raised only where
+going on makes no sense.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """A place in a file of the manifests repository (1-based line and column)."""
+
+    file: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return self.file
+        if self.column is None:
+            return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+def format_key_path(path: Sequence[str | int]) -> str:
+    """``("steps", 1, "name")`` -> ``steps[1].name``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: where, what, and what to do about it."""
+
+    location: Location
+    message: str
+    key_path: tuple[str | int, ...] = ()
+    hint: str | None = None
+    severity: Severity = "error"
+    code: str = "invalid"
+
+    def format(self) -> str:
+        text = f"{self.location}: {self.severity}: {self.message}"
+        if self.key_path:
+            text += f" (at {format_key_path(self.key_path)})"
+        if self.hint:
+            text += f"; {self.hint}"
+        return text.replace("\n", " ")
+
+    def sort_key(self) -> tuple:
+        loc = self.location
+        return (loc.file, loc.line or 0, loc.column or 0, self.message)
+
+
+@dataclass
+class Problems:
+    """An ordered collection of problems, with helpers to add them."""
+
+    items: list[Problem] = field(default_factory=list)
+
+    def add(self, problem: Problem) -> None:
+        self.items.append(problem)
+
+    def extend(self, problems: Iterable[Problem]) -> None:
+        self.items.extend(problems)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.items if p.severity == "error"]
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def sorted(self) -> list[Problem]:
+        return sorted(self.items, key=Problem.sort_key)
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """A "did you mean ...?" hint for a misspelt key or name, or None."""
+    matches = difflib.get_close_matches(str(word), sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean '{matches[0]}'?" if matches else None
+
+
+class ReconcilerError(Exception):
+    """Base of every error the reconciler raises on purpose."""
+
+
+class InvalidInputError(ReconcilerError):
+    """Input that cannot be used at all; carries the problems that say why."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(p.format() for p in self.problems))
+
+
+class RepositoryError(ReconcilerError):
+    """The manifests repository cannot be read (missing root, unreadable file)."""
