@@ -18,7 +18,7 @@ from datetime import date
 from typing import Any
 
 from ..errors import Location, Problem
-from ..source import Snapshot
+from ..snapshot import Snapshot
 from .config import EnvConfig
 from .definition import (
     Artifact,
@@ -299,7 +299,9 @@ class StepContext:
 
     def _combine_inputs(self, nodes: list[OutputNode]) -> OutputNode:
         """``input_node`` as a mapping: copy each input into a sub-directory of one node."""
-        combined = self.output_node("inputs")
+        path = (f"{self.builder.s3_base}/data/{self.pipeline_name}/{self.step.name}_inputs/"
+                f"{TIMESTAMP_DIR}")
+        combined = self.output_node("inputs", path=path)
         combined_node = OutputNode(combined.ref, combined.path)
         commands = []
         for i, ref in enumerate(r for r in self.step.inputs if self._input_node(r)):

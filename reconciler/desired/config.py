@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Location, Problem
-from ..source import Snapshot
+from ..snapshot import Snapshot
 from .schemas import validate_document, validator
 from .yamldoc import YamlDocument, load_yaml
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import Location, Problem
-from ..source import Snapshot
+from ..snapshot import Snapshot
 from .compiler import CompileOptions, compile_manifest
 from .config import EnvConfig, Settings, load_document, load_env_config, load_settings
 from .definition import CompiledPipeline

@@ -296,6 +296,9 @@ def _build(text: str, doc: YamlDocument, max_depth: int, budget: _Budget) -> Any
             if len(stack) >= max_depth:
                 raise _LoadError(event.start_mark, f"nesting deeper than {max_depth} levels",
                                  "flatten the document")
+            if event.tag not in (None, "!", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"):
+                raise _LoadError(event.start_mark, f"unsupported YAML tag {event.tag}",
+                                 "remove the explicit tag")
             path = child_path()
             container: Any = [] if isinstance(event, events.SequenceStartEvent) else {}
             stack.append([container, path, _NoKey, None, event.anchor, [], event.start_mark])

@@ -9,36 +9,14 @@ recorded in ``Snapshot.rejected`` so the compiler can report any step that refer
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RepositoryError
+from ..snapshot import Snapshot
 
 ROOT_MARKER = "reconciler.yaml"
 SKIPPED_DIRS = frozenset({".git", ".venv", "__pycache__", ".mypy_cache", ".pytest_cache"})
 MAX_FILE_BYTES = 256 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The files of a manifests repository at one revision."""
-
-    root: str
-    files: Mapping[str, bytes]
-    revision: str | None = None
-    rejected: Mapping[str, str] = field(default_factory=dict)
-
-    def has(self, path: str) -> bool:
-        return path in self.files
-
-    def is_dir(self, path: str) -> bool:
-        prefix = path.rstrip("/") + "/"
-        return any(name.startswith(prefix) for name in self.files)
-
-    def under(self, prefix: str) -> list[str]:
-        prefix = prefix.rstrip("/") + "/" if prefix not in ("", ".") else ""
-        return sorted(name for name in self.files if name.startswith(prefix))
 
 
 def find_root(start: str | os.PathLike) -> Path:

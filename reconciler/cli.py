@@ -1,0 +1,237 @@
+"""The ``reconciler`` command line: validate, render and graph a manifests repository.
+
+A thin shell over the stages: it reads the repository (``source``), compiles it
+(``desired``) and prints. It is the only place that reads the clock (the schedule's start
+date defaults to today, UTC) and the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .desired.compiler import CompileOptions
+from .desired.definition import to_json
+from .desired.graph import pipeline_graph
+from .desired.project import ProjectResult, compile_project
+from .errors import Problem, ReconcilerError
+from .plugins import installed_step_plugins
+from .source import find_root, read_snapshot
+
+EXIT_OK, EXIT_INVALID = 0, 1
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _display_path(root: Path, file: str) -> str:
+    absolute = (root / file).resolve() if not os.path.isabs(file) else Path(file)
+    try:
+        return os.path.relpath(absolute, Path.cwd())
+    except ValueError:  # another drive on Windows
+        return str(absolute)
+
+
+def _print_problems(root: Path, problems: list[Problem]) -> None:
+    for problem in problems:
+        location = problem.location
+        shown = Problem(location.__class__(_display_path(root, location.file), location.line,
+                                           location.column),
+                        problem.message, problem.key_path, problem.hint, problem.severity,
+                        problem.code)
+        colour = "red" if problem.severity == "error" else "yellow"
+        click.secho(shown.format(), fg=colour, err=True)
+
+
+def _compile(path: str, start_date: date | None, environments=None, manifests=None
+             ) -> tuple[Path, ProjectResult]:
+    root = find_root(path)
+    snapshot = read_snapshot(root)
+    options = CompileOptions(start_date=start_date or _today())
+    result = compile_project(snapshot, options, plugins=installed_step_plugins(),
+                             environments=environments, manifests=manifests)
+    return root, result
+
+
+def _manifest_of(file: str) -> tuple[Path, str]:
+    path = Path(file).resolve()
+    if not path.is_file():
+        raise click.BadParameter(f"{file}: no such file", param_hint="FILE")
+    root = find_root(path.parent)
+    return root, path.relative_to(root).as_posix()
+
+
+start_date_option = click.option(
+    "--start-date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+    help="Date of the schedule's first run (default: today, UTC). load_time gives the hour.")
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ReconcilerError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(EXIT_INVALID)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reconciler")
+def main() -> None:
+    """GitOps for AWS Data Pipeline: Dataduct YAML manifests in git, pipelines in AWS.
+
+    \b
+    A manifests repository has reconciler.yaml at its root, config/ (shared config,
+    per-environment overrides), pipelines/ (one Dataduct pipeline per file), tables/ and
+    the files steps reference. Start with:
+      reconciler validate manifests/
+      reconciler render manifests/pipelines/users.yaml --env staging
+      reconciler graph manifests/pipelines/users.yaml --format mermaid
+    """
+
+
+@main.command()
+@click.argument("root", default=".", type=click.Path(exists=True, file_okay=False))
+@click.option("--env", "environments", multiple=True,
+              help="Only this environment (repeatable; default: all).")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]),
+              default="text", show_default=True, help="json lists problems for machines.")
+@start_date_option
+def validate(root: str, environments: tuple[str, ...], output_format: str,
+             start_date: datetime | None) -> None:
+    """Check every manifest of the repository at ROOT for every environment.
+
+    Loads each file safely, checks it against the JSON Schemas, resolves steps, inputs and
+    dependencies, compiles it and checks the result against the AWS Data Pipeline object
+    model and limits. Every problem is listed as file:line:column with what to do.
+
+    Exit status: 0 when everything is valid, 1 otherwise.
+    """
+    base, result = _compile(root, start_date.date() if start_date else None,
+                            environments or None)
+    problems = result.all_problems()
+    errors = [p for p in problems if p.severity == "error"]
+    if output_format == "json":
+        click.echo(json.dumps({
+            "valid": not errors,
+            "pipelines": [{"manifest": r.manifest, "environment": r.environment,
+                           "name": r.name, "valid": r.ok,
+                           "digest": r.compiled.digest if r.compiled else None}
+                          for r in result.pipelines],
+            "problems": [{"file": _display_path(base, p.location.file), "line": p.location.line,
+                          "column": p.location.column, "severity": p.severity,
+                          "message": p.message, "hint": p.hint, "code": p.code}
+                         for p in problems],
+        }, indent=2))
+    else:
+        _print_problems(base, problems)
+        ok = sum(1 for r in result.pipelines if r.ok)
+        manifests = len({r.manifest for r in result.pipelines})
+        summary = (f"{manifests} manifest(s), {ok} of {len(result.pipelines)} pipeline "
+                   f"build(s) valid, {len(errors)} error(s)")
+        click.secho(summary, fg="red" if errors else "green", err=bool(errors))
+    sys.exit(EXIT_INVALID if errors else EXIT_OK)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--env", "environment", required=True, help="Environment to compile for.")
+@click.option("--format", "output_format", type=click.Choice(["api", "definition"]),
+              default="api", show_default=True,
+              help="api: PutPipelineDefinition's pipelineObjects/parameterObjects/"
+                   "parameterValues; definition: the console's JSON file.")
+@start_date_option
+def render(file: str, environment: str, output_format: str, start_date: datetime | None
+           ) -> None:
+    """Print the compiled definition of the pipeline in FILE as JSON.
+
+    The repository root is found by walking up from FILE to reconciler.yaml. Secrets are
+    listed by where they come from, never by value; "artifacts" lists the repository
+    files to upload and their content-addressed S3 keys.
+
+    Exit status: 0 on success, 1 when the pipeline does not compile.
+    """
+    root, manifest = _manifest_of(file)
+    base, result = _compile(str(root), start_date.date() if start_date else None,
+                            [environment], [manifest])
+    _print_problems(base, result.all_problems())
+    compiled = result.compiled(environment)
+    if not compiled:
+        if not result.errors:
+            click.secho(f"{manifest} is not deployed to {environment} (see its environments "
+                        "key)", fg="red", err=True)
+        sys.exit(EXIT_INVALID)
+    click.echo(to_json(compiled[0].render(output_format)), nl=False)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--env", "environment", default=None,
+              help="Environment to compile for (default: the first in reconciler.yaml).")
+@click.option("--format", "output_format", type=click.Choice(["dot", "mermaid", "svg"]),
+              default="dot", show_default=True)
+@click.option("--activities-only", is_flag=True, help="Hide data nodes; keep activity order.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write to this file instead of standard output.")
+def graph(file: str, environment: str | None, output_format: str, activities_only: bool,
+          output: str | None) -> None:
+    """Draw the pipeline in FILE: activities, data nodes, data edges (solid) and
+    dependencies (dashed), with implied dependencies removed.
+
+    svg needs Graphviz's dot program (Debian/Ubuntu: apt-get install graphviz).
+    """
+    root, manifest = _manifest_of(file)
+    snapshot_root, result = _compile(str(root), None,
+                                     [environment] if environment else None, [manifest])
+    _print_problems(snapshot_root, result.all_problems())
+    compiled = result.compiled(environment)
+    if not compiled:
+        sys.exit(EXIT_INVALID)
+    dag = pipeline_graph(compiled[0], activities_only=activities_only)
+    if output_format == "mermaid":
+        data: str | bytes = dag.to_mermaid()
+    else:
+        dot = _graphviz_dot(dag)
+        if output_format == "dot":
+            data = dot.source
+        else:
+            import graphviz
+
+            try:
+                data = dot.pipe(format="svg")
+            except graphviz.ExecutableNotFound:
+                click.secho("error: --format svg needs Graphviz's 'dot' program, which is not "
+                            "installed; install it (apt-get install graphviz, brew install "
+                            "graphviz) or use --format dot or mermaid", fg="red", err=True)
+                sys.exit(EXIT_INVALID)
+    if output:
+        Path(output).write_bytes(data.encode() if isinstance(data, str) else data)
+    elif isinstance(data, bytes):
+        sys.stdout.buffer.write(data)
+    else:
+        click.echo(data, nl=False)
+
+
+def _graphviz_dot(dag):
+    import graphviz
+
+    dot = graphviz.Digraph(dag.name, graph_attr={"rankdir": "TB", "label": dag.name},
+                           node_attr={"fontname": "Helvetica", "fontsize": "11"})
+    for node in dag.nodes:
+        shape = "box" if node.kind == "activity" else "cylinder"
+        dot.node(node.id, f"{node.id}\n{node.type}", shape=shape,
+                 style="rounded" if node.kind == "activity" else "")
+    for edge in dag.edges:
+        dot.edge(edge.source, edge.target, style="solid" if edge.kind == "data" else "dashed")
+    return dot
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

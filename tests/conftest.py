@@ -1,0 +1,93 @@
+"""Shared fixtures: copies of the example repository, the Dataduct corpus, and a runner for
+the real ``reconciler`` command in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from reconciler.desired.compiler import CompileOptions
+from reconciler.desired.project import ProjectResult, compile_project
+from reconciler.source import read_snapshot
+
+PROJECT = Path(__file__).resolve().parent.parent
+MANIFESTS = PROJECT / "manifests"
+REFERENCE = PROJECT.parent / "shared" / "reference"
+DATADUCT_EXAMPLES = REFERENCE / "dataduct" / "examples"
+GUIDE = REFERENCE / "aws-data-pipeline-guide" / "doc_source"
+START = date(2026, 11, 26)
+
+CUSTOM_EXTRACT_LOCAL = """\
+# Dataduct's custom step example (custom_extract_local.py) as a declarative template.
+step_type: custom-extract-local
+description: Uploads a repository file and copies it to the step's output
+parameters:
+  path: {type: file, required: true, description: file to upload}
+activity:
+  type: ShellCommandActivity
+  fields:
+    command: "aws s3 cp {{ files.path }} ${OUTPUT1_STAGING_DIR}/"
+    stage: true
+"""
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require_tool(name: str) -> str:
+    """The path of an outside tool; skip without it, but fail under CI=true."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"'{name}' is not installed (make install provides it where it can)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def compile_repo(root: Path, environments=None) -> ProjectResult:
+    return compile_project(read_snapshot(root), CompileOptions(START), environments=environments)
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> CliResult:
+    """The real command line, in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A writable copy of the example manifests repository."""
+    target = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, target)
+    return target
+
+
+@pytest.fixture
+def corpus_repo(repo: Path) -> Path:
+    """The example repository plus every Dataduct example pipeline and its resources."""
+    if not DATADUCT_EXAMPLES.is_dir():
+        pytest.fail(f"the Dataduct examples are missing at {DATADUCT_EXAMPLES}")
+    for item in (DATADUCT_EXAMPLES / "resources").iterdir():
+        shutil.copytree(item, repo / item.name, dirs_exist_ok=True)
+    for example in DATADUCT_EXAMPLES.glob("*.yaml"):
+        shutil.copy(example, repo / "pipelines" / example.name)
+    (repo / "steps" / "custom-extract-local.yaml").write_text(CUSTOM_EXTRACT_LOCAL)
+    return repo
