@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -42,10 +43,8 @@ def _display_path(root: Path, file: str) -> str:
 def _print_problems(root: Path, problems: list[Problem]) -> None:
     for problem in problems:
         location = problem.location
-        shown = Problem(location.__class__(_display_path(root, location.file), location.line,
-                                           location.column),
-                        problem.message, problem.key_path, problem.hint, problem.severity,
-                        problem.code)
+        shown = replace(problem, location=replace(location, file=_display_path(root,
+                                                                                location.file)))
         colour = "red" if problem.severity == "error" else "yellow"
         click.secho(shown.format(), fg=colour, err=True)
 

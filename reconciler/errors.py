@@ -53,9 +53,11 @@ class Problem:
     hint: str | None = None
     severity: Severity = "error"
     code: str = "invalid"
+    environments: tuple[str, ...] = ()  # set when only some environments have the problem
 
     def format(self) -> str:
-        text = f"{self.location}: {self.severity}: {self.message}"
+        where = f"[{', '.join(self.environments)}] " if self.environments else ""
+        text = f"{self.location}: {self.severity}: {where}{self.message}"
         if self.key_path:
             text += f" (at {format_key_path(self.key_path)})"
         if self.hint:

@@ -179,6 +179,24 @@ def _check_secrets(doc: YamlDocument, problems: list[Problem]) -> None:
     walk(doc.data, ())
 
 
+def _check_code_hooks(doc: YamlDocument, problems: list[Problem]) -> None:
+    """Dataduct's config can point at Python to import; the controller never runs it."""
+    if "custom_steps" in doc.data:
+        problems.append(Problem(
+            doc.locate(("custom_steps",)),
+            "custom_steps would run Python from the repository, which the controller never does",
+            ("custom_steps",),
+            hint="declare each custom step as a template in steps/<step-type>.yaml (see "
+                 "docs/language.md) or install it as a step plugin", code="security"))
+    etl = doc.data.get("etl") if isinstance(doc.data.get("etl"), dict) else {}
+    for key in ("CUSTOM_STEPS_PATH", "HOOKS_BASE_PATH", "RESOURCE_BASE_PATH"):
+        if key in etl:
+            problems.append(Problem(doc.locate(("etl", key)), f"etl.{key} is ignored",
+                                    ("etl", key), severity="warning", code="config",
+                                    hint="paths are relative to the repository root; custom "
+                                         "steps are templates or plugins, hooks are not run"))
+
+
 def load_env_config(
     snapshot: Snapshot, settings: Settings, env: Environment, problems: list[Problem],
     cache: dict[str, YamlDocument | None] | None = None,
@@ -196,6 +214,7 @@ def load_env_config(
                 local.extend(validate_document(validator("config"), doc))
                 if not isinstance(doc.data, dict):
                     doc.data = {}
+                _check_code_hooks(doc, local)
             cache[path] = doc
             problems.extend(local)
             if any(p.severity == "error" for p in local):

@@ -8,7 +8,7 @@ the plan stage treats as "unknown" (never deleted, never touched).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import Location, Problem
 from ..snapshot import Snapshot
@@ -45,13 +45,20 @@ class ProjectResult:
     problems: list[Problem] = field(default_factory=list)  # not tied to one pipeline
 
     def all_problems(self) -> list[Problem]:
-        """Every problem once, in file and line order."""
-        seen, out = set(), []
+        """Every problem once, in file and line order; a problem found while compiling for
+        some environments only says which."""
+        merged: dict[tuple, Problem] = {}
         for problem in [*self.problems, *(p for r in self.pipelines for p in r.problems)]:
-            key = (problem.location, problem.message, problem.severity)
-            if key not in seen:
-                seen.add(key)
-                out.append(problem)
+            key = (problem.location, problem.message, problem.severity, problem.key_path)
+            known = merged.get(key)
+            if known is None:
+                merged[key] = problem
+            elif problem.environments:
+                envs = tuple(dict.fromkeys((*known.environments, *problem.environments)))
+                merged[key] = replace(known, environments=envs)
+        everywhere = tuple(self.settings.environments) if self.settings else ()
+        out = [replace(p, environments=()) if set(p.environments) == set(everywhere) else p
+               for p in merged.values()]
         return sorted(out, key=Problem.sort_key)
 
     @property
@@ -167,8 +174,10 @@ def compile_project(
             manifest = parse_manifest(doc, env, registry.validator, registry.names(),
                                       env_problems)
             if manifest is not None and config is not None and not local:
+                compile_problems: list[Problem] = []
                 compiled = compile_manifest(manifest, config, snapshot, registry.get, options,
-                                            env_problems)
+                                            compile_problems)
+                env_problems.extend(replace(p, environments=(env,)) for p in compile_problems)
             elif config is None:
                 env_problems.append(Problem(doc.locate(()), f"not compiled for {env}: its "
                                             "config has errors", severity="warning",

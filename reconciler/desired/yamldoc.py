@@ -184,8 +184,14 @@ def load_yaml(
         raise InvalidInputError([Problem(loc, exc.message, hint=exc.hint, code="yaml")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
         message = f"YAML syntax error: {exc.problem or exc.context}"
+        if exc.context and exc.context_mark and exc.problem:
+            start = exc.context_mark
+            message += f" {exc.context} that starts at line {start.line + 1}, column " \
+                       f"{start.column + 1}"
+            if mark is not None and mark.index >= len(content.rstrip()):
+                mark = start  # the end of the file is not where the mistake is
+        loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
         raise InvalidInputError(
             [Problem(loc, message, hint="check indentation and quoting on this line", code="yaml")]
         ) from None
