@@ -129,3 +129,27 @@ def test_golden_definitions(repo, env, name):
         golden.write_text(rendered)
     assert json.loads(rendered) == json.loads(golden.read_text())
     assert rendered == golden.read_text()
+
+
+def test_every_generated_sql_script_of_the_corpus_parses_back(corpus_repo):
+    from reconciler.desired import sql as sqlgen
+
+    result = compile_repo(corpus_repo)
+    checked = 0
+    for pipeline in result.compiled():
+        for obj in pipeline.objects:
+            for key in ("script", "createTableSql"):
+                text = obj.get(key)
+                if text and obj.type in ("SqlActivity", "RedshiftDataNode"):
+                    sqlgen.check_parses(text)
+                    checked += 1
+    assert checked >= 25
+
+
+def test_sql_written_in_a_manifest_is_parsed(repo):
+    (repo / "pipelines" / "bad_sql.yaml").write_text(
+        "name: bad_sql\nsteps:\n- step_type: sql-command\n  command: SELECT FROM WHERE (\n")
+    result = compile_repo(repo, ["staging"])
+    (problem,) = [p for p in result.errors if p.location.file == "pipelines/bad_sql.yaml"]
+    assert problem.location.line == 4 and "generated SQL does not parse" not in problem.message
+    assert "SQL does not parse" in problem.message

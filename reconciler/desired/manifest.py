@@ -17,7 +17,6 @@ Wiring rules (documented in docs/language.md):
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,7 +131,7 @@ def parse_manifest(
     problems.extend(validate_document(validator("pipeline"), doc))
     if len(problems) > before:
         return None
-    data = copy.deepcopy(doc.data)
+    data = dict(doc.data)  # top-level keys are replaced below; nested values are shared
     if "load_time" in data:
         data["load_time"] = raw_load_time(doc, ("load_time",))
     overrides = data.pop("overrides", {}) or {}

@@ -12,6 +12,7 @@ position. Every generated statement is parsed back by sqlglot before it is used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sqlglot
 from sqlglot import exp
@@ -115,8 +116,11 @@ class TableDefinition:
         return self.create_sql.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1)
 
 
+@lru_cache(maxsize=4096)
 def parse_table_definition(text: str) -> TableDefinition:
-    """Parse one ``CREATE TABLE`` statement (Redshift dialect, Dataduct's clauses included)."""
+    """Parse one ``CREATE TABLE`` statement (Redshift dialect, Dataduct's clauses included).
+
+    Cached by text: many pipelines share a table file."""
     try:
         statements = [s for s in sqlglot.parse(text, read=DIALECT) if s is not None]
     except ParseError as exc:
@@ -161,15 +165,19 @@ def parse_table_definition(text: str) -> TableDefinition:
     )
 
 
+@lru_cache(maxsize=16384)
 def check_parses(sql: str, dialect=DIALECT) -> None:
-    """Raise ValueError when generated SQL does not parse back."""
+    """Raise ValueError when SQL does not parse in the dialect (cached by text)."""
     try:
         parsed = sqlglot.parse(sql, read=dialect)
     except ParseError as exc:
-        raise ValueError(f"generated SQL does not parse: {exc}") from None
+        first = exc.errors[0] if exc.errors else {}
+        where = f" (line {first['line']}, column {first['col']} of the SQL)" if first else ""
+        raise ValueError(f"SQL does not parse: {first.get('description', 'syntax error')}"
+                         f"{where}") from None
     for statement in parsed:
         if isinstance(statement, exp.Command):
-            raise ValueError(f"generated SQL is not understood by sqlglot: {statement.sql()[:80]}")
+            raise ValueError(f"SQL is not understood by sqlglot: {statement.sql()[:80]}")
 
 
 def _cols(names, prefix: str = "") -> str:

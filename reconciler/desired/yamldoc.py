@@ -24,18 +24,19 @@ from yaml import events
 
 from ..errors import InvalidInputError, Location, Problem
 
-try:  # the C parser is 5-10x faster; fall back to pure Python where libyaml is missing
-    from yaml import CParser as _Parser
+try:  # libyaml's parser is several times faster; fall back to pure Python without it
+    from yaml.cyaml import CParser as _Parser
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml.parser import Parser as _Parser  # type: ignore[assignment]
+    from yaml.composer import Composer as _Composer
+    from yaml.parser import Parser as _PyParser
     from yaml.reader import Reader as _Reader
     from yaml.scanner import Scanner as _Scanner
 
-    class _Parser(_Reader, _Scanner, _Parser):  # type: ignore[no-redef]
+    class _Parser(_Reader, _Scanner, _PyParser, _Composer):  # type: ignore[no-redef]
         def __init__(self, stream):
             _Reader.__init__(self, stream)
             _Scanner.__init__(self)
-            yaml.parser.Parser.__init__(self)
+            _PyParser.__init__(self)
 
 
 MAX_BYTES = 1024 * 1024
