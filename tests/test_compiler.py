@@ -357,3 +357,23 @@ def test_step_plugins_are_found_through_entry_points(repo, tmp_path):
     assert result.code == 0, result.stderr
     objects = {o["id"]: o for o in json.loads(result.stdout)["pipelineObjects"]}
     assert {"key": "command", "stringValue": "echo hello"} in objects["notify"]["fields"]
+
+
+def test_config_bootstrap_runs_first_and_its_errors_point_into_the_config(repo):
+    config = (repo / "config/defaults.yaml").read_text()
+    write(repo, "config/defaults.yaml", config + textwrap.dedent("""\
+        bootstrap:
+          ec2:
+          - step_type: transform
+            name: install_tools
+            command: pip install awscli
+            no_output: true
+        """))
+    objects = {o.id: o for o in ok(repo, "users.yaml").objects}
+    assert objects["extract_rds"].get_all("dependsOn") == ["install_tools"]
+    assert objects["load_staging"].get_all("dependsOn") == ["extract_rds"]
+    write(repo, "config/defaults.yaml", config + "bootstrap:\n  ec2:\n"
+          "  - {step_type: transform, name: install_tools, comand: x}\n")
+    problems = [p for p in compile_repo(repo, ["staging"]).errors]
+    assert any(str(p.location).startswith("config/defaults.yaml:") and
+               "unknown key 'comand'" in p.message for p in problems), problems

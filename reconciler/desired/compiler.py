@@ -484,7 +484,8 @@ def compile_manifest(
             builder.results[spec.name] = result
         except StepCompileError as exc:
             path = (*spec.key_path, exc.key) if exc.key else spec.key_path
-            problems.append(Problem(doc.locate(path), str(exc), path, hint=exc.hint,
+            location = spec.locate(exc.key) if exc.key else spec.location
+            problems.append(Problem(location, str(exc), path, hint=exc.hint,
                                     code="compile"))
             builder.results[spec.name] = StepResult()
         except TableFileError as exc:

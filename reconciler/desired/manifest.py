@@ -17,7 +17,7 @@ Wiring rules (documented in docs/language.md):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,9 +61,12 @@ class StepSpec:
     depends_on: list[str] = field(default_factory=list)
     max_retries: int | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    document: YamlDocument | None = None  # where the step is written (manifest or config)
 
-    def param_location(self, doc: YamlDocument, key: str) -> Location:
-        return doc.locate((*self.key_path, key))
+    def locate(self, *keys: str) -> Location:
+        assert self.document is not None
+        return self.document.locate((*self.key_path, *keys))
+
 
 
 @dataclass
@@ -117,11 +120,13 @@ def parse_manifest(
     step_schemas: StepSchemaLookup,
     known_step_types: list[str],
     problems: list[Problem],
+    default_bootstrap: Mapping[str, tuple[YamlDocument, list]] | None = None,
 ) -> Manifest | None:
     """Check and parse one manifest for one environment; None when it has errors.
 
     ``step_schemas(step_type)`` returns a jsonschema validator for the step type, or None
-    when the type is unknown.
+    when the type is unknown. ``default_bootstrap`` maps a resource (ec2, emr) to the config
+    document and steps of the config's ``bootstrap`` section, used when the manifest has none.
     """
     before = len(problems)
     if not isinstance(doc.data, dict):
@@ -145,26 +150,31 @@ def parse_manifest(
         data = deep_merge(data, overrides[environment])
     data.pop("environments", None)
 
-    step_lists: list[tuple[str, tuple, list]] = []
-    bootstrap = data.get("bootstrap") or {}
+    step_lists: list[tuple[YamlDocument, str, tuple, list]] = []
+    bootstrap = data.get("bootstrap")
     for resource in ("ec2", "emr"):
-        if bootstrap.get(resource):
-            step_lists.append((f"bootstrap-{resource}", ("bootstrap", resource),
-                               bootstrap[resource]))
-    step_lists.append(("main", ("steps",), data["steps"]))
+        if bootstrap is not None:
+            if bootstrap.get(resource):
+                step_lists.append((doc, f"bootstrap-{resource}", ("bootstrap", resource),
+                                   bootstrap[resource]))
+        elif default_bootstrap and resource in default_bootstrap:
+            config_doc, steps = default_bootstrap[resource]
+            step_lists.append((config_doc, f"bootstrap-{resource}", ("bootstrap", resource),
+                               steps))
+    step_lists.append((doc, "main", ("steps",), data["steps"]))
     teardown = data.get("teardown")
     if teardown:
         if isinstance(teardown, dict):
-            step_lists.append(("teardown", ("teardown",), [teardown]))
+            step_lists.append((doc, "teardown", ("teardown",), [teardown]))
         else:
-            step_lists.append(("teardown", ("teardown",), teardown))
+            step_lists.append((doc, "teardown", ("teardown",), teardown))
 
     specs: list[StepSpec] = []
-    for phase, base_path, items in step_lists:
+    for source, phase, base_path, items in step_lists:
         for i, raw in enumerate(items):
             key_path = (*base_path, i) if not (phase == "teardown"
                                                and isinstance(teardown, dict)) else base_path
-            spec = _parse_step(doc, raw, key_path, phase, len(specs), step_schemas,
+            spec = _parse_step(source, raw, key_path, phase, len(specs), step_schemas,
                                known_step_types, problems)
             if spec is not None:
                 specs.append(spec)
@@ -196,7 +206,7 @@ def _parse_step(doc, raw, key_path, phase, index, step_schemas, known, problems)
     return StepSpec(
         index=index, phase=phase, step_type=step_type, name=raw.get("name") or "",
         params=params, key_path=key_path, location=doc.locate(key_path),
-        max_retries=raw.get("max_retries"), raw=raw,
+        max_retries=raw.get("max_retries"), raw=raw, document=doc,
     )
 
 
@@ -208,7 +218,7 @@ def _name_steps(doc: YamlDocument, specs: list[StepSpec], problems: list[Problem
             continue
         if spec.name in explicit:
             first = explicit[spec.name]
-            problems.append(Problem(doc.locate((*spec.key_path, "name")),
+            problems.append(Problem(spec.locate("name"),
                                     f"duplicate step name '{spec.name}' (first used at line "
                                     f"{first.location.line})", (*spec.key_path, "name"),
                                     hint="give each step a unique name", code="reference"))
@@ -253,7 +263,7 @@ def _wire(doc: YamlDocument, specs: list[StepSpec], problems: list[Problem]) -> 
             for ref, subdir in entries:
                 resolved = _resolve_input(ref, spec, by_name, outputs, earlier)
                 if isinstance(resolved, str):
-                    problems.append(Problem(doc.locate(path), resolved, path,
+                    problems.append(Problem(spec.locate("input_node"), resolved, path,
                                             hint=did_you_mean(ref, [*earlier, *outputs]),
                                             code="reference"))
                     continue
@@ -265,17 +275,17 @@ def _wire(doc: YamlDocument, specs: list[StepSpec], problems: list[Problem]) -> 
         if "depends_on" in spec.raw:
             for dep in _as_list(spec.raw["depends_on"]):
                 if dep == spec.name:
-                    problems.append(Problem(doc.locate(deps_path), f"step '{dep}' depends on "
+                    problems.append(Problem(spec.locate("depends_on"), f"step '{dep}' depends on "
                                             "itself", deps_path, code="reference"))
                 elif dep not in by_name:
-                    problems.append(Problem(doc.locate(deps_path), f"depends_on names unknown "
+                    problems.append(Problem(spec.locate("depends_on"), f"depends_on names unknown "
                                             f"step '{dep}'", deps_path,
                                             hint=did_you_mean(dep, by_name), code="reference"))
                 elif dep not in earlier:
                     cycle = _cycle_through(spec.name, dep, by_name)
                     message = (f"dependency cycle: {' -> '.join(cycle)}" if cycle else
                                f"depends_on names step '{dep}', which comes later")
-                    problems.append(Problem(doc.locate(deps_path), message, deps_path,
+                    problems.append(Problem(spec.locate("depends_on"), message, deps_path,
                                             hint="a step can only depend on steps before it",
                                             code="reference"))
                 else:

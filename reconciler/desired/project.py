@@ -172,7 +172,7 @@ def compile_project(
             compiled = None
             config = configs.get(env)
             manifest = parse_manifest(doc, env, registry.validator, registry.names(),
-                                      env_problems)
+                                      env_problems, _config_bootstrap(config))
             if manifest is not None and config is not None and not local:
                 compile_problems: list[Problem] = []
                 compiled = compile_manifest(manifest, config, snapshot, registry.get, options,
@@ -193,3 +193,15 @@ def compile_project(
                                                  f"{', '.join(settings.environments)}",
                                             code="reference"))
     return result
+
+
+def _config_bootstrap(config: EnvConfig | None) -> dict:
+    """The config's bootstrap steps per resource, with the document that defines them."""
+    found = {}
+    for resource in ("ec2", "emr"):
+        for doc in config.documents if config else ():
+            section = doc.data.get("bootstrap") if isinstance(doc.data, dict) else None
+            if isinstance(section, dict) and section.get(resource):
+                found[resource] = (doc, section[resource])
+                break
+    return found
