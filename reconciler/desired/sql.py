@@ -223,40 +223,36 @@ def load_staging_sql(destination: TableDefinition, select: str) -> list[str]:
     ]
 
 
+def _swap_in(destination: TableDefinition, select: str, delete: str, analyze: bool) -> str:
+    """Load the rows into a temporary staging table, delete what they replace, insert them."""
+    staging = staging_name(destination)
+    cols = _cols(destination.column_names)
+    statements = [
+        "BEGIN;",
+        *load_staging_sql(destination, select),
+        delete,
+        f"INSERT INTO {destination.full_name} ({cols}) SELECT {cols} FROM {staging};",
+        "COMMIT;",
+    ]
+    if analyze:
+        statements.append(f"ANALYZE {destination.full_name};")
+    return "\n".join(statements)
+
+
 def upsert_sql(destination: TableDefinition, select: str, *, analyze: bool = True) -> str:
     """Update rows whose primary key exists, insert the others (Dataduct's upsert)."""
     if not destination.primary_key:
         raise ValueError(f"{destination.full_name} has no primary key; upsert matches rows by "
                          "primary key")
     staging = staging_name(destination)
-    cols = _cols(destination.column_names)
-    statements = [
-        "BEGIN;",
-        *load_staging_sql(destination, select),
-        f"DELETE FROM {destination.full_name} USING {staging} WHERE "
-        f"{_matches(destination.primary_key, destination.full_name, staging)};",
-        f"INSERT INTO {destination.full_name} ({cols}) SELECT {cols} FROM {staging};",
-        "COMMIT;",
-    ]
-    if analyze:
-        statements.append(f"ANALYZE {destination.full_name};")
-    return "\n".join(statements)
+    delete = (f"DELETE FROM {destination.full_name} USING {staging} WHERE "
+              f"{_matches(destination.primary_key, destination.full_name, staging)};")
+    return _swap_in(destination, select, delete, analyze)
 
 
 def reload_sql(destination: TableDefinition, select: str, *, analyze: bool = True) -> str:
     """Replace the whole content of the destination (Dataduct's reload)."""
-    staging = staging_name(destination)
-    cols = _cols(destination.column_names)
-    statements = [
-        "BEGIN;",
-        *load_staging_sql(destination, select),
-        f"DELETE FROM {destination.full_name};",
-        f"INSERT INTO {destination.full_name} ({cols}) SELECT {cols} FROM {staging};",
-        "COMMIT;",
-    ]
-    if analyze:
-        statements.append(f"ANALYZE {destination.full_name};")
-    return "\n".join(statements)
+    return _swap_in(destination, select, f"DELETE FROM {destination.full_name};", analyze)
 
 
 def delta_source_select(columns, production: TableDefinition, date_column: str, window_days: int,
