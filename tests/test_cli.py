@@ -123,3 +123,10 @@ def test_help_teaches_the_commands():
         assert word in result.stdout
     render_help = run_cli("render", "--help").stdout
     assert "--start-date" in render_help and "Exit status" in render_help
+
+
+def test_render_refuses_a_file_that_is_not_a_pipeline(repo):
+    result = run_cli("render", str(repo / "reconciler.yaml"), "--env", "staging")
+    assert result.code == 1 and result.stdout == ""
+    assert "reconciler.yaml: error: not a pipeline manifest; pipelines are the *.yaml files " \
+           "under pipelines/" in result.stderr

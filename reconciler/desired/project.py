@@ -147,7 +147,19 @@ def compile_project(
         if path.startswith(settings.pipelines_dir + "/"):
             problems.append(Problem(Location(path), snapshot.rejected[path], code="file"))
 
-    paths = manifest_paths(snapshot, settings) if manifests is None else list(manifests)
+    if manifests is None:
+        paths = manifest_paths(snapshot, settings)
+    else:
+        known = set(manifest_paths(snapshot, settings))
+        paths = []
+        for path in manifests:
+            if path in known:
+                paths.append(path)
+            else:
+                problems.append(Problem(Location(path), "not a pipeline manifest",
+                                        hint=f"pipelines are the *.yaml files under "
+                                             f"{settings.pipelines_dir}/ (see reconciler.yaml)",
+                                        code="file"))
     names: dict[str, str] = {}
     for path in paths:
         local: list[Problem] = []
