@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -216,6 +217,50 @@ def graph(file: str, environment: str | None, output_format: str, activities_onl
         sys.stdout.buffer.write(data)
     else:
         click.echo(data, nl=False)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; keep the loopback address unless you mean to share it.")
+@click.option("--port", default=4566, show_default=True, type=int)
+@click.option("--state", "state_file", type=click.Path(dir_okay=False), default=None,
+              help="Keep pipelines in this file across restarts.")
+def emulator(host: str, port: int, state_file: str | None) -> None:
+    """Serve the embedded AWS (Data Pipeline, S3, SNS, IAM, STS) on one local endpoint.
+
+    \b
+    Point the AWS CLI, boto3 or the reconciler at it:
+      export AWS_ENDPOINT_URL=http://127.0.0.1:4566
+      export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+      export AWS_DEFAULT_REGION=us-east-1
+    The control API under /_reconciler/ moves the simulated clock, sets activity outcomes,
+    turns throttling on and injects faults (docs/emulator.md). Ctrl-C stops it.
+    """
+    from .emulator.server import DUMMY_CREDENTIALS, EmulatorServer
+
+    server = EmulatorServer(host, port, state_file)
+    server._prepare()
+    endpoint = server.endpoint
+    click.echo(f"Embedded AWS (Data Pipeline, S3, SNS, IAM, STS) on {endpoint}")
+    click.echo(f"  export AWS_ENDPOINT_URL={endpoint}")
+    click.echo("  export " + " ".join(f"{k}={v}" for k, v in DUMMY_CREDENTIALS.items()))
+    click.echo(f"Control API: {endpoint}/_reconciler/ (clock, outcomes, throttling, faults, "
+               "calls, reset)")
+    if state_file:
+        click.echo(f"State: {state_file}")
+    click.echo("Ctrl-C stops it.", nl=True)
+    sys.stdout.flush()
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.save()
+
+
+def _interrupt(*_args) -> None:
+    raise KeyboardInterrupt
 
 
 def _graphviz_dot(dag):

@@ -91,3 +91,43 @@ def corpus_repo(repo: Path) -> Path:
         shutil.copy(example, repo / "pipelines" / example.name)
     (repo / "steps" / "custom-extract-local.yaml").write_text(CUSTOM_EXTRACT_LOCAL)
     return repo
+
+
+# -- the embedded service ---------------------------------------------------------------------
+
+FROZEN = "2026-11-26T09:00:00"
+
+
+@pytest.fixture
+def embedded():
+    """boto3's Data Pipeline client on the in-process embedded service, clock frozen."""
+    import boto3
+    from moto import mock_aws
+
+    from reconciler import emulator
+    from reconciler.emulator.backend import utc
+
+    emulator.install()
+    emulator.CONTROLS.reset()
+    emulator.CONTROLS.set_time(utc(FROZEN))
+    with mock_aws():
+        yield boto3.client("datapipeline", region_name="us-east-1", aws_access_key_id="testing",
+                           aws_secret_access_key="testing")
+    emulator.CONTROLS.reset()
+
+
+@pytest.fixture
+def emulator_server(tmp_path):
+    """The embedded service as a loopback server (port chosen by the OS)."""
+    from reconciler import emulator
+    from reconciler.emulator.backend import utc
+    from reconciler.emulator.server import EmulatorServer, control
+
+    emulator.install()
+    control("reset", {})
+    emulator.CONTROLS.set_time(utc(FROZEN))
+    server = EmulatorServer(port=0)
+    server.start()
+    yield server
+    server.stop()
+    control("reset", {})

@@ -1,0 +1,570 @@
+"""The Data Pipeline backend of the embedded service: moto's, with the service's rules.
+
+:class:`EmbeddedDataPipelineBackend` subclasses moto's backend and keeps its own pipeline
+model: idempotent creation on (name, uniqueId), tags with the 10-tag limit, "latest" and
+"active" definitions with parameters, validation with the project's object-model check
+(``reconciler.desired.servicemodel``), the edits an activated pipeline refuses, the
+pipeline states, deletion tombstones (PipelineDeletedException), and runs on the simulated
+clock (``runs.py``). Every rule cites its source in docs/emulator.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from moto.core.exceptions import JsonRESTError
+from moto.datapipeline.models import DataPipelineBackend
+from moto.moto_api._internal import mock_random
+
+from ..desired.servicemodel import DEFAULT_MAX_OBJECTS, check_definition, period_seconds
+from .clock import CONTROLS, format_time, parse_time
+from .runs import RunState, Schedule
+
+MAX_TAGS = 10
+MAX_IDS_PER_DESCRIBE = 25
+LIST_PAGE_SIZE = 50
+BACKFILL_LIMIT = timedelta(days=1)
+MASK = "********"
+
+
+class PipelineNotFound(JsonRESTError):
+    def __init__(self, pipeline_id: str):
+        super().__init__("PipelineNotFoundException",
+                         f"Pipeline with id: {pipeline_id} does not exist.")
+
+
+class PipelineDeleted(JsonRESTError):
+    def __init__(self, pipeline_id: str):
+        super().__init__("PipelineDeletedException",
+                         f"Pipeline with id: {pipeline_id} was deleted.")
+
+
+class InvalidRequest(JsonRESTError):
+    def __init__(self, message: str):
+        super().__init__("InvalidRequestException", message)
+
+
+@dataclass
+class Definition:
+    objects: list[dict[str, Any]]
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    values: list[dict[str, Any]] = field(default_factory=list)
+    errored: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"objects": self.objects, "parameters": self.parameters, "values": self.values,
+                "errored": self.errored}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Definition:
+        return cls(data["objects"], data["parameters"], data["values"], data["errored"])
+
+
+@dataclass
+class EmbeddedPipeline:
+    pipeline_id: str
+    name: str
+    unique_id: str
+    description: str
+    tags: list[dict[str, str]]
+    created: datetime
+    sequence: int
+    latest: Definition | None = None
+    active: Definition | None = None
+    state: str = "PENDING"
+    deleted: bool = False
+    activated_at: datetime | None = None
+    runs: RunState | None = None
+    deactivating: bool = False
+
+    # -- description ----------------------------------------------------------------------------
+
+    def describe(self, account_id: str) -> dict[str, Any]:
+        fields = [("@pipelineState", self.state), ("name", self.name),
+                  ("@creationTime", format_time(self.created)), ("@id", self.pipeline_id),
+                  ("@sphere", "PIPELINE"), ("@userId", account_id),
+                  ("@accountId", account_id), ("uniqueId", self.unique_id)]
+        if self.description:
+            fields.append(("description", self.description))
+        if self.activated_at:
+            fields.append(("@lastActivationTime", format_time(self.activated_at)))
+        if self.runs is not None:
+            health = self.runs.health()
+            if health:
+                fields.append(("@healthStatus", health))
+            latest, upcoming = self.runs.latest_run(), self.runs.next_run()
+            if latest:
+                fields.append(("@latestRunTime", format_time(latest)))
+            if upcoming and self.state == "SCHEDULED":
+                fields.append(("@nextRunTime", format_time(upcoming)))
+        out: dict[str, Any] = {
+            "pipelineId": self.pipeline_id, "name": self.name,
+            "fields": [{"key": k, "stringValue": v} for k, v in fields],
+            "tags": self.tags,
+        }
+        if self.description:
+            out["description"] = self.description
+        return out
+
+    # -- time -----------------------------------------------------------------------------------
+
+    def sync(self, now: datetime) -> None:
+        """Bring the runs and the state up to ``now``."""
+        if self.runs is None:
+            return
+        if self.state in ("SCHEDULED", "DEACTIVATING"):
+            if self.state == "SCHEDULED":
+                self.runs.advance(now)
+            if self.state == "DEACTIVATING":
+                self.runs.advance(now)
+                if not self.runs.busy():
+                    self.runs.cancelled = True
+                    self.state = "INACTIVE"
+            elif self.runs.done() and not self.is_ondemand():
+                self.state = "FINISHED"
+
+    def is_ondemand(self, definition: Definition | None = None) -> bool:
+        definition = definition or self.active or self.latest
+        if definition is None:
+            return False
+        return any(f.get("key") == "scheduleType" and f.get("stringValue") == "ondemand"
+                   for o in definition.objects if o.get("id") == "Default"
+                   for f in o.get("fields", []))
+
+
+class EmbeddedDataPipelineBackend(DataPipelineBackend):
+    """moto's Data Pipeline backend with the documented behaviour of the service."""
+
+    def __init__(self, region_name: str, account_id: str):
+        super().__init__(region_name, account_id)
+        self.store: OrderedDict[str, EmbeddedPipeline] = OrderedDict()
+        self.by_token: dict[tuple[str, str], str] = {}
+        self.sequence = itertools.count()
+        self.max_objects = DEFAULT_MAX_OBJECTS
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    def lookup(self, pipeline_id: str, *, allow_deleted: bool = False) -> EmbeddedPipeline:
+        pipeline = self.store.get(pipeline_id)
+        if pipeline is None:
+            raise PipelineNotFound(pipeline_id)
+        if pipeline.deleted and not allow_deleted:
+            raise PipelineDeleted(pipeline_id)
+        pipeline.sync(CONTROLS.now())
+        return pipeline
+
+    # -- pipelines ------------------------------------------------------------------------------
+
+    def create(self, name: str, unique_id: str, description: str = "",
+               tags: list[dict[str, str]] | None = None) -> EmbeddedPipeline:
+        if not name or not unique_id:
+            raise InvalidRequest("name and uniqueId are required")
+        tags = _check_tags(tags or [])
+        existing = self.by_token.get((name, unique_id))
+        if existing and not self.store[existing].deleted:
+            return self.store[existing]
+        pipeline_id = "df-" + mock_random.get_random_hex(length=19).upper()
+        pipeline = EmbeddedPipeline(pipeline_id, name, unique_id, description, tags,
+                                    CONTROLS.now(), next(self.sequence))
+        self.store[pipeline_id] = pipeline
+        self.by_token[(name, unique_id)] = pipeline_id
+        return pipeline
+
+    def list_page(self, marker: str | None) -> tuple[list[EmbeddedPipeline], str | None]:
+        live = [p for p in self.store.values() if not p.deleted]
+        start = 0
+        if marker:
+            if not marker.isdigit():
+                raise InvalidRequest(f"invalid marker: {marker}")
+            start = int(marker)
+        page = live[start:start + LIST_PAGE_SIZE]
+        more = start + LIST_PAGE_SIZE < len(live)
+        return page, (str(start + LIST_PAGE_SIZE) if more else None)
+
+    def describe_many(self, pipeline_ids: list[str]) -> list[EmbeddedPipeline]:
+        if not pipeline_ids:
+            raise InvalidRequest("pipelineIds must not be empty")
+        if len(pipeline_ids) > MAX_IDS_PER_DESCRIBE:
+            raise InvalidRequest(f"at most {MAX_IDS_PER_DESCRIBE} pipeline ids per "
+                                 f"DescribePipelines call, got {len(pipeline_ids)}")
+        return [self.lookup(pid) for pid in pipeline_ids]
+
+    def delete(self, pipeline_id: str) -> None:
+        pipeline = self.store.get(pipeline_id)
+        if pipeline is None or pipeline.deleted:
+            raise PipelineNotFound(pipeline_id)
+        pipeline.deleted = True
+        pipeline.latest = pipeline.active = pipeline.runs = None
+        pipeline.tags = []
+
+    def add_tags(self, pipeline_id: str, tags: list[dict[str, str]]) -> None:
+        pipeline = self.lookup(pipeline_id)
+        merged = {t["key"]: t["value"] for t in pipeline.tags}
+        merged.update({t["key"]: t["value"] for t in _check_tags(tags)})
+        pipeline.tags = _check_tags([{"key": k, "value": v} for k, v in merged.items()])
+
+    def remove_tags(self, pipeline_id: str, keys: list[str]) -> None:
+        pipeline = self.lookup(pipeline_id)
+        pipeline.tags = [t for t in pipeline.tags if t["key"] not in set(keys)]
+
+    # -- definitions ----------------------------------------------------------------------------
+
+    def validate(self, pipeline: EmbeddedPipeline, objects, parameters, values
+                 ) -> tuple[list[dict], list[dict], bool]:
+        """The service's verdict: (validationErrors, validationWarnings, errored); raises
+        InvalidRequestException for the errors that keep a definition from being saved."""
+        _hard_errors(objects, self.max_objects, pipeline)
+        errors: dict[str, list[str]] = {}
+        warnings: dict[str, list[str]] = {}
+        for finding in check_definition(objects, parameters, values,
+                                        max_objects=self.max_objects):
+            target = errors if finding.severity == "error" else warnings
+            message = f"{finding.field}: {finding.message}" if finding.field else finding.message
+            target.setdefault(finding.object_id or "Pipeline", []).append(message)
+        if pipeline.active is not None:
+            for oid, message in edit_violations(pipeline.active.objects, objects):
+                errors.setdefault(oid, []).append(message)
+
+        def shaped(found):
+            return [{"id": oid, "errors": msgs} for oid, msgs in found.items()]
+
+        warning_list = [{"id": oid, "warnings": msgs} for oid, msgs in warnings.items()]
+        return shaped(errors), warning_list, bool(errors)
+
+    def put(self, pipeline_id: str, objects, parameters, values) -> dict[str, Any]:
+        pipeline = self.lookup(pipeline_id)
+        errors, warnings, errored = self.validate(pipeline, objects, parameters, values)
+        pipeline.latest = Definition(objects, parameters or [], values or [], errored)
+        return {"validationErrors": errors, "validationWarnings": warnings, "errored": errored}
+
+    def definition(self, pipeline_id: str, version: str | None) -> Definition:
+        pipeline = self.lookup(pipeline_id)
+        if version not in (None, "latest", "active"):
+            raise InvalidRequest(f"version must be latest or active, not {version}")
+        found = pipeline.active if version == "active" else pipeline.latest
+        return found or Definition([])
+
+    # -- activation -----------------------------------------------------------------------------
+
+    def activate(self, pipeline_id: str, parameter_values, start: datetime | None) -> None:
+        pipeline = self.lookup(pipeline_id)
+        latest = pipeline.latest
+        if latest is None or not latest.objects:
+            raise InvalidRequest(f"Pipeline {pipeline_id} has no definition to activate")
+        if latest.errored:
+            raise InvalidRequest(f"Pipeline {pipeline_id} has validation errors; fix the "
+                                 "definition before activating it")
+        now = CONTROLS.now()
+        values = list(latest.values)
+        if parameter_values:
+            given = {v["id"]: v for v in parameter_values}
+            values = [v for v in values if v["id"] not in given] + list(parameter_values)
+        declared = {p["id"] for p in latest.parameters}
+        unknown = [v["id"] for v in values if v["id"] not in declared]
+        if unknown:
+            raise InvalidRequest(f"values given for undeclared parameters: {', '.join(unknown)}")
+        missing = [p["id"] for p in latest.parameters if p["id"] not in {v["id"] for v in values}
+                   and not any(a.get("key") == "default" for a in p.get("attributes", []))]
+        if missing:
+            raise InvalidRequest(f"no value for parameters: {', '.join(sorted(missing))}")
+        ondemand = pipeline.is_ondemand(latest)
+        schedule = _schedule(latest.objects, start or now, ondemand)
+        first_activation = pipeline.runs is None
+        if not ondemand and (start is not None or first_activation):
+            scheduled_start = start or schedule.start
+            if scheduled_start < now - BACKFILL_LIMIT:
+                raise InvalidRequest(
+                    f"the pipeline's scheduled start {format_time(scheduled_start)} is more "
+                    "than one day in the past; activate it with a later startTimestamp")
+        pipeline.active = Definition(latest.objects, latest.parameters, values)
+        pipeline.activated_at = now
+        pipeline.state = "SCHEDULED"
+        pipeline.deactivating = False
+        if ondemand or first_activation or start is not None:
+            previous = pipeline.runs
+            pipeline.runs = RunState(pipeline.pipeline_id, latest.objects, schedule, now)
+            if previous is not None:  # keep history: instances of earlier runs stay queryable
+                pipeline.runs.instances = {**previous.instances}
+                pipeline.runs.attempts = {**previous.attempts}
+        else:  # resume: same schedule, new definition for the periods to come
+            previous = pipeline.runs
+            pipeline.runs = RunState(pipeline.pipeline_id, latest.objects, previous.schedule,
+                                     now)
+            pipeline.runs.periods_created = previous.periods_created
+            pipeline.runs.instances, pipeline.runs.attempts = previous.instances, previous.attempts
+        pipeline.sync(now)
+
+    def deactivate(self, pipeline_id: str, cancel_active: bool) -> None:
+        pipeline = self.lookup(pipeline_id)
+        if pipeline.state in ("PENDING", "INACTIVE") or pipeline.runs is None:
+            pipeline.state = "INACTIVE" if pipeline.runs is not None else pipeline.state
+            return
+        now = CONTROLS.now()
+        if cancel_active:
+            pipeline.runs.cancel_active(now)
+            pipeline.runs.cancelled = True
+            pipeline.state = "INACTIVE"
+        else:
+            pipeline.state = "DEACTIVATING"
+            pipeline.runs.draining = True
+            pipeline.sync(now)
+
+    # -- objects --------------------------------------------------------------------------------
+
+    def component_objects(self, pipeline: EmbeddedPipeline) -> list[dict[str, Any]]:
+        definition = pipeline.active or pipeline.latest
+        return definition.objects if definition else []
+
+    def sphere_objects(self, pipeline: EmbeddedPipeline, sphere: str) -> list[dict[str, Any]]:
+        """Objects of a sphere as the API returns them: id, name, fields."""
+        if sphere == "COMPONENT":
+            return [_mask(o) for o in self.component_objects(pipeline)]
+        runs = pipeline.runs
+        if runs is None:
+            return []
+        if sphere == "INSTANCE":
+            return [{"id": i.id, "name": i.name, "fields": i.fields()}
+                    for i in sorted(runs.instances.values(),
+                                    key=lambda i: (i.scheduled_start, i.id))]
+        if sphere == "ATTEMPT":
+            return [{"id": a.id, "name": a.id,
+                     "fields": a.fields(runs.instances[a.instance].component)}
+                    for a in sorted(runs.attempts.values(), key=lambda a: (a.started, a.id))]
+        raise InvalidRequest(f"sphere must be COMPONENT, INSTANCE or ATTEMPT, not {sphere}")
+
+    def query(self, pipeline_id: str, sphere: str, query: dict | None, limit: int | None,
+              marker: str | None) -> tuple[list[str], str | None]:
+        pipeline = self.lookup(pipeline_id)
+        selectors = (query or {}).get("selectors") or []
+        if len(selectors) > 10:
+            raise InvalidRequest("a query has at most 10 selectors")
+        matched = [o["id"] for o in self.sphere_objects(pipeline, sphere)
+                   if all(_selects(o, s) for s in selectors)]
+        limit = 100 if limit is None else limit
+        if limit < 1:
+            raise InvalidRequest("limit must be at least 1")
+        start = int(marker) if marker and marker.isdigit() else 0
+        page = matched[start:start + limit]
+        more = start + limit < len(matched)
+        return page, (str(start + limit) if more else None)
+
+    def describe_objects_of(self, pipeline_id: str, object_ids: list[str]) -> list[dict]:
+        if not object_ids:
+            raise InvalidRequest("objectIds must not be empty")
+        if len(object_ids) > MAX_IDS_PER_DESCRIBE:
+            raise InvalidRequest(f"at most {MAX_IDS_PER_DESCRIBE} object ids per "
+                                 f"DescribeObjects call, got {len(object_ids)}")
+        pipeline = self.lookup(pipeline_id)
+        found = {}
+        for sphere in ("COMPONENT", "INSTANCE", "ATTEMPT"):
+            for obj in self.sphere_objects(pipeline, sphere):
+                if obj["id"] in object_ids:
+                    found.setdefault(obj["id"], obj)
+        return [found[i] for i in object_ids if i in found]
+
+    # -- state file -----------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pipelines": [_pipeline_json(p) for p in self.store.values()]}
+
+    def load_json(self, data: dict[str, Any]) -> None:
+        self.store.clear()
+        self.by_token.clear()
+        for item in data.get("pipelines", []):
+            pipeline = _pipeline_from_json(item)
+            self.store[pipeline.pipeline_id] = pipeline
+            if not pipeline.deleted:
+                self.by_token[(pipeline.name, pipeline.unique_id)] = pipeline.pipeline_id
+        self.sequence = itertools.count(len(self.store))
+
+
+# -- rules ----------------------------------------------------------------------------------------
+
+
+def _check_tags(tags: list[dict[str, str]]) -> list[dict[str, str]]:
+    for tag in tags:
+        if not tag.get("key"):
+            raise InvalidRequest("a tag needs a key")
+    keys = [t["key"] for t in tags]
+    if len(set(keys)) > MAX_TAGS:
+        raise InvalidRequest(f"a pipeline can have at most {MAX_TAGS} tags, got "
+                             f"{len(set(keys))}")
+    return [{"key": t["key"], "value": t.get("value", "")} for t in tags]
+
+
+def _hard_errors(objects, max_objects: int, pipeline: EmbeddedPipeline) -> None:
+    """The errors that keep a definition from being saved (PutPipelineDefinition's docs)."""
+    if pipeline.state == "FINISHED":
+        raise InvalidRequest(f"Pipeline {pipeline.pipeline_id} is in a FINISHED state")
+    if len(objects) > max_objects:
+        raise InvalidRequest(f"the definition has {len(objects)} objects; at most "
+                             f"{max_objects} are allowed")
+    for obj in objects:
+        if not obj.get("id") or not obj.get("name"):
+            raise InvalidRequest(f"object {obj.get('id') or '(no id)'} is missing a name or "
+                                 "identifier field")
+        for f in obj.get("fields", []):
+            value = f.get("stringValue", f.get("refValue"))
+            if not f.get("key") or value is None or value == "":
+                raise InvalidRequest(f"object {obj['id']} has an empty string or reference "
+                                     f"field{' ' + f['key'] if f.get('key') else ''}")
+
+
+def _fields_of(obj) -> dict[str, list[tuple[str, bool]]]:
+    out: dict[str, list[tuple[str, bool]]] = {}
+    for f in obj.get("fields", []):
+        if "refValue" in f:
+            out.setdefault(f["key"], []).append((f["refValue"], True))
+        else:
+            out.setdefault(f["key"], []).append((f.get("stringValue", ""), False))
+    return out
+
+
+def edit_violations(active: list[dict], new: list[dict]) -> list[tuple[str, str]]:
+    """What an activated pipeline refuses (dp-manage-pipeline-modify-console.md)."""
+    found = []
+    old_by_id = {o["id"]: _fields_of(o) for o in active}
+    new_by_id = {o["id"]: _fields_of(o) for o in new}
+    for oid in old_by_id:
+        if oid not in new_by_id:
+            found.append((oid, "cannot remove an object from an activated pipeline"))
+    for oid, fields in new_by_id.items():
+        old = old_by_id.get(oid)
+        if old is None:
+            for value, is_ref in fields.get("output", []):
+                if is_ref and value in old_by_id:
+                    found.append((oid, f"output: a new object cannot reference the existing "
+                                       f"object {value} in an output field"))
+            continue
+        keys = {k for k, v in (*old.items(), *fields.items()) if any(r for _, r in v)}
+        for key in sorted(keys):
+            before = sorted(v for v, r in old.get(key, []) if r)
+            after = sorted(v for v, r in fields.get(key, []) if r)
+            if before != after:
+                found.append((oid, f"{key}: cannot add, change or remove a reference field of "
+                                   "an object of an activated pipeline"))
+        kind = (fields.get("type") or [("", False)])[0][0]
+        if kind == "Schedule":
+            for key, label in (("period", "the schedule period"),
+                               ("startDateTime", "the scheduled start"),
+                               ("startAt", "the scheduled start")):
+                if old.get(key) != fields.get(key):
+                    found.append((oid, f"{key}: cannot change {label} of an activated pipeline "
+                                       "(activate it with a startTimestamp instead)"
+                                  if key != "period" else
+                                  f"{key}: cannot change {label} of an activated pipeline"))
+    return found
+
+
+def _schedule(objects: list[dict], now: datetime, ondemand: bool) -> Schedule:
+    if ondemand:
+        return Schedule(start=now, period=None, occurrences=1, end=None)
+    by_id = {o["id"]: _fields_of(o) for o in objects}
+    default = by_id.get("Default", {})
+    ref = next((v for v, r in default.get("schedule", []) if r), None)
+    if ref is None:
+        ref = next((oid for oid, f in by_id.items()
+                    if (f.get("type") or [("", False)])[0][0] == "Schedule"), None)
+    fields = by_id.get(ref, {})
+    period_text = (fields.get("period") or [("1 days", False)])[0][0]
+    seconds = period_seconds(period_text) or 86400
+    start_text = (fields.get("startDateTime") or [(None, False)])[0][0]
+    start = parse_time(start_text) if start_text else now
+    occurrences = (fields.get("occurrences") or [(None, False)])[0][0]
+    end_text = (fields.get("endDateTime") or [(None, False)])[0][0]
+    timeseries = (default.get("scheduleType") or [("cron", False)])[0][0] == "timeseries"
+    return Schedule(start=start, period=timedelta(seconds=seconds),
+                    occurrences=int(occurrences) if occurrences else None,
+                    end=parse_time(end_text) if end_text else None, timeseries=timeseries)
+
+
+def _mask(obj: dict[str, Any]) -> dict[str, Any]:
+    """Encrypted fields (``*key``) come back masked unless they only name a parameter."""
+    fields = []
+    for f in obj.get("fields", []):
+        value = f.get("stringValue")
+        if f.get("key", "").startswith("*") and value is not None and not (
+                value.startswith("#{") and value.endswith("}")):
+            f = {"key": f["key"], "stringValue": MASK}
+        fields.append(f)
+    return {"id": obj["id"], "name": obj.get("name", obj["id"]), "fields": fields}
+
+
+def masked_values(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"id": v["id"], "stringValue": MASK} if v["id"].startswith("*") else v
+            for v in values]
+
+
+def _selects(obj: dict[str, Any], selector: dict[str, Any]) -> bool:
+    name = selector.get("fieldName")
+    operator = selector.get("operator") or {}
+    kind, wanted = operator.get("type"), operator.get("values") or []
+    if name in ("name", "@id", "id"):
+        actual = [obj["name"] if name == "name" else obj["id"]]
+        refs: list[str] = []
+    else:
+        actual = [f["stringValue"] for f in obj["fields"]
+                  if f["key"] == name and "stringValue" in f]
+        refs = [f["refValue"] for f in obj["fields"] if f["key"] == name and "refValue" in f]
+    if kind == "EQ":
+        return any(a in wanted for a in actual)
+    if kind == "REF_EQ":
+        return any(r in wanted for r in refs)
+    if kind == "LE":
+        return bool(wanted) and any(a <= wanted[0] for a in actual)
+    if kind == "GE":
+        return bool(wanted) and any(a >= wanted[0] for a in actual)
+    if kind == "BETWEEN":
+        return len(wanted) >= 2 and any(wanted[0] <= a <= wanted[1] for a in actual)
+    raise InvalidRequest(f"unknown operator {kind}; use EQ, REF_EQ, LE, GE or BETWEEN")
+
+
+def _pipeline_json(p: EmbeddedPipeline) -> dict[str, Any]:
+    return {
+        "id": p.pipeline_id, "name": p.name, "uniqueId": p.unique_id,
+        "description": p.description, "tags": p.tags, "created": format_time(p.created),
+        "sequence": p.sequence, "state": p.state, "deleted": p.deleted,
+        "latest": p.latest.to_json() if p.latest else None,
+        "active": p.active.to_json() if p.active else None,
+        "activatedAt": format_time(p.activated_at) if p.activated_at else None,
+        "schedule": {
+            "start": format_time(p.runs.schedule.start),
+            "periodSeconds": p.runs.schedule.period.total_seconds()
+            if p.runs.schedule.period else None,
+            "occurrences": p.runs.schedule.occurrences,
+            "end": format_time(p.runs.schedule.end) if p.runs.schedule.end else None,
+            "timeseries": p.runs.schedule.timeseries,
+        } if p.runs else None,
+    }
+
+
+def _pipeline_from_json(d: dict[str, Any]) -> EmbeddedPipeline:
+    pipeline = EmbeddedPipeline(
+        d["id"], d["name"], d["uniqueId"], d["description"], d["tags"],
+        parse_time(d["created"]), d["sequence"],
+        latest=Definition.from_json(d["latest"]) if d["latest"] else None,
+        active=Definition.from_json(d["active"]) if d["active"] else None,
+        state=d["state"], deleted=d["deleted"],
+        activated_at=parse_time(d["activatedAt"]) if d["activatedAt"] else None)
+    if d.get("schedule") and pipeline.active:
+        s = d["schedule"]
+        schedule = Schedule(parse_time(s["start"]),
+                            timedelta(seconds=s["periodSeconds"]) if s["periodSeconds"] else None,
+                            s["occurrences"], parse_time(s["end"]) if s["end"] else None,
+                            s["timeseries"])
+        # Run history is not kept across restarts; the schedule restarts where it stands.
+        pipeline.runs = RunState(pipeline.pipeline_id, pipeline.active.objects, schedule)
+        pipeline.runs.periods_created = len(schedule.runs_due(CONTROLS.now(), 0))
+    return pipeline
+
+
+def utc(value: float | str | datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)

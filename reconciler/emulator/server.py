@@ -1,0 +1,198 @@
+"""The embedded service on a loopback endpoint: Data Pipeline (embedded), S3, SNS, IAM and STS
+(stock moto) behind one URL, plus the control API under ``/_reconciler/``.
+
+Used by ``reconciler emulator`` and by ``endpoint_url: embedded``. It binds 127.0.0.1 unless
+told otherwise. With a state file, pipelines survive a restart: the file is written after
+every call that changes a pipeline and when the server stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import tempfile
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from .backend import utc
+from .clock import CONTROLS, Outcome, format_time
+from .service import ADMISSION, all_backends, backends, fault_response, install
+
+CONTROL_PREFIX = "/_reconciler/"
+DEFAULT_REGION = "us-east-1"
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                     "AWS_DEFAULT_REGION": DEFAULT_REGION}
+MUTATING = {"CreatePipeline", "DeletePipeline", "PutPipelineDefinition", "ActivatePipeline",
+            "DeactivatePipeline", "AddTags", "RemoveTags"}
+
+
+class EmulatorServer:
+    """A threaded WSGI server around moto's app, with the control API and fault injection."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, state_file: str | None = None):
+        install()
+        self.host, self.port = host, port
+        self.state_file = Path(state_file) if state_file else None
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._moto = DomainDispatcherApplication(create_backend_app)
+        self._save_lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        assert self._server is not None, "start the server first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> str:
+        """Serve in a background thread; return the endpoint URL."""
+        self._prepare()
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self.endpoint
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self.save()
+
+    def _prepare(self) -> None:
+        """Load the state file and bind the socket (serving is started separately)."""
+        if self.state_file and self.state_file.exists():
+            self.load(self.state_file)
+        self._server = make_server(self.host, self.port, self._app, threaded=True)
+
+    def serve_forever(self) -> None:
+        assert self._server is not None, "call _prepare() first"
+        self._server.serve_forever()
+
+    # -- WSGI -----------------------------------------------------------------------------------
+
+    def _app(self, environ: dict[str, Any], start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(CONTROL_PREFIX):
+            return self._control(environ, start_response)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        operation = target.split(".", 1)[1] if target.startswith("DataPipeline.") else None
+        if operation is not None:
+            fault = CONTROLS.admit(operation)
+            if fault == "drop":
+                return self._drop(environ, start_response)
+            answer = fault_response(fault) if fault else None
+            if answer is not None:
+                status, headers, body = answer
+                start_response(f"{status} {'Bad Request' if status == 400 else 'Error'}",
+                               list(headers.items()))
+                return [body.encode()]
+            ADMISSION.admitted = True
+        try:
+            result = self._moto(environ, start_response)
+        finally:
+            ADMISSION.admitted = False
+        if operation in MUTATING:
+            self.save()
+        return result
+
+    @staticmethod
+    def _drop(environ, start_response):
+        sock = environ.get("werkzeug.socket")
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        start_response("500 Connection dropped", [])
+        return [b""]
+
+    def _control(self, environ, start_response):
+        action = environ["PATH_INFO"][len(CONTROL_PREFIX):].strip("/")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = json.loads(environ["wsgi.input"].read(length) or b"{}") if length else {}
+            status, payload = "200 OK", control(action, body)
+        except (KeyError, ValueError, TypeError) as exc:
+            status, payload = "400 Bad Request", {"error": f"{type(exc).__name__}: {exc}"}
+        data = json.dumps(payload).encode()
+        start_response(status, [("content-type", "application/json"),
+                                ("content-length", str(len(data)))])
+        return [data]
+
+    # -- state file -----------------------------------------------------------------------------
+
+    def save(self) -> None:
+        if self.state_file is None:
+            return
+        with self._save_lock, CONTROLS.lock:
+            data = snapshot_state()
+            fd, tmp = tempfile.mkstemp(dir=self.state_file.parent or Path("."),
+                                       prefix=".state-")
+            with os.fdopen(fd, "w") as out:
+                json.dump(data, out)
+            os.replace(tmp, self.state_file)
+
+    @staticmethod
+    def load(path: Path) -> None:
+        restore_state(json.loads(path.read_text()))
+
+
+def snapshot_state() -> dict[str, Any]:
+    return {
+        "clock": {"frozen_at": format_time(CONTROLS.frozen_at) if CONTROLS.frozen_at else None,
+                  "offset_seconds": CONTROLS.offset.total_seconds()},
+        "accounts": {account: {region: backend.to_json()
+                               for region, backend in regions.items() if backend.store}
+                     for account, regions in backends.items()},
+    }
+
+
+def restore_state(data: dict[str, Any]) -> None:
+    clock = data.get("clock") or {}
+    if clock.get("frozen_at"):
+        CONTROLS.set_time(utc(clock["frozen_at"]))
+    CONTROLS.offset = timedelta(seconds=clock.get("offset_seconds", 0))
+    for account, regions in (data.get("accounts") or {}).items():
+        for region, state in regions.items():
+            backends[account][region].load_json(state)
+
+
+def control(action: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The control API: one function for HTTP and for tests in the same process."""
+    if action == "clock":
+        if "set" in body:
+            CONTROLS.set_time(utc(body["set"]))
+        if "advance_seconds" in body:
+            CONTROLS.advance(float(body["advance_seconds"]))
+        return {"now": format_time(CONTROLS.now())}
+    if action == "outcomes":
+        outcome = Outcome(**{k: body[k] for k in ("fail_times", "always_fail",
+                                                  "duration_seconds", "error_message")
+                             if k in body})
+        CONTROLS.outcomes[(body.get("pipeline_id", "*"), body["object_id"])] = outcome
+        return {"outcome": outcome.to_json()}
+    if action == "throttling":
+        CONTROLS.throttling = bool(body.get("enabled", True))
+        CONTROLS.buckets.clear()
+        return {"throttling": CONTROLS.throttling}
+    if action == "faults":
+        rates = {k: float(body[k]) for k in ("throttle", "5xx", "drop") if k in body}
+        if sum(rates.values()) > 1:
+            raise ValueError("fault rates add up to more than 1")
+        CONTROLS.faults[body.get("operation", "*")] = rates
+        return {"faults": {op: r for op, r in CONTROLS.faults.items()}}
+    if action == "calls":
+        return {"calls": dict(CONTROLS.calls)}
+    if action == "reset":
+        CONTROLS.reset()
+        for backend in all_backends():
+            backend.store.clear()
+            backend.by_token.clear()
+        return {"reset": True}
+    raise KeyError(f"unknown control action '{action}'; use clock, outcomes, throttling, "
+                   "faults, calls or reset")
