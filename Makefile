@@ -53,6 +53,7 @@ test: lint contracts unit
 
 benchmarks: install
 	$(BIN)/python benchmarks/compile.py
+	$(BIN)/python benchmarks/emulator.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -233,3 +233,11 @@ def test_the_aws_cli_creates_puts_activates_lists_and_gets_back(tmp_path, repo):
         proc.wait(timeout=20)
         control("reset", {})
         emulator.CONTROLS.reset()
+
+
+def test_the_embedded_endpoint_is_started_once_per_process():
+    from reconciler.emulator.server import embedded_endpoint
+
+    first = embedded_endpoint()
+    assert first == embedded_endpoint() and first.startswith("http://127.0.0.1:")
+    assert client(first).list_pipelines()["pipelineIdList"] is not None

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .backend import utc
 from .clock import CONTROLS, Outcome, format_time
@@ -31,6 +31,13 @@ DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
                      "AWS_DEFAULT_REGION": DEFAULT_REGION}
 MUTATING = {"CreatePipeline", "DeletePipeline", "PutPipelineDefinition", "ActivatePipeline",
             "DeactivatePipeline", "AddTags", "RemoveTags"}
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr: one line per AWS call drowns everything else."""
+
+    def log_request(self, *args, **kwargs) -> None:
+        pass
 
 
 class EmulatorServer:
@@ -68,7 +75,8 @@ class EmulatorServer:
         """Load the state file and bind the socket (serving is started separately)."""
         if self.state_file and self.state_file.exists():
             self.load(self.state_file)
-        self._server = make_server(self.host, self.port, self._app, threaded=True)
+        self._server = make_server(self.host, self.port, self._app, threaded=True,
+                                   request_handler=_QuietHandler)
 
     def serve_forever(self) -> None:
         assert self._server is not None, "call _prepare() first"
@@ -196,3 +204,19 @@ def control(action: str, body: dict[str, Any]) -> dict[str, Any]:
         return {"reset": True}
     raise KeyError(f"unknown control action '{action}'; use clock, outcomes, throttling, "
                    "faults, calls or reset")
+
+
+_embedded: EmulatorServer | None = None
+_embedded_lock = threading.Lock()
+
+
+def embedded_endpoint() -> str:
+    """The endpoint of this process's embedded service, started on first use (loopback, a
+    free port): what ``endpoint_url: embedded`` in reconciler.yaml means."""
+    global _embedded
+    with _embedded_lock:
+        if _embedded is None:
+            server = EmulatorServer(port=0)
+            server.start()
+            _embedded = server
+        return _embedded.endpoint
