@@ -196,8 +196,16 @@ class CompiledPipeline:
 
     @property
     def digest(self) -> str:
-        """SHA-256 of the API form: the definition changes exactly when this does."""
-        payload = json.dumps(self.api_form(), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of the API form without the date its schedules start on.
+
+        The start date is where the compiler was told to anchor the schedule (today, for a
+        new pipeline); a live pipeline keeps the date it was activated with. So the digest
+        changes exactly when the definition does, load_time included, and not from one day
+        to the next."""
+        payload = json.dumps(without_start_dates(self.api_form()["pipelineObjects"]),
+                             sort_keys=True, separators=(",", ":"))
+        payload += json.dumps([self.api_form()["parameterObjects"],
+                               self.api_form()["parameterValues"]], sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def object(self, object_id: str) -> PipelineObject | None:
@@ -205,6 +213,17 @@ class CompiledPipeline:
             if obj.id == object_id:
                 return obj
         return None
+
+
+def without_start_dates(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """API-form objects with the date of every ``startDateTime`` removed (the time stays)."""
+    out = []
+    for obj in objects:
+        fields = [{"key": f["key"], "stringValue": f["stringValue"].split("T", 1)[-1]}
+                  if f["key"] == "startDateTime" and "stringValue" in f else f
+                  for f in obj["fields"]]
+        out.append({**obj, "fields": fields})
+    return out
 
 
 def to_json(data: Any) -> str:

@@ -115,15 +115,15 @@ def check_definition(
             add(Finding("duplicate object id", oid))
         by_id[oid] = obj
 
-    fields_of = {oid: _fields(obj) for oid, obj in by_id.items()}
-    default = fields_of.get("Default", {})
+    fields_of_id = {oid: fields_of(obj) for oid, obj in by_id.items()}
+    default = fields_of_id.get("Default", {})
 
     def inherited(oid: str, key: str, seen: frozenset = frozenset()) -> list[tuple[str, bool]]:
-        own = fields_of.get(oid, {}).get(key)
+        own = fields_of_id.get(oid, {}).get(key)
         if own:
             return own
-        for parent, is_ref in fields_of.get(oid, {}).get("parent", []):
-            if is_ref and parent in fields_of and parent not in seen:
+        for parent, is_ref in fields_of_id.get(oid, {}).get("parent", []):
+            if is_ref and parent in fields_of_id and parent not in seen:
                 found = inherited(parent, key, seen | {oid})
                 if found:
                     return found
@@ -131,10 +131,10 @@ def check_definition(
             return default.get(key, [])
         return []
 
-    parent_ids = {v for f in fields_of.values() for v, r in f.get("parent", []) if r}
+    parent_ids = {v for f in fields_of_id.values() for v, r in f.get("parent", []) if r}
     schedule_types = set()
     for oid, obj in by_id.items():
-        fields = fields_of[oid]
+        fields = fields_of_id[oid]
         obj_bytes = 0
         count = 0
         if len(oid.encode()) > MAX_ID_BYTES:
@@ -185,20 +185,9 @@ def check_definition(
             schedule_types.add((oid, schedule_type))
         _check_values(add, oid, type_name, fields)
 
-    _check_schedules(add, by_id, fields_of, schedule_types, default)
+    _check_schedules(add, by_id, fields_of_id, schedule_types, default)
     _check_parameters(add, objects, list(parameter_objects), list(parameter_values))
     return findings
-
-
-def _fields(obj: Mapping[str, Any]) -> dict[str, list[tuple[str, bool]]]:
-    out: dict[str, list[tuple[str, bool]]] = {}
-    for f in obj.get("fields", []):
-        key = f.get("key", "")
-        if "refValue" in f:
-            out.setdefault(key, []).append((str(f["refValue"]), True))
-        else:
-            out.setdefault(key, []).append((str(f.get("stringValue", "")), False))
-    return out
 
 
 def _single(values: list[tuple[str, bool]] | None) -> str | None:
@@ -279,7 +268,7 @@ def _check_values(add, oid, type_name, fields) -> None:
                         oid, "insertMode"))
 
 
-def _check_schedules(add, by_id, fields_of, schedule_types, default) -> None:
+def _check_schedules(add, by_id, fields_of_id, schedule_types, default) -> None:
     ondemand = [oid for oid, st in schedule_types if st == "ondemand"]
     if not ondemand:
         return
@@ -288,7 +277,7 @@ def _check_schedules(add, by_id, fields_of, schedule_types, default) -> None:
                     "only, and no other object sets a scheduleType",
                     next(o for o in ondemand if o != "Default") if ondemand != ["Default"]
                     else next(o for o, _ in schedule_types if o != "Default"), "scheduleType"))
-    for oid, fields in fields_of.items():
+    for oid, fields in fields_of_id.items():
         if _single(fields.get("type")) == "Schedule":
             add(Finding("on-demand pipelines must not have a Schedule object", oid))
         if "schedule" in fields:
@@ -323,3 +312,54 @@ def _check_parameters(add, objects, parameter_objects, parameter_values) -> None
                 if name not in declared:
                     add(Finding(f"uses parameter '#{{{name}}}', which is not declared",
                                 str(obj.get("id")), f.get("key")))
+
+
+def fields_of(obj: Mapping[str, Any]) -> dict[str, list[tuple[str, bool]]]:
+    out: dict[str, list[tuple[str, bool]]] = {}
+    for f in obj.get("fields", []):
+        if "refValue" in f:
+            out.setdefault(f["key"], []).append((f["refValue"], True))
+        else:
+            out.setdefault(f["key"], []).append((f.get("stringValue", ""), False))
+    return out
+
+
+def edits_refused_after_activation(active: Iterable[Mapping[str, Any]],
+                                   new: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(object id, message) for each change an activated pipeline refuses
+    (dp-manage-pipeline-modify-console.md, Limitations): removing an object, changing a
+    schedule's period or start, adding, changing or removing a reference field, and a new
+    object writing to an existing one. Other changes are accepted and apply on the next
+    activation."""
+    found = []
+    old_by_id = {o["id"]: fields_of(o) for o in active}
+    new_by_id = {o["id"]: fields_of(o) for o in new}
+    for oid in old_by_id:
+        if oid not in new_by_id:
+            found.append((oid, "cannot remove an object from an activated pipeline"))
+    for oid, fields in new_by_id.items():
+        old = old_by_id.get(oid)
+        if old is None:
+            for value, is_ref in fields.get("output", []):
+                if is_ref and value in old_by_id:
+                    found.append((oid, f"output: a new object cannot reference the existing "
+                                       f"object {value} in an output field"))
+            continue
+        keys = {k for k, v in (*old.items(), *fields.items()) if any(r for _, r in v)}
+        for key in sorted(keys):
+            before = sorted(v for v, r in old.get(key, []) if r)
+            after = sorted(v for v, r in fields.get(key, []) if r)
+            if before != after:
+                found.append((oid, f"{key}: cannot add, change or remove a reference field of "
+                                   "an object of an activated pipeline"))
+        kind = (fields.get("type") or [("", False)])[0][0]
+        if kind == "Schedule":
+            for key, label in (("period", "the schedule period"),
+                               ("startDateTime", "the scheduled start"),
+                               ("startAt", "the scheduled start")):
+                if old.get(key) != fields.get(key):
+                    found.append((oid, f"{key}: cannot change {label} of an activated pipeline "
+                                       "(activate it with a startTimestamp instead)"
+                                  if key != "period" else
+                                  f"{key}: cannot change {label} of an activated pipeline"))
+    return found

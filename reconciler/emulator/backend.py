@@ -20,7 +20,13 @@ from moto.core.exceptions import JsonRESTError
 from moto.datapipeline.models import DataPipelineBackend
 from moto.moto_api._internal import mock_random
 
-from ..desired.servicemodel import DEFAULT_MAX_OBJECTS, check_definition, period_seconds
+from ..desired.servicemodel import (
+    DEFAULT_MAX_OBJECTS,
+    check_definition,
+    edits_refused_after_activation,
+    fields_of,
+    period_seconds,
+)
 from .clock import CONTROLS, format_time, parse_time
 from .runs import RunState, Schedule
 
@@ -226,7 +232,7 @@ class EmbeddedDataPipelineBackend(DataPipelineBackend):
             message = f"{finding.field}: {finding.message}" if finding.field else finding.message
             target.setdefault(finding.object_id or "Pipeline", []).append(message)
         if pipeline.active is not None:
-            for oid, message in edit_violations(pipeline.active.objects, objects):
+            for oid, message in edits_refused_after_activation(pipeline.active.objects, objects):
                 errors.setdefault(oid, []).append(message)
 
         def shaped(found):
@@ -414,56 +420,10 @@ def _hard_errors(objects, max_objects: int, pipeline: EmbeddedPipeline) -> None:
                                      f"field{' ' + f['key'] if f.get('key') else ''}")
 
 
-def _fields_of(obj) -> dict[str, list[tuple[str, bool]]]:
-    out: dict[str, list[tuple[str, bool]]] = {}
-    for f in obj.get("fields", []):
-        if "refValue" in f:
-            out.setdefault(f["key"], []).append((f["refValue"], True))
-        else:
-            out.setdefault(f["key"], []).append((f.get("stringValue", ""), False))
-    return out
-
-
-def edit_violations(active: list[dict], new: list[dict]) -> list[tuple[str, str]]:
-    """What an activated pipeline refuses (dp-manage-pipeline-modify-console.md)."""
-    found = []
-    old_by_id = {o["id"]: _fields_of(o) for o in active}
-    new_by_id = {o["id"]: _fields_of(o) for o in new}
-    for oid in old_by_id:
-        if oid not in new_by_id:
-            found.append((oid, "cannot remove an object from an activated pipeline"))
-    for oid, fields in new_by_id.items():
-        old = old_by_id.get(oid)
-        if old is None:
-            for value, is_ref in fields.get("output", []):
-                if is_ref and value in old_by_id:
-                    found.append((oid, f"output: a new object cannot reference the existing "
-                                       f"object {value} in an output field"))
-            continue
-        keys = {k for k, v in (*old.items(), *fields.items()) if any(r for _, r in v)}
-        for key in sorted(keys):
-            before = sorted(v for v, r in old.get(key, []) if r)
-            after = sorted(v for v, r in fields.get(key, []) if r)
-            if before != after:
-                found.append((oid, f"{key}: cannot add, change or remove a reference field of "
-                                   "an object of an activated pipeline"))
-        kind = (fields.get("type") or [("", False)])[0][0]
-        if kind == "Schedule":
-            for key, label in (("period", "the schedule period"),
-                               ("startDateTime", "the scheduled start"),
-                               ("startAt", "the scheduled start")):
-                if old.get(key) != fields.get(key):
-                    found.append((oid, f"{key}: cannot change {label} of an activated pipeline "
-                                       "(activate it with a startTimestamp instead)"
-                                  if key != "period" else
-                                  f"{key}: cannot change {label} of an activated pipeline"))
-    return found
-
-
 def _schedule(objects: list[dict], now: datetime, ondemand: bool) -> Schedule:
     if ondemand:
         return Schedule(start=now, period=None, occurrences=1, end=None)
-    by_id = {o["id"]: _fields_of(o) for o in objects}
+    by_id = {o["id"]: fields_of(o) for o in objects}
     default = by_id.get("Default", {})
     ref = next((v for v, r in default.get("schedule", []) if r), None)
     if ref is None:
