@@ -6,8 +6,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-OUT    := build/rendered
-ENVS   := staging prod
 
 .PHONY: install tools run test lint contracts unit benchmarks clean
 
@@ -30,15 +28,20 @@ tools:
 	  else echo "graphviz's dot is missing and cannot be installed here; svg tests will skip"; fi; \
 	fi
 
+# The controller's pass, twice, on the embedded AWS (no account needed): the first creates the
+# example pipelines in staging and prod, the second finds everything in sync. The embedded
+# service keeps its state in build/ between the two; the secrets are demo values.
+EMBEDDED_STATE := build/embedded-state.json
+DEMO_SECRETS := MAESTRO_PASSWORD=demo-maestro REDSHIFT_PASSWORD=demo-redshift POSTGRES_PASSWORD=demo-postgres
+
 run: install
 	$(BIN)/reconciler validate manifests
-	@mkdir -p $(foreach env,$(ENVS),$(OUT)/$(env))
-	@for env in $(ENVS); do for file in manifests/pipelines/*.yaml; do \
-	  name=$$(basename $$file .yaml); \
-	  $(BIN)/reconciler render $$file --env $$env > $(OUT)/$$env/$$name.json || exit 1; \
-	  echo "rendered $$file for $$env -> $(OUT)/$$env/$$name.json"; \
-	done; done
-	$(BIN)/reconciler graph manifests/pipelines/users.yaml --format mermaid
+	@mkdir -p build && rm -f $(EMBEDDED_STATE)
+	@echo "== first pass"
+	RECONCILER_EMBEDDED_STATE=$(EMBEDDED_STATE) $(DEMO_SECRETS) $(BIN)/reconciler sync --once manifests 2>build/sync.log
+	@echo "== second pass"
+	RECONCILER_EMBEDDED_STATE=$(EMBEDDED_STATE) $(DEMO_SECRETS) $(BIN)/reconciler sync --once manifests 2>>build/sync.log
+	@echo "(JSON logs of both passes: build/sync.log)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests benchmarks tools

@@ -259,6 +259,158 @@ def emulator(host: str, port: int, state_file: str | None) -> None:
         server.save()
 
 
+root_argument = click.argument("root", default=".",
+                               type=click.Path(exists=True, file_okay=False))
+env_option = click.option("--env", "environments", multiple=True,
+                          help="Only this environment (repeatable; default: all).")
+EXIT_CHANGES = 2
+
+
+def _configure_logging(level: int) -> None:
+    """JSON lines on stderr (stdout stays for plans and results)."""
+    import structlog
+
+    structlog.configure(
+        processors=[structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    structlog.processors.JSONRenderer(sort_keys=True)],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False)
+
+
+KILL_AFTER = "RECONCILER_TEST_KILL_AFTER"
+
+
+def _kill_after(call: str) -> None:
+    """Fault injection for the crash-safety tests: $RECONCILER_TEST_KILL_AFTER names an AWS
+    call (CreatePipeline, PutPipelineDefinition, ActivatePipeline...) after which this
+    process kills itself with SIGKILL, as a crash would."""
+    if os.environ.get(KILL_AFTER) == call:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _run(root: str, environments, *, apply: bool, confirm=None):
+    import logging
+
+    from .engine import run
+
+    _configure_logging(logging.INFO if apply else logging.WARNING)
+    base = find_root(root)
+    result = run(base, environments=list(environments) or None, apply=apply, today=_today(),
+                 confirm=confirm, after_call=_kill_after if os.environ.get(KILL_AFTER) else None)
+    _print_problems(base, result.problems)
+    return result
+
+
+def _plans(result):
+    plans = [e.plan for e in result.environments if e.plan is not None]
+    errors = {e.environment: e.error for e in result.environments if e.error}
+    return plans, errors
+
+
+def _echo_plan_text(result) -> None:
+    from .plan.render import as_text
+
+    plans, errors = _plans(result)
+    for line in as_text(plans, errors, result.revision).splitlines():
+        colour = {"+": "green", "~": "yellow", "-": "red", "!": "magenta", "?": "cyan"}.get(
+            line.strip()[:1]) if line.startswith("  ") else None
+        click.secho(line, fg=colour if sys.stdout.isatty() else None)
+
+
+def _echo_results(result) -> None:
+    for env in result.environments:
+        for item in env.results:
+            colour = "red" if item.failed else "green"
+            detail = "; ".join(item.messages)
+            click.secho(f"{env.environment}: {item.action.value} {item.pipeline}: "
+                        f"{item.outcome} in {item.seconds:.1f}s ({detail})",
+                        fg=colour if sys.stdout.isatty() else None)
+
+
+@main.command()
+@root_argument
+@env_option
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "markdown"]),
+              default="text", show_default=True,
+              help="text for terminals, json for machines, markdown for a PR comment.")
+def plan(root: str, environments: tuple[str, ...], output_format: str) -> None:
+    """Show what apply would change in each environment, and why.
+
+    Compiles the repository at ROOT, reads the live pipelines of each environment (by their
+    tags; definitions only where the digest differs) and lists one action per pipeline:
+    create, update (in place, then re-activate), replace (AWS refuses the change on an
+    activated pipeline), delete, activate, blocked (a policy forbids it; the reason says how
+    to allow it) or unknown (its manifest does not compile: never touched).
+
+    Exit status (as terraform plan -detailed-exitcode): 0 no changes, 2 changes, 1 error.
+    """
+    from .plan.render import as_json, as_markdown
+
+    result = _run(root, environments, apply=False)
+    plans, errors = _plans(result)
+    if output_format == "json":
+        click.echo(as_json(plans, errors, result.revision, [
+            {"file": p.location.file, "line": p.location.line, "severity": p.severity,
+             "message": p.message} for p in result.problems]), nl=False)
+    elif output_format == "markdown":
+        click.echo(as_markdown(plans, errors, result.revision), nl=False)
+    else:
+        _echo_plan_text(result)
+    if errors or any(p.severity == "error" for p in result.problems) or \
+            result.project.settings is None:
+        sys.exit(EXIT_INVALID)
+    sys.exit(EXIT_CHANGES if result.has_changes else EXIT_OK)
+
+
+@main.command()
+@root_argument
+@env_option
+@click.option("--yes", is_flag=True, help="Apply without asking.")
+def apply(root: str, environments: tuple[str, ...], yes: bool) -> None:
+    """Apply the plan of each environment: show it, ask, apply, print the results.
+
+    Pipelines are applied one by one; one failure is reported and the others go on. Secrets
+    are read from where the config says (environment variables, mounted files) at this
+    moment and never printed.
+
+    Exit status: 0 when everything applied, 1 when anything failed.
+    """
+    from .plan.render import as_text
+
+    def confirm(plan) -> bool:
+        click.echo(as_text([plan], {}, "").split("\n", 1)[1], nl=False)
+        return yes or click.confirm(f"Apply these changes to {plan.environment}?",
+                                    default=False)
+
+    result = _run(root, environments, apply=True, confirm=confirm)
+    _echo_results(result)
+    for env in result.environments:
+        if env.error:
+            click.secho(f"{env.environment}: error: {env.error}", fg="red", err=True)
+        elif env.plan is not None and not env.plan.has_changes:
+            click.echo(f"{env.environment}: no changes")
+    sys.exit(EXIT_INVALID if result.failed else EXIT_OK)
+
+
+@main.command()
+@root_argument
+@env_option
+@click.option("--once", is_flag=True, help="One pass over every environment, then exit.")
+def sync(root: str, environments: tuple[str, ...], once: bool) -> None:
+    """Plan and apply every environment without asking: one pass of the controller.
+
+    Exit status: 0 when everything is in sync or applied, 1 when anything failed.
+    """
+    if not once:
+        raise click.UsageError("this version runs one pass at a time: use sync --once")
+    result = _run(root, environments, apply=True)
+    _echo_plan_text(result)
+    _echo_results(result)
+    sys.exit(EXIT_INVALID if result.failed else EXIT_OK)
+
+
 def _interrupt(*_args) -> None:
     raise KeyboardInterrupt
 

@@ -34,6 +34,7 @@ class Policy:
     allow_empty: bool = False
     max_delete_percent: float = 30.0
     promote_from: str | None = None
+    drift_checks_per_pass: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Settings:
     pipelines_dir: str = "pipelines"
     templates_dir: str = "steps"
     max_objects: int = 100
+    installation: str = "default"
     document: YamlDocument | None = None
 
 
@@ -102,6 +104,7 @@ def load_settings(snapshot: Snapshot, problems: list[Problem]) -> Settings | Non
                 allow_empty=policy.get("allow_empty", False),
                 max_delete_percent=float(policy.get("max_delete_percent", 30)),
                 promote_from=policy.get("promote_from"),
+                drift_checks_per_pass=policy.get("drift_checks_per_pass", 0),
             ),
         )
         if env.get("policy", {}).get("promote_from") not in (None, *data["environments"]):
@@ -114,6 +117,7 @@ def load_settings(snapshot: Snapshot, problems: list[Problem]) -> Settings | Non
         pipelines_dir=data.get("pipelines", "pipelines").rstrip("/"),
         templates_dir=data.get("step_templates", "steps").rstrip("/"),
         max_objects=data.get("limits", {}).get("max_objects_per_pipeline", 100),
+        installation=data.get("installation", "default"),
         document=doc,
     )
 

@@ -210,13 +210,18 @@ _embedded: EmulatorServer | None = None
 _embedded_lock = threading.Lock()
 
 
+STATE_VARIABLE = "RECONCILER_EMBEDDED_STATE"
+
+
 def embedded_endpoint() -> str:
     """The endpoint of this process's embedded service, started on first use (loopback, a
-    free port): what ``endpoint_url: embedded`` in reconciler.yaml means."""
+    free port): what ``endpoint_url: embedded`` in reconciler.yaml means. Its pipelines live
+    in memory, or in the file named by $RECONCILER_EMBEDDED_STATE, which lets one run of the
+    command line see what the previous one did."""
     global _embedded
     with _embedded_lock:
         if _embedded is None:
-            server = EmulatorServer(port=0)
+            server = EmulatorServer(port=0, state_file=os.environ.get(STATE_VARIABLE) or None)
             server.start()
             _embedded = server
         return _embedded.endpoint

@@ -90,3 +90,20 @@ def _read(path: Path, rel: str, files: dict[str, bytes], rejected: dict[str, str
         files[rel] = path.read_bytes()
     except OSError as exc:
         rejected[rel] = f"cannot be read: {exc.strerror}"
+
+
+def git_revision(root: str | os.PathLike) -> str:
+    """The commit checked out at ``root`` (with ``-dirty`` when files changed), or
+    ``unversioned`` outside a git repository."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+
+    try:
+        revision = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return "unversioned"
+    return f"{revision}-dirty" if dirty else revision

@@ -1,0 +1,235 @@
+"""The AWS client of one environment: the only place that calls AWS.
+
+Reads are batched the way the service allows (ListPipelines pages of 50, DescribePipelines
+25 ids at a time) and recognise managed pipelines by their tags, so a pass with no changes
+needs no GetPipelineDefinition. botocore's adaptive retry mode paces calls and retries
+throttling and 5xx answers; the typed errors of the service each have a reaction here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..desired.config import Environment
+from .model import (
+    TAG_ENVIRONMENT,
+    TAG_MANAGED_BY,
+    LiveDefinition,
+    LivePipeline,
+    LiveState,
+)
+
+EMBEDDED = "embedded"
+RETRIES = Config(retries={"mode": "adaptive", "max_attempts": 8},
+                 connect_timeout=10, read_timeout=60)
+NOT_THERE = ("PipelineNotFoundException", "PipelineDeletedException")
+
+
+class AwsError(Exception):
+    """A call that failed after botocore's retries; the message is the service's."""
+
+    def __init__(self, operation: str, code: str, message: str):
+        super().__init__(f"{operation}: {code}: {message}")
+        self.operation, self.code, self.message = operation, code, message
+
+
+def endpoint_for(env: Environment, environ: Mapping[str, str]) -> str | None:
+    """AWS_ENDPOINT_URL wins (it aims everything at one endpoint, a running emulator for
+    instance); ``embedded`` starts the built-in service in this process."""
+    if environ.get("AWS_ENDPOINT_URL"):
+        return environ["AWS_ENDPOINT_URL"]
+    if env.endpoint_url == EMBEDDED:
+        from ..emulator.server import embedded_endpoint
+
+        return embedded_endpoint()
+    return env.endpoint_url
+
+
+@dataclass
+class AwsEnvironment:
+    """boto3 clients for one environment (Data Pipeline, S3), with its role assumed."""
+
+    env: Environment
+    installation: str
+    datapipeline: Any
+    s3: Any
+
+    @classmethod
+    def connect(cls, env: Environment, installation: str,
+                environ: Mapping[str, str] | None = None) -> AwsEnvironment:
+        environ = os.environ if environ is None else environ
+        endpoint = endpoint_for(env, environ)
+        region = env.region or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        session = boto3.session.Session(region_name=region)
+        if endpoint and env.endpoint_url == EMBEDDED and session.get_credentials() is None:
+            session = boto3.session.Session(region_name=region, aws_access_key_id="testing",
+                                            aws_secret_access_key="testing")
+        if env.role_arn:
+            sts = session.client("sts", endpoint_url=endpoint, config=RETRIES)
+            creds = sts.assume_role(RoleArn=env.role_arn,
+                                    RoleSessionName=f"dataduct-reconciler-{env.name}")[
+                "Credentials"]
+            session = boto3.session.Session(
+                region_name=region, aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"])
+        return cls(env, installation,
+                   session.client("datapipeline", endpoint_url=endpoint, config=RETRIES),
+                   session.client("s3", endpoint_url=endpoint, config=RETRIES))
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _call(self, operation: str, **kwargs) -> dict[str, Any]:
+        try:
+            return getattr(self.datapipeline, operation)(**kwargs)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise AwsError(operation, error.get("Code", "Unknown"),
+                           error.get("Message", str(exc))) from None
+        except BotoCoreError as exc:
+            raise AwsError(operation, type(exc).__name__, str(exc)) from None
+
+    def read_managed(self) -> LiveState:
+        """Every pipeline of this installation and environment, from its tags."""
+        ids: list[tuple[str, str]] = []
+        marker = None
+        while True:
+            page = self._call("list_pipelines", **({"marker": marker} if marker else {}))
+            ids += [(p["id"], p["name"]) for p in page.get("pipelineIdList", [])]
+            if not page.get("hasMoreResults"):
+                break
+            marker = page["marker"]
+        prefix = self.env.name_prefix
+        candidates = [pid for pid, name in ids if name.startswith(prefix)]
+        managed, others = [], len(ids) - len(candidates)
+        for start in range(0, len(candidates), 25):
+            for desc in self._describe(candidates[start:start + 25]):
+                tags = {t["key"]: t["value"] for t in desc.get("tags", [])}
+                if (tags.get(TAG_MANAGED_BY) != self.installation
+                        or tags.get(TAG_ENVIRONMENT) != self.env.name):
+                    others += 1
+                    continue
+                fields = {f["key"]: f.get("stringValue", "") for f in desc.get("fields", [])}
+                managed.append(LivePipeline(desc["pipelineId"], desc["name"], tags,
+                                            fields.get("@pipelineState", "UNKNOWN"), fields))
+        return LiveState(self.env.name, managed, others)
+
+    def _describe(self, batch: list[str]) -> list[dict[str, Any]]:
+        try:
+            return self._call("describe_pipelines", pipelineIds=batch)[
+                "pipelineDescriptionList"]
+        except AwsError as exc:
+            if exc.code not in NOT_THERE:
+                raise
+        # one of the batch went away between the listing and now: ask one by one
+        found = []
+        for pid in batch:
+            try:
+                found += self._call("describe_pipelines", pipelineIds=[pid])[
+                    "pipelineDescriptionList"]
+            except AwsError as exc:
+                if exc.code not in NOT_THERE:
+                    raise
+        return found
+
+    def read_definition(self, pipeline_id: str) -> LiveDefinition | None:
+        """The latest definition; None when the pipeline is gone."""
+        try:
+            got = self._call("get_pipeline_definition", pipelineId=pipeline_id)
+        except AwsError as exc:
+            if exc.code in NOT_THERE:
+                return None
+            raise
+        return LiveDefinition(tuple(got.get("pipelineObjects", [])),
+                              tuple(got.get("parameterObjects", [])),
+                              tuple(got.get("parameterValues", [])))
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def create(self, name: str, unique_id: str, description: str | None,
+               tags: Mapping[str, str]) -> str:
+        kwargs: dict[str, Any] = {"name": name, "uniqueId": unique_id,
+                                  "tags": [{"key": k, "value": v} for k, v in tags.items()]}
+        if description:
+            kwargs["description"] = description[:1024]
+        return self._call("create_pipeline", **kwargs)["pipelineId"]
+
+    def put(self, pipeline_id: str, objects, parameters, values) -> dict[str, Any]:
+        return self._call("put_pipeline_definition", pipelineId=pipeline_id,
+                          pipelineObjects=list(objects), parameterObjects=list(parameters),
+                          parameterValues=list(values))
+
+    def activate(self, pipeline_id: str, start: datetime | None = None) -> None:
+        kwargs: dict[str, Any] = {"pipelineId": pipeline_id}
+        if start is not None:
+            kwargs["startTimestamp"] = start
+        self._call("activate_pipeline", **kwargs)
+
+    def tag(self, pipeline_id: str, tags: Mapping[str, str]) -> None:
+        self._call("add_tags", pipelineId=pipeline_id,
+                   tags=[{"key": k, "value": v} for k, v in tags.items()])
+
+    def delete(self, pipeline_id: str) -> None:
+        try:
+            self._call("delete_pipeline", pipelineId=pipeline_id)
+        except AwsError as exc:
+            if exc.code not in NOT_THERE:
+                raise
+
+    def run_history(self, pipeline_id: str) -> Iterable[dict[str, Any]]:
+        """Instances and attempts with their fields, for the archive before a delete."""
+        for sphere in ("INSTANCE", "ATTEMPT"):
+            marker = None
+            while True:
+                kwargs: dict[str, Any] = {"pipelineId": pipeline_id, "sphere": sphere,
+                                          "limit": 100}
+                if marker:
+                    kwargs["marker"] = marker
+                page = self._call("query_objects", **kwargs)
+                ids = page.get("ids", [])
+                for start in range(0, len(ids), 25):
+                    described = self._call("describe_objects", pipelineId=pipeline_id,
+                                           objectIds=ids[start:start + 25])
+                    for obj in described.get("pipelineObjects", []):
+                        yield {"sphere": sphere, "id": obj["id"], "name": obj.get("name"),
+                               "fields": {f["key"]: f.get("stringValue", f.get("refValue"))
+                                          for f in obj.get("fields", [])}}
+                if not page.get("hasMoreResults"):
+                    break
+                marker = page["marker"]
+
+    def upload(self, uri: str, content: bytes) -> bool:
+        """Put ``content`` at an s3:// URI unless it is there already; True when uploaded."""
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        try:
+            self.s3.head_object(Bucket=bucket, Key=key)
+            return False
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code not in ("404", "NoSuchKey", "NotFound"):
+                raise AwsError("HeadObject", code or "", str(exc)) from None
+        self.write(uri, content)
+        return True
+
+    def write(self, uri: str, content: bytes) -> None:
+        """Put ``content`` at an s3:// URI. The embedded service starts with no buckets, so
+        there a missing bucket is created; against AWS it is an error."""
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        try:
+            self.s3.put_object(Bucket=bucket, Key=key, Body=content)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") == "NoSuchBucket" and self.env.endpoint_url == EMBEDDED:
+                self.s3.create_bucket(Bucket=bucket)
+                self.s3.put_object(Bucket=bucket, Key=key, Body=content)
+            else:
+                raise AwsError("PutObject", error.get("Code", ""),
+                               error.get("Message", "")) from None

@@ -1,0 +1,106 @@
+"""Field-level comparison of a desired definition with a live one.
+
+Both sides are normalised first: the service's runtime ``@`` fields are dropped, objects are
+keyed by id and repeated fields keep their order, encrypted values (which the service masks)
+compare by presence only, and the desired schedules are anchored on the live start date when
+the time of day is the same (the compiler anchors new pipelines on today). deepdiff does the
+comparison; the result is a sorted tuple of typed :class:`Change` values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from deepdiff import DeepDiff
+
+ENCRYPTED = "<encrypted>"
+
+ChangeKind = Literal["add-object", "remove-object", "add-field", "remove-field", "change"]
+
+
+@dataclass(frozen=True, order=True)
+class Change:
+    object_id: str
+    field: str | None
+    kind: ChangeKind
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        where = f"{self.object_id}.{self.field}" if self.field else self.object_id
+        return {"add-object": f"+ object {where}", "remove-object": f"- object {where}",
+                "add-field": f"+ {where} = {_show(self.after)}",
+                "remove-field": f"- {where} = {_show(self.before)}",
+                "change": f"~ {where}: {_show(self.before)} -> {_show(self.after)}"}[self.kind]
+
+
+def _show(values: tuple[str, ...]) -> str:
+    text = ", ".join(values)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def normalise(objects: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """{object id: {field: values}}: no runtime fields, references marked, secrets hidden."""
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
+    for obj in objects:
+        fields: dict[str, list[str]] = {"name": [obj.get("name", obj["id"])]}
+        for f in obj.get("fields", []):
+            key = f["key"]
+            if key.startswith("@"):
+                continue
+            if "refValue" in f:
+                value = "ref:" + f["refValue"]
+            else:
+                value = f.get("stringValue", "")
+                if key.startswith("*") and not (value.startswith("#{") and value.endswith("}")):
+                    value = ENCRYPTED
+            fields.setdefault(key, []).append(value)
+        out[obj["id"]] = {k: tuple(v) for k, v in fields.items()}
+    return out
+
+
+def anchor_like_live(desired: list[dict[str, Any]], live: Iterable[Mapping[str, Any]]
+                     ) -> list[dict[str, Any]]:
+    """The desired objects with each schedule's start date taken from the live object of the
+    same id, when only the date differs: a live pipeline keeps the start it has."""
+    live_starts = {o["id"]: f.get("stringValue") for o in live for f in o.get("fields", [])
+                   if f.get("key") == "startDateTime"}
+    out = []
+    for obj in desired:
+        start = live_starts.get(obj["id"])
+        fields = []
+        for f in obj["fields"]:
+            if (f["key"] == "startDateTime" and start and "stringValue" in f
+                    and start.split("T")[-1] == f["stringValue"].split("T")[-1]):
+                f = {"key": "startDateTime", "stringValue": start}
+            fields.append(f)
+        out.append({**obj, "fields": fields})
+    return out
+
+
+def field_changes(live: Iterable[Mapping[str, Any]], desired: Iterable[Mapping[str, Any]]
+                  ) -> tuple[Change, ...]:
+    """What applying ``desired`` over ``live`` changes, object by object, field by field."""
+    before, after = normalise(live), normalise(desired)
+    diff = DeepDiff(before, after, view="tree", ignore_order=False)
+    changes: set[Change] = set()
+    for kind, items in diff.items():
+        for item in items:
+            path = item.path(output_format="list")
+            oid = str(path[0])
+            if len(path) == 1:
+                changes.add(Change(oid, None, "add-object" if "added" in kind
+                                   else "remove-object"))
+                continue
+            key = str(path[1])
+            old = before.get(oid, {}).get(key, ())
+            new = after.get(oid, {}).get(key, ())
+            if not old:
+                changes.add(Change(oid, key, "add-field", (), new))
+            elif not new:
+                changes.add(Change(oid, key, "remove-field", old, ()))
+            else:
+                changes.add(Change(oid, key, "change", old, new))
+    return tuple(sorted(changes))
