@@ -214,7 +214,7 @@ class AwsEnvironment:
             return False
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
-            if code not in ("404", "NoSuchKey", "NotFound"):
+            if code not in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
                 raise AwsError("HeadObject", code or "", str(exc)) from None
         self.write(uri, content)
         return True

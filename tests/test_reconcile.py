@@ -1,0 +1,325 @@
+"""The reconcile engine end to end on the embedded service, the manifests in a real git
+repository: create, steady state, update in place, replace, prune, and the guards."""
+
+import json
+import subprocess
+import textwrap
+from datetime import date
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from reconciler import emulator
+from reconciler.engine import run
+from reconciler.live.aws import RETRIES, AwsEnvironment
+from reconciler.plan.planner import Action
+
+SECRETS = {"MAESTRO_PASSWORD": "maestro-secret-value-1",
+           "REDSHIFT_PASSWORD": "redshift-secret-value-2",
+           "POSTGRES_PASSWORD": "postgres-secret-value-3"}
+WRITES = ("CreatePipeline", "PutPipelineDefinition", "ActivatePipeline", "DeactivatePipeline",
+          "DeletePipeline", "AddTags", "RemoveTags")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+class World:
+    """A manifests repository under git and the embedded AWS it is applied to."""
+
+    def __init__(self, repo: Path, client):
+        self.repo, self.client = repo, client
+        git(repo, "init", "-q", "-b", "main")
+        git(repo, "config", "user.email", "ci@example.com")
+        git(repo, "config", "user.name", "CI")
+        self.commit("initial")
+
+    def commit(self, message: str) -> None:
+        git(self.repo, "add", "-A")
+        git(self.repo, "commit", "-q", "--allow-empty", "-m", message)
+
+    def connect(self, env, installation, environ):
+        session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
+                                        aws_secret_access_key="testing")
+        return AwsEnvironment(env, installation, session.client("datapipeline", config=RETRIES),
+                              session.client("s3", config=RETRIES))
+
+    def run(self, apply=True, environments=None):
+        emulator.CONTROLS.calls.clear()
+        return run(self.repo, apply=apply, today=date(2026, 11, 26), environ=SECRETS,
+                   connect=self.connect, environments=environments)
+
+    def edit(self, path: str, old: str, new: str) -> None:
+        target = self.repo / path
+        text = target.read_text()
+        assert old in text, (path, old)
+        target.write_text(text.replace(old, new))
+        self.commit(f"edit {path}")
+
+    def write(self, path: str, text: str) -> None:
+        (self.repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (self.repo / path).write_text(textwrap.dedent(text))
+        self.commit(f"write {path}")
+
+    def remove(self, path: str) -> None:
+        (self.repo / path).unlink()
+        self.commit(f"remove {path}")
+
+    def pipelines(self) -> dict[tuple[str, str], list[dict]]:
+        """Every pipeline in the account by (environment tag, pipeline tag)."""
+        ids, marker = [], None
+        while True:
+            page = self.client.list_pipelines(**({"marker": marker} if marker else {}))
+            ids += [p["id"] for p in page["pipelineIdList"]]
+            if not page["hasMoreResults"]:
+                break
+            marker = page["marker"]
+        found: dict[tuple[str, str], list[dict]] = {}
+        for start in range(0, len(ids), 25):
+            for desc in self.client.describe_pipelines(pipelineIds=ids[start:start + 25])[
+                    "pipelineDescriptionList"]:
+                tags = {t["key"]: t["value"] for t in desc["tags"]}
+                key = (tags.get("dataduct-reconciler/environment", "-"),
+                       tags.get("dataduct-reconciler/pipeline", desc["name"]))
+                found.setdefault(key, []).append(desc)
+        return found
+
+    def pipeline_id(self, env: str, name: str) -> str:
+        (desc,) = self.pipelines()[(env, name)]
+        return desc["pipelineId"]
+
+    def state(self, env: str, name: str) -> str:
+        (desc,) = self.pipelines()[(env, name)]
+        return next(f["stringValue"] for f in desc["fields"] if f["key"] == "@pipelineState")
+
+
+def actions(result, env: str) -> dict[str, tuple[Action, str]]:
+    plan = next(e.plan for e in result.environments if e.environment == env)
+    return {a.pipeline: (a.action, a.reason) for a in plan.actions}
+
+
+def writes() -> int:
+    return sum(emulator.CONTROLS.calls.get(op, 0) for op in WRITES)
+
+
+def policy(world: World, env: str, **settings) -> None:
+    path = world.repo / "reconciler.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["environments"][env].setdefault("policy", {}).update(settings)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    world.commit(f"policy {env} {settings}")
+
+
+@pytest.fixture
+def world(embedded, repo):
+    return World(repo, embedded)
+
+
+def test_the_full_lifecycle(world):
+    # 1. create
+    first = world.run()
+    assert not first.failed, [(r.pipeline, r.messages) for e in first.environments
+                              for r in e.results]
+    for env in ("staging", "prod"):
+        assert {k: v[0] for k, v in actions(first, env).items()} == {
+            "users": Action.CREATE, "discussion_votes": Action.CREATE}
+        for name in ("users", "discussion_votes"):
+            assert world.state(env, name) == "SCHEDULED"
+    revision = git(world.repo, "rev-parse", "HEAD")
+    (users,) = world.pipelines()[("staging", "users")]
+    tags = {t["key"]: t["value"] for t in users["tags"]}
+    assert tags["dataduct-reconciler/revision"] == revision
+    assert users["name"] == "staging-users"
+
+    # 2. a second pass writes nothing and reads no definition
+    second = world.run()
+    assert writes() == 0 and emulator.CONTROLS.calls.get("GetPipelineDefinition", 0) == 0
+    assert all(a == Action.NOOP for env in ("staging", "prod")
+               for a, _ in actions(second, env).values())
+
+    # 3. an edited field: update in place, then re-activation
+    world.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 0"')
+    before = world.pipeline_id("staging", "users")
+    third = world.run()
+    action, reason = actions(third, "staging")["users"]
+    assert action == Action.UPDATE and "1 change(s)" in reason
+    plan = next(e.plan for e in third.environments if e.environment == "staging")
+    (change,) = next(a for a in plan.actions if a.pipeline == "users").changes
+    assert (change.object_id, change.field) == ("extract_rds_source", "selectQuery")
+    assert world.pipeline_id("staging", "users") == before
+    assert emulator.CONTROLS.calls["ActivatePipeline"] == 2  # staging and prod users
+    active = world.client.get_pipeline_definition(pipelineId=before, version="active")
+    source = next(o for o in active["pipelineObjects"] if o["id"] == "extract_rds_source")
+    assert {"key": "selectQuery", "stringValue": "SELECT id, user_name, user_email FROM users "
+            "WHERE id > 0"} in source["fields"]
+
+    # 4. removing a step from an active pipeline: replace in staging, blocked in prod
+    world.edit("pipelines/users.yaml", textwrap.dedent("""\
+
+        - step_type: upsert
+          name: upsert_users
+          source: tables/staging.maestro_users.sql
+          destination: tables/prod.users.sql
+        """), "")
+    old_staging, old_prod = before, world.pipeline_id("prod", "users")
+    fourth = world.run()
+    action, reason = actions(fourth, "staging")["users"]
+    assert action == Action.REPLACE and "upsert_users: cannot remove an object" in reason
+    action, reason = actions(fourth, "prod")["users"]
+    assert action == Action.BLOCKED and "set policy.allow_replace: true" in reason
+    new_staging = world.pipeline_id("staging", "users")
+    assert new_staging != old_staging and world.pipeline_id("prod", "users") == old_prod
+    with pytest.raises(world.client.exceptions.PipelineDeletedException):
+        world.client.describe_pipelines(pipelineIds=[old_staging])
+    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    archive = s3.get_object(Bucket="coursera-reinvent",
+                            Key=f"staging/logs/users/archive/{old_staging}.jsonl")
+    records = [json.loads(x) for x in archive["Body"].read().decode().splitlines() if x]
+    assert {r["sphere"] for r in records} <= {"INSTANCE", "ATTEMPT"}
+    # allow it in prod
+    policy(world, "prod", allow_replace=True)
+    fifth = world.run()
+    assert actions(fifth, "prod")["users"][0] == Action.REPLACE
+    assert world.pipeline_id("prod", "users") != old_prod
+
+    # 5. a deleted manifest: nothing is deleted until prune is on
+    world.remove("pipelines/discussion_votes.yaml")
+    sixth = world.run()
+    for env in ("staging", "prod"):
+        action, reason = actions(sixth, env)["discussion_votes"]
+        assert action == Action.BLOCKED and "set policy.prune: true" in reason
+        assert len(world.pipelines()[(env, "discussion_votes")]) == 1
+    policy(world, "staging", prune=True, max_delete_percent=100)
+    policy(world, "prod", prune=True, max_delete_percent=100)
+    gone = world.pipeline_id("staging", "discussion_votes")
+    seventh = world.run()
+    assert not seventh.failed
+    for env in ("staging", "prod"):
+        assert actions(seventh, env)["discussion_votes"][0] == Action.DELETE
+        assert (env, "discussion_votes") not in world.pipelines()
+    s3.head_object(Bucket="coursera-reinvent",
+                   Key=f"staging/logs/discussion_votes/archive/{gone}.jsonl")
+
+    # 6. an empty repository is refused (allow_empty is off)
+    world.remove("pipelines/users.yaml")
+    eighth = world.run()
+    for env in ("staging", "prod"):
+        action, reason = actions(eighth, env)["users"]
+        assert action == Action.BLOCKED and "set policy.allow_empty: true" in reason
+        assert (env, "users") in world.pipelines()
+    assert writes() == 0
+
+
+def test_deleting_too_large_a_share_is_refused(world):
+    policy(world, "staging", prune=True)
+    for i in range(3):
+        world.write(f"pipelines/extra_{i}.yaml", f"""\
+            name: extra_{i}
+            frequency: daily
+            steps:
+            - step_type: extract-s3
+              file_uri: s3://bucket/extra-{i}.tsv
+            - step_type: load-redshift
+              schema: dev
+              table: extra_{i}
+            """)
+    assert not world.run(environments=["staging"]).failed  # 5 pipelines
+    world.remove("pipelines/extra_0.yaml")
+    world.remove("pipelines/extra_1.yaml")
+    result = world.run(environments=["staging"])
+    plan = result.environments[0].plan
+    assert plan.errors == ["would delete 2 of 5 managed pipelines (40%), over "
+                           "policy.max_delete_percent 30"]
+    assert {name: a for name, (a, _) in actions(result, "staging").items()
+            if name.startswith("extra")} == {"extra_0": Action.BLOCKED,
+                                             "extra_1": Action.BLOCKED,
+                                             "extra_2": Action.NOOP}
+    assert ("staging", "extra_0") in world.pipelines() and writes() == 0
+
+
+def test_pipelines_that_are_not_ours_are_never_touched(world):
+    foreign = world.client.create_pipeline(name="staging-users", uniqueId="theirs")["pipelineId"]
+    other_installation = world.client.create_pipeline(
+        name="staging-discussion_votes", uniqueId="other",
+        tags=[{"key": "dataduct-reconciler/managed-by", "value": "someone-else"},
+              {"key": "dataduct-reconciler/environment", "value": "staging"},
+              {"key": "dataduct-reconciler/pipeline", "value": "discussion_votes"}])[
+        "pipelineId"]
+    policy(world, "staging", prune=True, allow_empty=True, max_delete_percent=100)
+    for _ in range(2):
+        assert not world.run(environments=["staging"]).failed
+    world.remove("pipelines/users.yaml")
+    world.remove("pipelines/discussion_votes.yaml")
+    world.run(environments=["staging"])
+    descs = world.client.describe_pipelines(pipelineIds=[foreign, other_installation])[
+        "pipelineDescriptionList"]
+    assert [d["pipelineId"] for d in descs] == [foreign, other_installation]
+    assert world.client.get_pipeline_definition(pipelineId=foreign)["pipelineObjects"] == []
+    assert ("staging", "users") not in world.pipelines()  # ours was pruned
+
+
+def test_a_manifest_that_stops_compiling_is_left_alone(world):
+    assert not world.run().failed
+    policy(world, "staging", prune=True, max_delete_percent=100)
+    world.edit("pipelines/users.yaml", "step_type: upsert", "step_type: upsertt")
+    result = world.run()
+    action, reason = actions(result, "staging")["users"]
+    assert action == Action.UNKNOWN and "does not compile" in reason
+    assert actions(result, "staging")["discussion_votes"][0] == Action.NOOP
+    assert len(world.pipelines()[("staging", "users")]) == 1 and writes() == 0
+    assert any("unknown step type 'upsertt'" in p.message for p in result.problems)
+
+
+def test_promotion_waits_for_the_earlier_environment(world):
+    policy(world, "prod", promote_from="staging")
+    planned = world.run(apply=False)
+    action, reason = actions(planned, "prod")["users"]
+    assert action == Action.BLOCKED and "waiting for staging" in reason
+    assert actions(planned, "staging")["users"][0] == Action.CREATE
+    synced = world.run()
+    assert [e.environment for e in synced.environments] == ["staging", "prod"]
+    assert actions(synced, "prod")["users"][0] == Action.CREATE
+    assert ("prod", "users") in world.pipelines()
+
+
+def test_a_definition_aws_refuses_fails_that_pipeline_only(world):
+    from reconciler.emulator.service import backends
+
+    # users compiles to 12 objects, discussion_votes to 13 (staging has no alarm)
+    backends["123456789012"]["us-east-1"].max_objects = 12
+    result = world.run(environments=["staging"])
+    outcome = {r.pipeline: r for r in result.environments[0].results}
+    assert outcome["discussion_votes"].failed
+    assert "InvalidRequestException: the definition has 13 objects; at most 12" in \
+        outcome["discussion_votes"].messages[-1]
+    assert not outcome["users"].failed
+    assert result.failed
+
+
+def test_throttling_and_errors_are_retried_until_the_pass_converges(world):
+    emulator.CONTROLS.faults["*"] = {"throttle": 0.2, "5xx": 0.1}
+    first = world.run()
+    emulator.CONTROLS.faults.clear()
+    assert not first.failed, [r.messages for e in first.environments for r in e.results]
+    assert all(len(v) == 1 for v in world.pipelines().values())
+    assert all(a == Action.NOOP for env in ("staging", "prod")
+               for a, _ in actions(world.run(), env).values())
+
+
+def test_a_rotated_secret_updates_the_pipeline(world):
+    assert not world.run().failed
+    SECRETS_BEFORE = dict(SECRETS)
+    try:
+        SECRETS["REDSHIFT_PASSWORD"] = "rotated"
+        result = world.run()
+        assert actions(result, "staging")["users"] == (Action.UPDATE,
+                                                       "a secret's value changed")
+        assert not result.failed
+        assert all(a == Action.NOOP for a, _ in actions(world.run(), "staging").values())
+    finally:
+        SECRETS.update(SECRETS_BEFORE)
