@@ -57,6 +57,7 @@ test: lint contracts unit
 benchmarks: install
 	$(BIN)/python benchmarks/compile.py
 	$(BIN)/python benchmarks/emulator.py
+	$(BIN)/python benchmarks/steady_state.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

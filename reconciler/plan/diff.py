@@ -84,19 +84,17 @@ def field_changes(live: Iterable[Mapping[str, Any]], desired: Iterable[Mapping[s
                   ) -> tuple[Change, ...]:
     """What applying ``desired`` over ``live`` changes, object by object, field by field."""
     before, after = normalise(live), normalise(desired)
-    diff = DeepDiff(before, after, view="tree", ignore_order=False)
-    changes: set[Change] = set()
-    for kind, items in diff.items():
+    changes: set[Change] = {Change(oid, None, "add-object") for oid in after.keys() - before}
+    changes |= {Change(oid, None, "remove-object") for oid in before.keys() - after}
+    common = sorted(before.keys() & after.keys())
+    diff = DeepDiff({oid: before[oid] for oid in common}, {oid: after[oid] for oid in common},
+                    view="tree", ignore_order=False)
+    for items in diff.values():
         for item in items:
             path = item.path(output_format="list")
-            oid = str(path[0])
-            if len(path) == 1:
-                changes.add(Change(oid, None, "add-object" if "added" in kind
-                                   else "remove-object"))
-                continue
-            key = str(path[1])
-            old = before.get(oid, {}).get(key, ())
-            new = after.get(oid, {}).get(key, ())
+            oid, key = str(path[0]), str(path[1])
+            old = before[oid].get(key, ())
+            new = after[oid].get(key, ())
             if not old:
                 changes.add(Change(oid, key, "add-field", (), new))
             elif not new:

@@ -1,0 +1,112 @@
+"""plan, apply and sync as their users run them: real subprocesses against a running
+``reconciler emulator`` (AWS_ENDPOINT_URL), crashes included."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import boto3
+import pytest
+
+from .conftest import run_cli
+from .test_emulator_server import _start_cli_emulator
+
+SECRETS = {"MAESTRO_PASSWORD": "cli-maestro-secret-7", "REDSHIFT_PASSWORD": "cli-redshift-secret-8",
+           "POSTGRES_PASSWORD": "cli-postgres-secret-9"}
+
+
+@pytest.fixture
+def endpoint(tmp_path):
+    proc, url, _ = _start_cli_emulator(tmp_path)
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=20)
+
+
+def cli(endpoint, *args, **env):
+    return run_cli(*args, env={"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                               "AWS_SECRET_ACCESS_KEY": "testing",
+                               "AWS_DEFAULT_REGION": "us-east-1", **SECRETS, **env})
+
+
+def pipelines(endpoint) -> dict[tuple[str, str], list[str]]:
+    client = boto3.client("datapipeline", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    ids = [p["id"] for p in client.list_pipelines()["pipelineIdList"]]
+    found: dict[tuple[str, str], list[str]] = {}
+    for start in range(0, len(ids), 25):
+        for desc in client.describe_pipelines(pipelineIds=ids[start:start + 25])[
+                "pipelineDescriptionList"]:
+            tags = {t["key"]: t["value"] for t in desc["tags"]}
+            key = (tags["dataduct-reconciler/environment"], tags["dataduct-reconciler/pipeline"])
+            found.setdefault(key, []).append(desc["pipelineId"])
+    return found
+
+
+def test_plan_exit_codes_and_formats(endpoint, repo):
+    text = cli(endpoint, "plan", str(repo))
+    assert text.code == 2, text.stderr
+    assert "+   create   users: not in AWS yet" in text.stdout
+    as_json = json.loads(cli(endpoint, "plan", str(repo), "--format", "json").stdout)
+    assert as_json["has_changes"] is True
+    assert {a["action"] for e in as_json["environments"] for a in e["actions"]} == {"create"}
+    markdown = cli(endpoint, "plan", str(repo), "--format", "markdown").stdout
+    assert markdown.startswith("### Dataduct plan for")
+    assert "| staging | 2 | 0 | 0 | 0 | 0 | 0 | 0 | 0 |" in markdown
+    assert "<summary><b>prod</b> · <code>users</code> · create: not in AWS yet</summary>" \
+        in markdown
+    applied = cli(endpoint, "apply", str(repo), "--yes")
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert cli(endpoint, "plan", str(repo)).code == 0
+    (repo / "pipelines" / "users.yaml").write_text("name: users\nsteps: oops\n")
+    broken = cli(endpoint, "plan", str(repo))
+    assert broken.code == 1 and "users.yaml:2:1: error:" in broken.stderr
+    assert "?   unknown  users" in broken.stdout
+
+
+def test_apply_asks_and_does_nothing_when_told_no(endpoint, repo):
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconciler", "apply", str(repo)],
+        input="n\n", capture_output=True, text=True, timeout=120,
+        env={**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+             "AWS_SECRET_ACCESS_KEY": "testing", **SECRETS})
+    assert "Apply these changes to staging?" in proc.stdout
+    assert pipelines(endpoint) == {}
+
+
+def test_secrets_never_appear_in_any_output(endpoint, repo):
+    outputs = []
+    for args in (("plan", str(repo)), ("plan", str(repo), "--format", "json"),
+                 ("plan", str(repo), "--format", "markdown"), ("apply", str(repo), "--yes"),
+                 ("sync", "--once", str(repo)), ("validate", str(repo)),
+                 ("render", str(repo / "pipelines/users.yaml"), "--env", "prod")):
+        result = cli(endpoint, *args)
+        outputs.append(result.stdout + result.stderr)
+    (repo / "pipelines" / "users.yaml").write_text(
+        (repo / "pipelines" / "users.yaml").read_text().replace("FROM users", "FROM users_v2"))
+    for args in (("plan", str(repo)), ("sync", "--once", str(repo))):
+        result = cli(endpoint, *args, REDSHIFT_PASSWORD="cli-redshift-secret-rotated")
+        outputs.append(result.stdout + result.stderr)
+    joined = "\n".join(outputs)
+    assert "create" in joined and "update" in joined  # the scenario did run
+    for secret in [*SECRETS.values(), "cli-redshift-secret-rotated"]:
+        assert secret not in joined
+
+
+@pytest.mark.parametrize("crash_after", ["CreatePipeline", "PutPipelineDefinition",
+                                         "ActivatePipeline"])
+def test_a_crash_at_any_point_converges_without_duplicates(endpoint, repo, crash_after):
+    crashed = cli(endpoint, "sync", "--once", str(repo), RECONCILER_TEST_KILL_AFTER=crash_after)
+    assert crashed.code == -signal.SIGKILL
+    assert all(len(ids) == 1 for ids in pipelines(endpoint).values())
+    repaired = cli(endpoint, "sync", "--once", str(repo))
+    assert repaired.code == 0, repaired.stdout + repaired.stderr
+    found = pipelines(endpoint)
+    assert sorted(found) == [("prod", "discussion_votes"), ("prod", "users"),
+                             ("staging", "discussion_votes"), ("staging", "users")]
+    assert all(len(ids) == 1 for ids in found.values())
+    steady = cli(endpoint, "plan", str(repo))
+    assert steady.code == 0, steady.stdout
+    assert "staging (revision" in steady.stdout and "2 in sync" in steady.stdout
