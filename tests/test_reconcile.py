@@ -323,3 +323,36 @@ def test_a_rotated_secret_updates_the_pipeline(world):
         assert all(a == Action.NOOP for a, _ in actions(world.run(), "staging").values())
     finally:
         SECRETS.update(SECRETS_BEFORE)
+
+
+def test_a_role_is_assumed_through_sts(embedded):
+    from reconciler.desired.config import Environment
+
+    iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    role = iam.create_role(RoleName="deployer", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    env = Environment("prod", "config/prod.yaml", region="us-east-1", role_arn=role)
+    aws = AwsEnvironment.connect(env, "default", environ={})
+    credentials = aws.datapipeline._request_signer._credentials
+    assert credentials.access_key != "testing" and credentials.token
+    assert aws.read_managed().pipelines == []
+
+
+def test_an_unreachable_environment_does_not_stop_the_others(world):
+    settings = yaml.safe_load((world.repo / "reconciler.yaml").read_text())
+    settings["environments"]["prod"]["endpoint_url"] = "http://127.0.0.1:9"
+    (world.repo / "reconciler.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    world.commit("prod unreachable")
+
+    def connect(env, installation, environ):
+        if env.name == "prod":
+            return AwsEnvironment.connect(env, installation, environ={})
+        return world.connect(env, installation, environ)
+
+    result = run(world.repo, apply=True, today=date(2026, 11, 26), environ=SECRETS,
+                 connect=connect)
+    by_env = {e.environment: e for e in result.environments}
+    assert by_env["prod"].error and "ListPipelines" in by_env["prod"].error.replace(
+        "list_pipelines", "ListPipelines")
+    assert [r.outcome for r in by_env["staging"].results] == ["applied", "applied"]
+    assert result.failed
