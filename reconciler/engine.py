@@ -18,7 +18,7 @@ import structlog
 from .apply.executor import ActionResult, Applier
 from .apply.secrets import SecretError, resolve_secrets, secrets_digest
 from .desired.compiler import CompileOptions
-from .desired.config import Environment
+from .desired.config import Environment, load_settings
 from .desired.project import ProjectResult, compile_project
 from .errors import Problem
 from .live.aws import AwsEnvironment, AwsError
@@ -40,6 +40,7 @@ Connect = Callable[[Environment, str, Mapping[str, str]], AwsEnvironment]
 @dataclass
 class EnvironmentRun:
     environment: str
+    for_gate_only: bool = False  # planned for the promotion gate of another environment
     plan: EnvironmentPlan | None = None
     results: list[ActionResult] = field(default_factory=list)
     error: str | None = None
@@ -94,8 +95,16 @@ def run(root: str | os.PathLike, *, environments: list[str] | None = None, apply
     environ = os.environ if environ is None else environ
     snapshot = read_snapshot(root)
     revision = git_revision(root)
+    declared = load_settings(snapshot, [])
+    gates: set[str] = set()
+    if declared is not None and environments:
+        # the environments promoted from are planned too (never applied unless wanted): the
+        # gate needs to know what they run
+        gates = {declared.environments[e].policy.promote_from for e in environments
+                 if e in declared.environments} - {None, *environments}
     project = compile_project(snapshot, CompileOptions(today), plugins=installed_step_plugins(),
-                              environments=environments)
+                              environments=[*environments, *sorted(gates)] if environments
+                              else None)
     result = Run(Path(snapshot.root), revision, project)
     settings = project.settings
     if settings is None:
@@ -103,15 +112,16 @@ def run(root: str | os.PathLike, *, environments: list[str] | None = None, apply
     wanted = [e for e in (environments or list(settings.environments))
               if e in settings.environments]
     applied_ok: dict[str, dict[str, bool]] = {}
-    for name in promotion_order(settings.environments, wanted):
+    for name in promotion_order(settings.environments, [*wanted, *gates]):
         env = settings.environments[name]
-        env_run = EnvironmentRun(name)
+        env_run = EnvironmentRun(name, for_gate_only=name not in wanted)
         result.environments.append(env_run)
         bound = log.bind(env=name, revision=revision)
         try:
             aws = connect(env, settings.installation, environ)
-            promoted = applied_ok.get(env.policy.promote_from) if env.policy.promote_from \
-                else None
+            # an environment promoted from that could not be read promotes nothing
+            promoted = applied_ok.get(env.policy.promote_from, {}) \
+                if env.policy.promote_from else None
             desired, secret_values, secret_errors = _desired(project, snapshot, name, environ,
                                                              promoted)
             live = aws.read_managed()
@@ -124,7 +134,8 @@ def run(root: str | os.PathLike, *, environments: list[str] | None = None, apply
             plan.errors.extend(secret_errors)
             env_run.plan = plan
             bound.info("planned", **plan.counts())
-            if apply and plan.has_changes and (confirm is None or confirm(plan)):
+            if (apply and not env_run.for_gate_only and plan.has_changes
+                    and (confirm is None or confirm(plan))):
                 applier = Applier(aws, snapshot.files, secret_values, revision,
                                   after_call=after_call)
                 env_run.results = applier.apply(plan)
@@ -152,7 +163,7 @@ def _desired(project: ProjectResult, snapshot: Snapshot, env: str, environ: Mapp
             continue
         values[pipeline.name] = found
         digests[pipeline.name] = secrets_digest(pipeline, found)
-    return (DesiredEnvironment(env, compiled, failed, digests, promoted), values, errors)
+    return DesiredEnvironment(env, compiled, failed, digests, promoted), values, errors
 
 
 def _in_sync(plan: EnvironmentPlan, results: list[ActionResult], applied: bool

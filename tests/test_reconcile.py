@@ -356,3 +356,15 @@ def test_an_unreachable_environment_does_not_stop_the_others(world):
         "list_pipelines", "ListPipelines")
     assert [r.outcome for r in by_env["staging"].results] == ["applied", "applied"]
     assert result.failed
+
+
+def test_the_promotion_gate_holds_when_only_prod_is_applied(world):
+    policy(world, "prod", promote_from="staging")
+    result = world.run(environments=["prod"])
+    by_env = {e.environment: e for e in result.environments}
+    assert by_env["staging"].for_gate_only and by_env["staging"].results == []
+    assert actions(result, "prod")["users"][0] == Action.BLOCKED
+    assert world.pipelines() == {}
+    world.run(environments=["staging"])
+    world.run(environments=["prod"])
+    assert ("prod", "users") in world.pipelines()

@@ -173,8 +173,7 @@ def _plan_one(desired: DesiredEnvironment, wanted: CompiledPipeline,
                   else "definition applied but not recorded; finishing the apply")
         return act(Action.UPDATE, reason)
     reason = "drifted from git" if same_digest else "definition changed"
-    if current.state == "FINISHED":
-        why = "the pipeline has FINISHED, and AWS refuses a new definition for it"
+    def replace(why: str) -> PlannedAction:
         if not policy.allow_replace:
             return PlannedAction(env, wanted.name, Action.BLOCKED,
                                  f"needs replace ({why}), and replace is not allowed in "
@@ -182,21 +181,16 @@ def _plan_one(desired: DesiredEnvironment, wanted: CompiledPipeline,
                                  changes, wanted, current, blocked=Action.REPLACE,
                                  secrets_digest=secrets)
         return act(Action.REPLACE, why, changes)
+
+    if current.state == "FINISHED":
+        return replace("the pipeline has FINISHED, and AWS refuses a new definition for it")
     if current.activated:
         refused = edits_refused_after_activation(definition.objects, target)
         if refused:
             oid, message = refused[0]
-            why = f"{oid}: {message}"
-            if len(refused) > 1:
-                why += f" (and {len(refused) - 1} more)"
-            if not policy.allow_replace:
-                return PlannedAction(env, wanted.name, Action.BLOCKED,
-                                     f"needs replace ({why}), and replace is not allowed in "
-                                     f"{env}: set policy.allow_replace: true",
-                                     wanted.manifest, changes, wanted, current,
-                                     blocked=Action.REPLACE, secrets_digest=secrets)
-            return act(Action.REPLACE, f"AWS refuses this change on an activated pipeline: "
-                       f"{why}", changes)
+            more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+            return replace(f"AWS refuses this change on an activated pipeline: {oid}: "
+                           f"{message}{more}")
     return act(Action.UPDATE, f"{reason}: {len(changes)} change(s), applied in place and "
                "re-activated", changes)
 
@@ -204,10 +198,10 @@ def _plan_one(desired: DesiredEnvironment, wanted: CompiledPipeline,
 def _gate(planned: PlannedAction, desired: DesiredEnvironment, policy: Policy
           ) -> PlannedAction:
     """The promotion gate: only what the earlier environment has applied moves on."""
-    if (policy.promote_from is None or desired.promoted is None
-            or planned.action not in (Action.CREATE, Action.UPDATE, Action.REPLACE)):
+    if policy.promote_from is None or planned.action not in (Action.CREATE, Action.UPDATE,
+                                                             Action.REPLACE):
         return planned
-    if desired.promoted.get(planned.pipeline):
+    if desired.promoted and desired.promoted.get(planned.pipeline):
         return planned
     return PlannedAction(planned.environment, planned.pipeline, Action.BLOCKED,
                          f"waiting for {policy.promote_from} to apply this revision first "
