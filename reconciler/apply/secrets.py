@@ -23,7 +23,8 @@ def resolve_secrets(pipeline: CompiledPipeline, environ: Mapping[str, str],
             value = environ.get(secret.name)
             if value is None:
                 raise SecretError(f"{secret.parameter_id}: environment variable {secret.name} "
-                                  "is not set")
+                                  "is not set; set it where the reconciler runs (apply fails "
+                                  "for this pipeline until then)")
         else:
             try:
                 value = read_file(secret.name).rstrip("\n")
