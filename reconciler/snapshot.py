@@ -16,13 +16,6 @@ class Snapshot:
     revision: str | None = None
     rejected: Mapping[str, str] = field(default_factory=dict)
 
-    def has(self, path: str) -> bool:
-        return path in self.files
-
-    def is_dir(self, path: str) -> bool:
-        prefix = path.rstrip("/") + "/"
-        return any(name.startswith(prefix) for name in self.files)
-
     def under(self, prefix: str) -> list[str]:
         prefix = prefix.rstrip("/") + "/" if prefix not in ("", ".") else ""
         return sorted(name for name in self.files if name.startswith(prefix))

@@ -39,18 +39,9 @@ def validator(name: str) -> Draft202012Validator:
 
 
 @cache
-def builtin_step_types() -> tuple[str, ...]:
-    return tuple(sorted(load_schema("pipeline")["$defs"]["steps"]))
-
-
-@cache
 def step_validator(step_type: str) -> Draft202012Validator:
     schema = load_schema("pipeline")["$defs"]["steps"][step_type]
     return Draft202012Validator(schema)
-
-
-def step_schema(step_type: str) -> dict[str, Any]:
-    return load_schema("pipeline")["$defs"]["steps"][step_type]
 
 
 def validate_document(

@@ -57,5 +57,4 @@ class LiveState:
 
     environment: str
     pipelines: list[LivePipeline]
-    unmanaged_count: int = 0
-    definitions_read: int = 0
+    unmanaged_count: int = 0  # pipelines seen that are not this installation's
