@@ -8,6 +8,7 @@ cannot be reached is reported and the others go on) and run in promotion order.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -34,6 +35,11 @@ from .snapshot import Snapshot
 from .source import git_revision, read_snapshot
 
 log = structlog.get_logger("reconciler")
+
+# When each pipeline's definition was last read (monotonic seconds), so drift checks go to
+# the pipelines checked longest ago. It lives as long as the process: a long-running
+# controller rotates through every pipeline; a one-shot command starts afresh.
+DRIFT_LEDGER: dict[str, float] = {}
 Connect = Callable[[Environment, str, Mapping[str, str]], AwsEnvironment]
 
 
@@ -126,8 +132,10 @@ def run(root: str | os.PathLike, *, environments: list[str] | None = None, apply
                                                              promoted)
             live = aws.read_managed()
             definitions = {}
-            for pipeline_id in needs_definition(desired, live, env.policy.drift_checks_per_pass):
+            for pipeline_id in needs_definition(desired, live, env.policy.drift_checks_per_pass,
+                                                DRIFT_LEDGER):
                 found = aws.read_definition(pipeline_id)
+                DRIFT_LEDGER[pipeline_id] = time.monotonic()
                 if found is not None:
                     definitions[pipeline_id] = found
             plan = plan_environment(desired, live, env.policy, definitions)

@@ -120,3 +120,30 @@ def test_duplicates_keep_the_matching_one(repo):
     plan = plan_environment(DesiredEnvironment("staging", (users,)), state, Policy())
     assert [(a.action, a.live.pipeline_id) for a in plan.actions] == [
         (Action.NOOP, "df-a"), (Action.BLOCKED, "df-b")]
+
+
+def test_drift_checks_go_to_the_pipelines_checked_longest_ago(repo):
+    from reconciler.plan.planner import needs_definition
+
+    compiled = {p.name: p for p in compile_repo(repo, ["staging"]).compiled("staging")}
+    users, votes = compiled["users"], compiled["discussion_votes"]
+    state = LiveState("staging", [live("users", users.digest, pid="df-u"),
+                                  live("discussion_votes", "changed", pid="df-v")])
+    desired = DesiredEnvironment("staging", (users, votes))
+    assert needs_definition(desired, state) == ["df-v"]
+    assert needs_definition(desired, state, 1) == ["df-v", "df-u"]
+    state = LiveState("staging", [live("users", users.digest, pid="df-u"),
+                                  live("discussion_votes", votes.digest, pid="df-v")])
+    assert needs_definition(desired, state, 1, {"df-u": 10.0, "df-v": 5.0}) == ["df-v"]
+    assert needs_definition(desired, state, 1, {"df-v": 5.0}) == ["df-u"]  # never checked
+
+
+def test_repeated_references_compare_as_a_set_and_strings_in_order():
+    a = [{"id": "x", "name": "x", "fields": [{"key": "dependsOn", "refValue": "a"},
+                                             {"key": "dependsOn", "refValue": "b"},
+                                             f("scriptArgument", "1"), f("scriptArgument", "2")]}]
+    b = [{"id": "x", "name": "x", "fields": [{"key": "dependsOn", "refValue": "b"},
+                                             {"key": "dependsOn", "refValue": "a"},
+                                             f("scriptArgument", "2"), f("scriptArgument", "1")]}]
+    (change,) = field_changes(a, b)
+    assert change.field == "scriptArgument"

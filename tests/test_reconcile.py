@@ -368,3 +368,24 @@ def test_the_promotion_gate_holds_when_only_prod_is_applied(world):
     world.run(environments=["staging"])
     world.run(environments=["prod"])
     assert ("prod", "users") in world.pipelines()
+
+
+def test_drift_made_outside_git_is_found_by_the_drift_checks(world):
+    assert not world.run(environments=["staging"]).failed
+    pid = world.pipeline_id("staging", "users")
+    objects = world.client.get_pipeline_definition(pipelineId=pid)["pipelineObjects"]
+    for obj in objects:
+        if obj["id"] == "extract_rds_source":
+            obj["fields"] = [{"key": "selectQuery", "stringValue": "SELECT 1"}
+                             if f["key"] == "selectQuery" else f for f in obj["fields"]]
+    world.client.put_pipeline_definition(pipelineId=pid, pipelineObjects=objects)
+    unnoticed = world.run(environments=["staging"], apply=False)
+    assert actions(unnoticed, "staging")["users"][0] == Action.NOOP  # no drift checks
+    policy(world, "staging", drift_checks_per_pass=2)
+    found = world.run(environments=["staging"])
+    action, reason = actions(found, "staging")["users"]
+    assert action == Action.UPDATE and reason.startswith("drifted from git")
+    restored = world.client.get_pipeline_definition(pipelineId=pid)["pipelineObjects"]
+    source = next(o for o in restored if o["id"] == "extract_rds_source")
+    assert {"key": "selectQuery", "stringValue": "SELECT id, user_name, user_email FROM users"} \
+        in source["fields"]

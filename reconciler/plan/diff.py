@@ -1,7 +1,8 @@
 """Field-level comparison of a desired definition with a live one.
 
 Both sides are normalised first: the service's runtime ``@`` fields are dropped, objects are
-keyed by id and repeated fields keep their order, encrypted values (which the service masks)
+keyed by id, repeated references are sorted while repeated strings keep their order, encrypted
+values (which the service masks)
 compare by presence only, and the desired schedules are anchored on the live start date when
 the time of day is the same (the compiler anchors new pipelines on today). deepdiff does the
 comparison; the result is a sorted tuple of typed :class:`Change` values.
@@ -57,7 +58,10 @@ def normalise(objects: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, tuple
                 if key.startswith("*") and not (value.startswith("#{") and value.endswith("}")):
                     value = ENCRYPTED
             fields.setdefault(key, []).append(value)
-        out[obj["id"]] = {k: tuple(v) for k, v in fields.items()}
+        # references are a set (dependsOn a and b is dependsOn b and a); strings keep their
+        # order, which matters for scriptArgument, commandOptions and the like
+        out[obj["id"]] = {k: tuple(sorted(v)) if v and v[0].startswith("ref:") else tuple(v)
+                          for k, v in fields.items()}
     return out
 
 

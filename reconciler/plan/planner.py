@@ -78,18 +78,20 @@ class DesiredEnvironment:
     promoted: Mapping[str, bool] | None = None  # pipeline -> ready to promote (gate on)
 
 
-def needs_definition(desired: DesiredEnvironment, live: LiveState,
-                     drift_budget: int = 0) -> list[str]:
+def needs_definition(desired: DesiredEnvironment, live: LiveState, drift_budget: int = 0,
+                     last_checked: Mapping[str, float] | None = None) -> list[str]:
     """Ids of the live pipelines whose definition the plan must read: those whose digest
-    differs from the desired one, plus ``drift_budget`` others (oldest-checked first is the
-    caller's order)."""
+    differs from the desired one, plus ``drift_budget`` of those in sync, the ones checked
+    longest ago (or never) first."""
     wanted = {p.name: p for p in desired.pipelines}
+    last_checked = last_checked or {}
     differ, same = [], []
     for pipeline in live.pipelines:
         target = wanted.get(pipeline.pipeline)
         if target is None:
             continue
         (same if pipeline.digest == target.digest else differ).append(pipeline.pipeline_id)
+    same.sort(key=lambda pid: (last_checked.get(pid, float("-inf")), pid))
     return differ + same[:drift_budget]
 
 
