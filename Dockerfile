@@ -1,4 +1,4 @@
-# The reconciler's image: the command line (validate, render, graph) on Python 3.11.
+# The reconciler's image: the command line (validate, render, plan, apply, sync, emulator).
 FROM python:3.11-slim
 
 # Graphviz renders `reconciler graph --format svg`.

@@ -45,7 +45,7 @@ def test_interleaved_sortkey_is_a_property_not_an_opaque_command():
                          ids=lambda p: p.name)
 def test_every_example_table_parses(path):
     table = parse_table_definition(path.read_text())
-    assert table.primary_key and table.columns
+    assert table.primary_key and table.column_names
 
 
 def test_primary_keys_come_from_columns_and_table_constraints():

@@ -89,28 +89,18 @@ class TableDefinitionError(ValueError):
 
 
 @dataclass(frozen=True)
-class Column:
-    name: str
-    type: str
-
-
-@dataclass(frozen=True)
 class TableDefinition:
     """The parts of a CREATE TABLE statement that generated SQL needs."""
 
     schema: str | None
     name: str
-    columns: tuple[Column, ...]
+    column_names: tuple[str, ...]
     primary_key: tuple[str, ...]
     create_sql: str
 
     @property
     def full_name(self) -> str:
         return f"{self.schema}.{self.name}" if self.schema else self.name
-
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns)
 
     def create_if_not_exists(self) -> str:
         return self.create_sql.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1)
@@ -138,13 +128,12 @@ def parse_table_definition(text: str) -> TableDefinition:
     if not isinstance(schema_expr, exp.Schema):
         raise TableDefinitionError("CREATE TABLE needs a column list (AS SELECT is not supported)")
     table = schema_expr.this
-    columns: list[Column] = []
+    columns: list[str] = []
     primary: list[str] = []
     for item in schema_expr.expressions:
         if isinstance(item, exp.ColumnDef):
             name = item.name
-            kind = item.args.get("kind")
-            columns.append(Column(name, kind.sql(dialect=DIALECT) if kind else ""))
+            columns.append(name)
             for constraint in item.args.get("constraints") or []:
                 if isinstance(constraint.args.get("kind"), exp.PrimaryKeyColumnConstraint):
                     primary.append(name)
@@ -152,14 +141,13 @@ def parse_table_definition(text: str) -> TableDefinition:
             primary.extend(e.name for e in item.expressions)
     if not columns:
         raise TableDefinitionError("the table has no columns")
-    names = {c.name for c in columns}
-    missing = [p for p in primary if p not in names]
+    missing = [p for p in primary if p not in columns]
     if missing:
         raise TableDefinitionError(f"primary key names unknown columns: {', '.join(missing)}")
     return TableDefinition(
         schema=table.db or None,
         name=table.name,
-        columns=tuple(columns),
+        column_names=tuple(columns),
         primary_key=tuple(primary),
         create_sql=create.sql(dialect=DIALECT) + ";",
     )
