@@ -82,6 +82,7 @@ class Applier:
 
     def _create(self, planned: PlannedAction, result: ActionResult) -> None:
         desired = self._desired(planned)
+        self._upload(desired, result)
         result.pipeline_id = self._create_pipeline(desired, result)
         self._put_activate_tag(desired, result.pipeline_id, None, result)
 
@@ -91,6 +92,7 @@ class Applier:
         live = self.aws.read_definition(pipeline_id)
         if live is None:
             raise ApplyError(f"{pipeline_id} is gone; the next pass creates it again")
+        self._upload(desired, result)
         self._put_activate_tag(desired, pipeline_id, live.objects, result)
 
     def _activate(self, planned: PlannedAction, result: ActionResult) -> None:
@@ -101,6 +103,7 @@ class Applier:
     def _replace(self, planned: PlannedAction, result: ActionResult) -> None:
         desired = self._desired(planned)
         old = planned.live.pipeline_id
+        self._upload(desired, result)
         self._archive_and_delete(planned, result)
         result.pipeline_id = self._create_pipeline(desired, result)
         result.messages.append(f"replaced {old}")
@@ -132,7 +135,6 @@ class Applier:
                 TAG_PIPELINE: desired.name, TAG_MANIFEST: desired.manifest}
 
     def _create_pipeline(self, desired: CompiledPipeline, result: ActionResult) -> str:
-        self._upload(desired, result)
         unique_id = (f"{self.aws.installation}:{self.aws.env.name}:{desired.name}:"
                      f"{desired.digest[:20]}")
         pipeline_id = self.aws.create(self.aws.env.name_prefix + desired.name, unique_id,
@@ -144,7 +146,6 @@ class Applier:
 
     def _put_activate_tag(self, desired: CompiledPipeline, pipeline_id: str,
                           live_objects, result: ActionResult) -> None:
-        self._upload(desired, result)
         api = desired.api_form()
         objects = api["pipelineObjects"]
         if live_objects is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ..errors import Location
@@ -194,7 +195,7 @@ class CompiledPipeline:
             ],
         }
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """SHA-256 of the API form without the date its schedules start on.
 
@@ -202,10 +203,10 @@ class CompiledPipeline:
         new pipeline); a live pipeline keeps the date it was activated with. So the digest
         changes exactly when the definition does, load_time included, and not from one day
         to the next."""
-        payload = json.dumps(without_start_dates(self.api_form()["pipelineObjects"]),
+        api = self.api_form()
+        payload = json.dumps(without_start_dates(api["pipelineObjects"]),
                              sort_keys=True, separators=(",", ":"))
-        payload += json.dumps([self.api_form()["parameterObjects"],
-                               self.api_form()["parameterValues"]], sort_keys=True)
+        payload += json.dumps([api["parameterObjects"], api["parameterValues"]], sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def object(self, object_id: str) -> PipelineObject | None:

@@ -328,7 +328,7 @@ class EmbeddedDataPipelineBackend(DataPipelineBackend):
     def sphere_objects(self, pipeline: EmbeddedPipeline, sphere: str) -> list[dict[str, Any]]:
         """Objects of a sphere as the API returns them: id, name, fields."""
         if sphere == "COMPONENT":
-            return [_mask(o) for o in self.component_objects(pipeline)]
+            return [masked_object(o) for o in self.component_objects(pipeline)]
         runs = pipeline.runs
         if runs is None:
             return []
@@ -442,7 +442,7 @@ def _schedule(objects: list[dict], now: datetime, ondemand: bool) -> Schedule:
                     end=parse_time(end_text) if end_text else None, timeseries=timeseries)
 
 
-def _mask(obj: dict[str, Any]) -> dict[str, Any]:
+def masked_object(obj: dict[str, Any]) -> dict[str, Any]:
     """Encrypted fields (``*key``) come back masked unless they only name a parameter."""
     fields = []
     for f in obj.get("fields", []):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..desired.servicemodel import period_seconds
+from ..desired.servicemodel import fields_of, period_seconds
 from .clock import CONTROLS, format_time
 
 TERMINAL = {"FINISHED", "FAILED", "CASCADE_FAILED", "CANCELED"}
@@ -133,11 +133,11 @@ class RunState:
         self.cancelled = False
         self.draining = False  # deactivating: running attempts end, nothing new starts
         by_id = {o["id"]: o for o in objects}
-        default = _fields(by_id.get("Default", {}))
+        default = fields_of(by_id.get("Default", {}))
         self.activities = []
         for obj in objects:
-            fields = _fields(obj)
-            if not (fields.get("type", [""])[0] or "").endswith("Activity"):
+            fields = fields_of(obj)
+            if not _first(fields, {}, "type", "").endswith("Activity"):
                 continue
             retries = _first(fields, default, "maximumRetries")
             delay = _first(fields, default, "retryDelay")
@@ -148,7 +148,7 @@ class RunState:
                               else DEFAULT_MAX_RETRIES) + 1,
                 "retry_delay": (timedelta(seconds=delay_seconds) if delay_seconds
                                 else DEFAULT_RETRY_DELAY),
-                "depends_on": fields.get("dependsOn", []),
+                "depends_on": [value for value, _ in fields.get("dependsOn", [])],
             })
 
     # -- stepping --------------------------------------------------------------------------------
@@ -275,13 +275,7 @@ class RunState:
         return self.schedule.period_start(self.periods_created)
 
 
-def _fields(obj: dict[str, Any]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for f in obj.get("fields", []):
-        out.setdefault(f["key"], []).append(f.get("stringValue", f.get("refValue")))
-    return out
-
-
-def _first(fields, default, key) -> str | None:
+def _first(fields, default, key, missing=None) -> str | None:
+    """A field's first value, inherited from Default when the object has none."""
     value = fields.get(key) or default.get(key)
-    return value[0] if value else None
+    return value[0][0] if value else missing

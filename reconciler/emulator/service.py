@@ -24,6 +24,7 @@ from moto.datapipeline.responses import DataPipelineResponse
 from .backend import (
     EmbeddedDataPipelineBackend,
     InvalidRequest,
+    masked_object,
     masked_values,
     utc,
 )
@@ -143,11 +144,9 @@ def validate_pipeline_definition(self) -> str:
 
 
 def get_pipeline_definition(self) -> str:
-    from .backend import _mask
-
     definition = self.datapipeline_backend.definition(self._get_param("pipelineId"),
                                                       self._get_param("version"))
-    return _json({"pipelineObjects": [_mask(o) for o in definition.objects],
+    return _json({"pipelineObjects": [masked_object(o) for o in definition.objects],
                   "parameterObjects": definition.parameters,
                   "parameterValues": masked_values(definition.values)})
 

@@ -8,7 +8,7 @@ deleting too large a share, and the promotion gate.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from ..desired.config import Policy
@@ -175,7 +175,7 @@ def _plan_one(desired: DesiredEnvironment, wanted: CompiledPipeline,
                   else "definition applied but not recorded; finishing the apply")
         return act(Action.UPDATE, reason)
     reason = "drifted from git" if same_digest else "definition changed"
-    def replace(why: str) -> PlannedAction:
+    def replace_or_block(why: str) -> PlannedAction:
         if not policy.allow_replace:
             return PlannedAction(env, wanted.name, Action.BLOCKED,
                                  f"needs replace ({why}), and replace is not allowed in "
@@ -185,13 +185,14 @@ def _plan_one(desired: DesiredEnvironment, wanted: CompiledPipeline,
         return act(Action.REPLACE, why, changes)
 
     if current.state == "FINISHED":
-        return replace("the pipeline has FINISHED, and AWS refuses a new definition for it")
+        return replace_or_block("the pipeline has FINISHED, and AWS refuses a new definition "
+                                "for it")
     if current.activated:
         refused = edits_refused_after_activation(definition.objects, target)
         if refused:
             oid, message = refused[0]
             more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-            return replace(f"AWS refuses this change on an activated pipeline: {oid}: "
+            return replace_or_block(f"AWS refuses this change on an activated pipeline: {oid}: "
                            f"{message}{more}")
     return act(Action.UPDATE, f"{reason}: {len(changes)} change(s), applied in place and "
                "re-activated", changes)
@@ -205,11 +206,9 @@ def _gate(planned: PlannedAction, desired: DesiredEnvironment, policy: Policy
         return planned
     if desired.promoted and desired.promoted.get(planned.pipeline):
         return planned
-    return PlannedAction(planned.environment, planned.pipeline, Action.BLOCKED,
-                         f"waiting for {policy.promote_from} to apply this revision first "
-                         f"(policy.promote_from: {policy.promote_from})", planned.manifest,
-                         planned.changes, planned.desired, planned.live,
-                         blocked=planned.action, secrets_digest=planned.secrets_digest)
+    return replace(planned, action=Action.BLOCKED, blocked=planned.action,
+                   reason=f"waiting for {policy.promote_from} to apply this revision first "
+                          f"(policy.promote_from: {policy.promote_from})")
 
 
 def _guarded_delete(env: str, pipeline: LivePipeline, policy: Policy, reason: str
@@ -240,6 +239,5 @@ def _guard_mass_deletion(plan: EnvironmentPlan, desired: DesiredEnvironment, liv
     if refusal is None:
         return
     plan.errors.append(refusal)
-    plan.actions = [PlannedAction(a.environment, a.pipeline, Action.BLOCKED, refusal,
-                                  a.manifest, live=a.live, blocked=Action.DELETE)
+    plan.actions = [replace(a, action=Action.BLOCKED, reason=refusal, blocked=Action.DELETE)
                     if a.action is Action.DELETE else a for a in plan.actions]

@@ -273,9 +273,9 @@ def _copy_options(ctx) -> list[str]:
         if key == "--command_options":
             return [value]
         if key == "--max_error":
-            options.append(f"MAXERROR {int(value)}" if value.isdigit() else
-                           ctx.fail(f"--max_error needs a number, got '{value}'",
-                                    "script_arguments"))
+            if not value.isdigit():
+                ctx.fail(f"--max_error needs a number, got '{value}'", "script_arguments")
+            options.append(f"MAXERROR {int(value)}")
         elif key == "--replace_invalid_char":
             options.append(f"ACCEPTINVCHARS AS '{value}'")
         elif key == "--no_escape":
