@@ -18,15 +18,21 @@ Severity = Literal["error", "warning"]
 
 @dataclass(frozen=True, order=True)
 class Location:
-    """A place in a file of the manifests repository (1-based line and column)."""
+    """A place in a file of the manifests repository (1-based line and column).
+
+    Every location has a line: where nothing more precise is known (a file that cannot be
+    decoded, a problem with the file as a whole) it is line 1, so editors and CI annotations
+    can always jump to it."""
 
     file: str
-    line: int | None = None
+    line: int | None = 1
     column: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.line is None or self.line < 1:
+            object.__setattr__(self, "line", 1)
+
     def __str__(self) -> str:
-        if self.line is None:
-            return self.file
         if self.column is None:
             return f"{self.file}:{self.line}"
         return f"{self.file}:{self.line}:{self.column}"
@@ -76,7 +82,8 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
 
 
 class ReconcilerError(Exception):
-    """Base of every error the reconciler raises on purpose."""
+    """Base of every error the reconciler raises on purpose. Anything else escaping a stage is
+    a bug, and the stages turn it into a located problem rather than a traceback."""
 
 
 class InvalidInputError(ReconcilerError):
@@ -89,3 +96,16 @@ class InvalidInputError(ReconcilerError):
 
 class RepositoryError(ReconcilerError):
     """The manifests repository cannot be read (missing root, unreadable file)."""
+
+
+class CompileError(ReconcilerError):
+    """Something a manifest asks for that cannot be compiled. The message says why, ``key``
+    names the step parameter or manifest key it comes from, ``location`` (when known) where
+    exactly, such as a line of a SQL file the step reads."""
+
+    def __init__(self, message: str, key: str | None = None, hint: str | None = None,
+                 location: Location | None = None):
+        super().__init__(message)
+        self.key = key
+        self.hint = hint
+        self.location = location

@@ -53,6 +53,18 @@ def require_tool(name: str) -> str:
     return path
 
 
+def require_reference(path: Path) -> Path:
+    """A reference corpus next to the project (../shared/reference); a clone on its own does
+    not have it: skip with its name, but fail under CI=true."""
+    if not path.exists():
+        message = (f"the reference corpus {path} is missing (it lives next to the project "
+                   "in ../shared/reference, not in the repository)")
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 def compile_repo(root: Path, environments=None) -> ProjectResult:
     return compile_project(read_snapshot(root), CompileOptions(START), environments=environments)
 
@@ -80,11 +92,22 @@ def repo(tmp_path: Path) -> Path:
     return target
 
 
+STEP_FIXTURES = Path(__file__).parent / "fixtures" / "steps"
+
+
+@pytest.fixture
+def steps_repo(repo: Path) -> Path:
+    """The example repository plus this project's pipelines that use every step type."""
+    for item in STEP_FIXTURES.iterdir():
+        if item.is_dir():
+            shutil.copytree(item, repo / item.name, dirs_exist_ok=True)
+    return repo
+
+
 @pytest.fixture
 def corpus_repo(repo: Path) -> Path:
     """The example repository plus every Dataduct example pipeline and its resources."""
-    if not DATADUCT_EXAMPLES.is_dir():
-        pytest.fail(f"the Dataduct examples are missing at {DATADUCT_EXAMPLES}")
+    require_reference(DATADUCT_EXAMPLES)
     for item in (DATADUCT_EXAMPLES / "resources").iterdir():
         shutil.copytree(item, repo / item.name, dirs_exist_ok=True)
     for example in DATADUCT_EXAMPLES.glob("*.yaml"):

@@ -23,7 +23,7 @@ def test_validate_one_environment_as_json(repo):
 def test_validate_an_unknown_environment(repo):
     result = run_cli("validate", str(repo), "--env", "qa")
     assert result.code == 1
-    assert "reconciler.yaml: error: unknown environment 'qa'; environments: staging, prod" \
+    assert "reconciler.yaml:1: error: unknown environment 'qa'; environments: staging, prod" \
         in result.stderr
 
 
@@ -128,5 +128,5 @@ def test_help_teaches_the_commands():
 def test_render_refuses_a_file_that_is_not_a_pipeline(repo):
     result = run_cli("render", str(repo / "reconciler.yaml"), "--env", "staging")
     assert result.code == 1 and result.stdout == ""
-    assert "reconciler.yaml: error: not a pipeline manifest; pipelines are the *.yaml files " \
+    assert "reconciler.yaml:1: error: not a pipeline manifest; pipelines are the *.yaml files " \
            "under pipelines/" in result.stderr

@@ -199,7 +199,7 @@ def test_variables_become_parameters(repo):
 def test_an_undeclared_parameter_is_refused_like_the_service_would(repo):
     write(repo, "pipelines/v.yaml", "name: v\nsteps:\n- step_type: transform\n"
           "  command: 'echo #{myMissing}'\n")
-    assert any("uses parameter '#{myMissing}', which is not declared" in e and
+    assert any("uses '#{myMissing}', which is neither a parameter nor a field" in e and
                e.startswith("pipelines/v.yaml:3:3") for e in errors(repo, "v.yaml"))
 
 
@@ -288,8 +288,9 @@ def test_templates_with_unknown_placeholders_name_the_template_line(repo):
         """)
     write(repo, "pipelines/b.yaml", "name: b\nsteps:\n- {step_type: broken}\n")
     (error,) = errors(repo, "b.yaml")
-    assert "template broken (steps/broken.yaml:5:5) uses unknown placeholder " \
-           "{{ params.nope }}" in error
+    assert error.startswith("steps/broken.yaml:5:5: error: template broken uses unknown "
+                            "placeholder {{ params.nope }}")
+    assert "used by step 'broken' at pipelines/b.yaml:3:3" in error
 
 
 def test_template_parameters_are_checked_like_built_in_ones(repo):
@@ -371,7 +372,9 @@ def test_config_bootstrap_runs_first_and_its_errors_point_into_the_config(repo):
         """))
     objects = {o.id: o for o in ok(repo, "users.yaml").objects}
     assert objects["extract_rds"].get_all("dependsOn") == ["install_tools"]
-    assert objects["load_staging"].get_all("dependsOn") == ["extract_rds"]
+    assert objects["install_tools"].get_all("dependsOn") == []
+    # every activity on the bootstrapped resource waits for the bootstrap
+    assert objects["load_staging"].get_all("dependsOn") == ["extract_rds", "install_tools"]
     write(repo, "config/defaults.yaml", config + "bootstrap:\n  ec2:\n"
           "  - {step_type: transform, name: install_tools, comand: x}\n")
     problems = [p for p in compile_repo(repo, ["staging"]).errors]

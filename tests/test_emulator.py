@@ -26,7 +26,8 @@ def ref(key, value):
 
 def scheduled(start="2026-11-26T10:00:00", period="1 hours", occurrences=None, retries=1,
               extra=()):
-    """A small scheduled pipeline: two activities, b depends on a, on a worker group."""
+    """A small scheduled pipeline: two activities, b depends on a, on a worker group, and a
+    data node."""
     schedule = [f("type", "Schedule"), f("period", period), f("startDateTime", start)]
     if occurrences:
         schedule.append(f("occurrences", occurrences))
@@ -40,6 +41,8 @@ def scheduled(start="2026-11-26T10:00:00", period="1 hours", occurrences=None, r
         {"id": "b", "name": "b", "fields": [f("type", "ShellCommandActivity"),
                                               f("command", "echo b"), f("workerGroup", "wg"),
                                               ref("dependsOn", "a")]},
+        {"id": "out", "name": "out", "fields": [f("type", "S3DataNode"),
+                                                  f("directoryPath", "s3://bucket/out")]},
         *extra,
     ]
 
@@ -356,7 +359,7 @@ EDITS = {
     "a new object writing to an existing one": (
         lambda o: o + [{"id": "c", "name": "c", "fields": [
             f("type", "ShellCommandActivity"), f("command", "x"), f("workerGroup", "wg"),
-            ref("output", "a")]}], "c", "cannot reference the existing object a in an output"),
+            ref("output", "out")]}], "c", "cannot reference the existing object out in an output"),
 }
 
 
@@ -494,7 +497,7 @@ def test_query_objects_selectors_limit_and_marker(embedded):
     assert len(rest["ids"]) == 7 and not rest["hasMoreResults"]
     assert not set(first["ids"]) & set(rest["ids"])
     components = embedded.query_objects(pipelineId=pid, sphere="COMPONENT")["ids"]
-    assert set(components) == {"Default", "Hourly", "a", "b"}
+    assert set(components) == {"Default", "Hourly", "a", "b", "out"}
 
 
 def test_on_demand_pipelines_run_once_per_activation(embedded):
@@ -572,3 +575,64 @@ def test_formats_and_one_account_with_sts(embedded):
 def test_the_simulated_clock_only_moves_when_told(embedded):
     before = emulator.CONTROLS.now()
     assert emulator.CONTROLS.advance(90) - before == timedelta(seconds=90)
+
+
+# the service accepts what the guide's examples write ----------------------------------------
+
+
+def test_an_ondemand_pipeline_written_in_capitals_runs_on_demand(embedded):
+    """emrcluster-example-private-subnet.md writes "scheduleType": "ONDEMAND"."""
+    objects = _set(ondemand(), "Default", "scheduleType", "ONDEMAND")
+    pid = new(embedded, objects)
+    embedded.activate_pipeline(pipelineId=pid)
+    advance(120)
+    (only,) = instances(embedded, pid).values()
+    assert only["@status"] == "FINISHED"
+    embedded.activate_pipeline(pipelineId=pid)  # each activation is one more run
+    advance(120)
+    assert len(instances(embedded, pid)) == 2
+
+
+def test_an_optional_parameter_needs_no_value_at_activation(embedded):
+    """dp-custom-templates.md: "optional ... The default is false"."""
+    objects = _set(ondemand(), "a", "command", "echo #{myGreeting}")
+    pid = new(embedded)
+    params = [{"id": "myGreeting", "attributes": [{"key": "optional", "stringValue": "true"}]}]
+    assert not embedded.put_pipeline_definition(pipelineId=pid, pipelineObjects=objects,
+                                                parameterObjects=params)["errored"]
+    embedded.activate_pipeline(pipelineId=pid)
+    required = [{"id": "myGreeting", "attributes": [{"key": "type", "stringValue": "String"}]}]
+    other = new(embedded, name="q")
+    embedded.put_pipeline_definition(pipelineId=other, pipelineObjects=objects,
+                                     parameterObjects=required)
+    with pytest.raises(ClientError) as caught:
+        embedded.activate_pipeline(pipelineId=other)
+    assert code(caught.value) == "InvalidRequestException"
+    assert "no value for parameters: myGreeting" in caught.value.response["Error"]["Message"]
+
+
+def test_expressions_in_schedule_fields_are_evaluated(embedded):
+    objects = _set(scheduled(occurrences=2), "Hourly", "startDateTime", "#{myStart}")
+    objects = _set(objects, "Hourly", "occurrences", "#{myRuns}")
+    pid = new(embedded)
+    result = embedded.put_pipeline_definition(
+        pipelineId=pid, pipelineObjects=objects,
+        parameterValues=[{"id": "myStart", "stringValue": "2026-11-26T08:00:00"},
+                         {"id": "myRuns", "stringValue": "1"}])
+    assert not result["errored"], result
+    embedded.activate_pipeline(pipelineId=pid)
+    advance(4 * 3600)
+    assert {i["@scheduledStartTime"] for i in instances(embedded, pid).values()} == {
+        "2026-11-26T08:00:00"}
+
+
+@pytest.mark.parametrize("start", ["#{myUnset}", "#{format(", "tomorrow"])
+def test_a_schedule_expression_that_cannot_be_evaluated_is_a_typed_error(embedded, start):
+    """Never an HTTP 500: InvalidRequestException, as AWS answers a bad definition."""
+    objects = _set(scheduled(), "Hourly", "startDateTime", start)
+    pid = new(embedded)
+    embedded.put_pipeline_definition(pipelineId=pid, pipelineObjects=objects)
+    with pytest.raises(ClientError) as caught:
+        embedded.activate_pipeline(pipelineId=pid)
+    assert code(caught.value) == "InvalidRequestException"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400

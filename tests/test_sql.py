@@ -1,23 +1,35 @@
-"""Table definitions through sqlglot's Redshift dialect (with Dataduct's clauses) and the SQL
-generated from them."""
+"""SQL through sqlglot: Dataduct's Redshift clauses, SQL people write (Data Pipeline expressions
+masked, errors located), and the SQL the steps generate (built with sqlglot's builders, quoted,
+parsed back statement by statement)."""
 
 import pytest
 import sqlglot
 from sqlglot import exp
 
 from reconciler.desired import sql as sqlgen
-from reconciler.desired.sql import TableDefinitionError, parse_table_definition
-
-from .conftest import DATADUCT_EXAMPLES
+from reconciler.desired.sql import (
+    Source,
+    SqlError,
+    TableDefinitionError,
+    parse_query,
+    parse_sql,
+    parse_table_definition,
+)
 
 USERS = parse_table_definition(
     "CREATE TABLE prod.users (id INTEGER DISTKEY PRIMARY KEY, user_name VARCHAR(255) "
     "ENCODE zstd, user_email VARCHAR(255)) SORTKEY(id);")
+HISTORY = parse_table_definition(
+    "CREATE TABLE prod.users_history (id INTEGER, user_name VARCHAR(255), user_email "
+    "VARCHAR(255), effective_ts TIMESTAMP, expiration_ts TIMESTAMP);")
+GUIDE_EXAMPLE = "'#{format(@scheduledStartTime, 'YYYY-MM-dd')}'"
 
 
 def test_sqlglot_version_is_the_pinned_one():
     assert sqlglot.__version__.startswith("30.30"), "the dialect extension is tested on 30.30"
 
+
+# -- table definitions ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("clause, sql", [
     ("column DISTKEY", "CREATE TABLE t (a INTEGER DISTKEY PRIMARY KEY, b INTEGER)"),
@@ -41,17 +53,28 @@ def test_interleaved_sortkey_is_a_property_not_an_opaque_command():
     assert parsed.find(sqlgen.InterleavedSortKeyProperty) is not None
 
 
-@pytest.mark.parametrize("path", sorted((DATADUCT_EXAMPLES / "resources" / "tables").glob("*.sql")),
-                         ids=lambda p: p.name)
-def test_every_example_table_parses(path):
-    table = parse_table_definition(path.read_text())
-    assert table.primary_key and table.column_names
-
-
-def test_primary_keys_come_from_columns_and_table_constraints():
+def test_columns_keep_their_types_and_constraints():
     table = parse_table_definition(
-        "CREATE TABLE s.t (a INT NOT NULL, b INT, c INT, PRIMARY KEY (a, b));")
-    assert (table.schema, table.name, table.primary_key) == ("s", "t", ("a", "b"))
+        "CREATE TABLE s.t (a CHAR(3) NOT NULL, b TIMESTAMPTZ DEFAULT GETDATE(), "
+        "c BIGINT IDENTITY(1, 1), d VARCHAR(10) UNIQUE, PRIMARY KEY (a, c));")
+    a, b, c, d = table.columns
+    assert (a.type, a.nullable, a.primary_key) == ("CHAR(3)", False, True)
+    assert b.type == "TIMESTAMP WITH TIME ZONE" and b.default == "GETDATE()"
+    assert c.identity and c.primary_key and d.unique
+    assert table.primary_key == ("a", "c")
+
+
+def test_names_are_normalised_like_redshift_and_quoted_in_the_create():
+    table = parse_table_definition('CREATE TABLE Prod."Users" (Id INT PRIMARY KEY);')
+    assert (table.schema, table.name, table.column_names) == ("prod", "users", ("id",))
+    assert table.create_sql == 'CREATE TABLE "prod"."users" ("id" INTEGER PRIMARY KEY);'
+
+
+def test_foreign_keys_are_recorded_for_create_order():
+    table = parse_table_definition(
+        "CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT REFERENCES customers(id), "
+        "FOREIGN KEY (id) REFERENCES shop.invoices (id));")
+    assert table.references == ("customers", "shop.invoices")
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -59,64 +82,162 @@ def test_primary_keys_come_from_columns_and_table_constraints():
     ("SELECT 1;", "not a CREATE TABLE"),
     ("CREATE TABLE a (x INT); CREATE TABLE b (y INT);", "expected one CREATE TABLE"),
     ("CREATE TABLE t (a INT, PRIMARY KEY (z));", "unknown columns: z"),
+    ("CREATE TABLE t (a INT NULL NOT NULL);", "declared both NULL and NOT NULL"),
+    ("CREATE TABLE t (a INT, a INT);", "defined twice"),
+    ("CREATE TABLE t (a VARCHAR(3) DEFAULT 'x);", "never closed"),
 ])
 def test_bad_table_definitions_say_why(bad, message):
     with pytest.raises(TableDefinitionError, match=message):
         parse_table_definition(bad)
 
 
-def _statements(script):
-    return [s for s in sqlglot.parse(script, read=sqlgen.DIALECT) if s is not None]
+# -- SQL people write ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    f"SELECT * FROM events WHERE day = {GUIDE_EXAMPLE}",
+    "SELECT * FROM #{myTable} WHERE id > #{myLow} LIMIT #{myLimit}",
+    "SELECT * FROM t WHERE a = '#{format(plusDays(@scheduledStartTime, 1), 'YYYY')}'",
+])
+def test_data_pipeline_expressions_are_legal_quoted_or_not(text):
+    parsed = parse_query(text)
+    assert len(parsed.statements) == 1
+    assert parsed.restore(parsed.masked) == text
+
+
+def test_an_unclosed_expression_is_located():
+    with pytest.raises(SqlError, match="never closed") as caught:
+        parse_sql("SELECT 1;\nSELECT '#{format(x'")
+    assert (caught.value.line, caught.value.column) == (2, 9)
+
+
+@pytest.mark.parametrize("text, message, line", [
+    ("SELECT 'abc", "string starting with ' is never closed", 1),
+    ("SELECT 1\n/* x", "/* comment is never closed", 2),
+    ("SELECT a\nFROM t\nWHERE (", "does not parse", 3),
+])
+def test_errors_in_sql_say_the_line_of_the_text_as_written(text, message, line):
+    with pytest.raises(SqlError, match=message) as caught:
+        parse_sql(text)
+    assert caught.value.line == line
+
+
+@pytest.mark.parametrize("text, message", [
+    ("SELECT a FROM t; SELECT b FROM u", "must be one SELECT statement; found 2"),
+    ("SELECT 1", "reads no table"),
+    ("DELETE FROM t", "must be a SELECT"),
+    ("WITH x AS (SELECT 1) SELECT * FROM x", "reads no table"),
+])
+def test_a_source_query_is_one_select_that_reads_a_table(text, message):
+    with pytest.raises(SqlError, match=message):
+        parse_query(text)
+
+
+def test_the_second_statement_is_where_the_error_points():
+    with pytest.raises(SqlError) as caught:
+        parse_query("SELECT a FROM t;\n  DROP TABLE t")
+    assert (caught.value.line, caught.value.column) == (2, 3)
+
+
+# -- the transaction wrapper ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "DELETE FROM t -- trailing comment, no semicolon",
+    "DELETE FROM t; -- comment after the semicolon",
+    "DELETE FROM t;\nINSERT INTO t VALUES (1) /* block */",
+    f"DELETE FROM t WHERE d < {GUIDE_EXAMPLE} -- x",
+])
+def test_no_user_text_can_swallow_the_commit(text):
+    wrapped = sqlgen.wrap_in_transaction(parse_sql(text))
+    statements = parse_sql(wrapped).statements
+    assert isinstance(statements[0], exp.Transaction)
+    assert isinstance(statements[-1], exp.Commit)
+    assert len(statements) == len(parse_sql(text).statements) + 2
+    assert wrapped.rstrip().endswith("COMMIT;")
+
+
+# -- generated SQL -------------------------------------------------------------------------------
+
+SOURCE = Source(query=parse_query(f"SELECT * FROM src WHERE day = {GUIDE_EXAMPLE} -- note"))
 
 
 def generated_scripts():
-    history = parse_table_definition(
-        "CREATE TABLE prod.users_history (id INTEGER, user_name VARCHAR(255), user_email "
-        "VARCHAR(255), effective_start TIMESTAMP, effective_end TIMESTAMP);")
-    select = sqlgen.source_select(USERS.column_names, sql="SELECT * FROM src",
-                                  dedupe_on=USERS.primary_key)
     return {
-        "upsert": sqlgen.upsert_sql(USERS, select),
-        "reload": sqlgen.reload_sql(USERS, select),
-        "delta": sqlgen.upsert_sql(USERS, sqlgen.delta_source_select(
-            USERS.column_names, USERS, "id", 2, sql="SELECT * FROM src")),
-        "history": sqlgen.history_sql(USERS, history),
+        "upsert": sqlgen.upsert_sql(USERS, SOURCE),
+        "reload": sqlgen.reload_sql(USERS, SOURCE),
+        "history": sqlgen.history_sql(USERS, HISTORY),
         "primary key check": sqlgen.primary_key_check_sql(USERS),
-        "count": sqlgen.count_sql(table=USERS),
+        "count": sqlgen.count_sql(SOURCE),
         "sample": sqlgen.sample_sql(USERS),
+        "grants": sqlgen.grants_sql(USERS, [("select", "consumers", True), ("all", "etl", False)]),
     }
 
 
 @pytest.mark.parametrize("name", list(generated_scripts()))
-def test_generated_sql_parses_back_and_never_selects_star_by_position(name):
+def test_generated_sql_parses_back_as_exactly_the_statements_meant(name):
     script = generated_scripts()[name]
-    statements = _statements(script)
-    assert statements and not any(isinstance(s, exp.Command) for s in statements)
-    for statement in statements:
+    text = script.text()
+    assert sqlgen.statement_types(text) == script.kinds
+    for statement in parse_sql(text).statements:
         for insert in statement.find_all(exp.Insert):
             assert isinstance(insert.this, exp.Schema), "INSERT names its columns"
-            select = insert.expression
-            assert not any(isinstance(e, exp.Star) for e in select.expressions)
+            assert not any(isinstance(e, exp.Star) for e in insert.expression.expressions)
 
 
-def test_upsert_deletes_by_primary_key_then_inserts_named_columns():
-    script = generated_scripts()["upsert"]
-    assert ("DELETE FROM prod.users USING users_dataduct_staging WHERE prod.users.id = "
-            "users_dataduct_staging.id;") in script
-    assert ("INSERT INTO prod.users (id, user_name, user_email) SELECT id, user_name, "
-            "user_email FROM users_dataduct_staging;") in script
-    assert "ROW_NUMBER() OVER (PARTITION BY source.id" in script
+def test_the_upsert_is_one_transaction_of_named_columns():
+    text = generated_scripts()["upsert"].text()
+    kinds = [k.__name__ for k in sqlgen.statement_types(text)]
+    assert kinds == ["Transaction", "Create", "Create", "Insert", "Delete", "Insert", "Commit",
+                     "Analyze"]
+    assert ('DELETE FROM "prod"."users" USING "users_dataduct_staging" WHERE '
+            '"prod"."users"."id" = "users_dataduct_staging"."id";') in text
+    assert ('INSERT INTO "prod"."users" ("id", "user_name", "user_email") SELECT "id", '
+            '"user_name", "user_email" FROM "users_dataduct_staging";') in text
+    assert GUIDE_EXAMPLE in text, "the expression is restored for the service to evaluate"
 
 
-def test_history_needs_the_effective_columns():
-    other = parse_table_definition("CREATE TABLE h (id INTEGER);")
-    with pytest.raises(ValueError, match="lacks columns: user_name, user_email, "
-                                         "effective_start, effective_end"):
-        sqlgen.history_sql(USERS, other)
+def test_a_script_that_parses_back_as_other_statements_is_refused():
+    script = sqlgen.count_sql(Source(table=USERS))
+    script.statements[0] += "\nDROP TABLE prod.users;"
+    with pytest.raises(SqlError, match=r"parses back as 2 statement\(s\) \(Select, Drop\), "
+                                       "not the 1 it was built from"):
+        script.text()
+
+
+def test_hostile_names_stay_names():
+    evil = parse_table_definition(
+        'CREATE TABLE "evil; DROP TABLE prod.users; --" (id INT PRIMARY KEY, "a""b" INT);')
+    text = sqlgen.upsert_sql(evil, Source(table=evil)).text()
+    assert '"evil; drop table prod.users; --"' in text
+    assert not any(isinstance(s, exp.Drop) for s in parse_sql(text).statements)
+
+
+@pytest.mark.parametrize("convention", sqlgen.HISTORY_CONVENTIONS, ids=lambda c: c.start)
+def test_history_works_with_dataducts_names_and_the_projects(convention):
+    history = parse_table_definition(
+        f"CREATE TABLE prod.h (id INTEGER, user_name VARCHAR(255), user_email VARCHAR(255), "
+        f"{convention.start} TIMESTAMP, {convention.end} TIMESTAMP);")
+    text = sqlgen.history_sql(USERS, history).text()
+    assert f"'{convention.open_end}'" in text
+    kinds = [k.__name__ for k in sqlgen.statement_types(text)]
+    assert kinds == ["Create", "Transaction", "Update", "Update", "Insert", "Commit"]
+
+
+def test_history_needs_validity_columns_and_every_destination_column():
+    with pytest.raises(SqlError, match="no validity columns"):
+        sqlgen.history_sql(USERS, parse_table_definition("CREATE TABLE h (id INTEGER);"))
+    partial = parse_table_definition(
+        "CREATE TABLE h (id INTEGER, effective_ts TIMESTAMP, expiration_ts TIMESTAMP);")
+    with pytest.raises(SqlError, match=r"lacks columns of prod\.users: user_name, user_email"):
+        sqlgen.history_sql(USERS, partial)
 
 
 def test_primary_key_check_fails_through_a_cast_that_carries_the_count():
-    script = sqlgen.primary_key_check_sql(USERS)
-    assert "HAVING COUNT(*) > 1" in script
+    text = sqlgen.primary_key_check_sql(USERS).text()
+    assert "HAVING COUNT(*) > 1" in text
     assert "CAST('primary key (id) of prod.users has duplicates: ' || COUNT(*) AS INTEGER)" \
-        in script
+        in text
+
+
+def test_a_permission_must_be_a_privilege_word():
+    with pytest.raises(SqlError, match="not a privilege"):
+        sqlgen.grants_sql(USERS, [("select; drop table x", "g", True)])

@@ -13,16 +13,33 @@ as a plain value is refused without being echoed anywhere.
 from __future__ import annotations
 
 import copy
+import graphlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import Location, Problem
+from ..errors import InvalidInputError, Location, Problem
 from ..snapshot import Snapshot
 from .schemas import validate_document, validator
 from .yamldoc import YamlDocument, load_yaml
 
 SETTINGS_FILE = "reconciler.yaml"
 SECRET_KEYS = ("PASSWORD",)
+SECTIONS = frozenset({"etl", "ec2", "emr", "mysql", "redshift", "postgres", "database",
+                      "bootstrap", "teardown", "custom_steps", "logging"})
+# Dataduct keys that have no effect here, and why: reported as warnings, never silently
+# ignored. (Keys that do have an effect are read where they are used.)
+NO_EFFECT = {
+    ("etl", "DP_INSTANCE_LOG_PATH"): "run history is archived under the pipeline's log URI "
+                                     "(<pipelineLogUri>/archive/) before a pipeline is deleted",
+    ("etl", "DP_QA_TESTS_LOG_PATH"): "QA results go under etl.QA_LOG_PATH (log_to_s3 on a QA "
+                                     "step)",
+    ("emr", "HADOOP_VERSION"): "the EmrCluster object has no such field; choose versions with "
+                               "emr_cluster_config.release_label and applications",
+    ("emr", "HIVE_VERSION"): "the EmrCluster object has no such field; add hive to "
+                             "emr_cluster_config.applications",
+    ("emr", "PIG_VERSION"): "the EmrCluster object has no such field; add pig to "
+                            "emr_cluster_config.applications",
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,7 @@ class Policy:
 class Environment:
     name: str
     config_path: str
+    mode: str | None = None
     region: str | None = None
     role_arn: str | None = None
     endpoint_url: str | None = None
@@ -56,6 +74,7 @@ class Settings:
     defaults_path: str = "config/defaults.yaml"
     pipelines_dir: str = "pipelines"
     templates_dir: str = "steps"
+    tables_dir: str = "tables"
     max_objects: int = 100
     installation: str = "default"
     document: YamlDocument | None = None
@@ -63,8 +82,6 @@ class Settings:
 
 def load_document(snapshot: Snapshot, path: str, problems: list[Problem]) -> YamlDocument | None:
     """Load one YAML file of the snapshot; record a located problem instead of raising."""
-    from ..errors import InvalidInputError
-
     if path in snapshot.rejected:
         problems.append(Problem(Location(path), snapshot.rejected[path], code="file"))
         return None
@@ -88,38 +105,75 @@ def load_settings(snapshot: Snapshot, problems: list[Problem]) -> Settings | Non
     if found:
         return None
     data = doc.data
-    environments = {}
-    for name, env in data["environments"].items():
-        policy = env.get("policy", {})
-        environments[name] = Environment(
-            name=name,
-            config_path=env["config"],
-            region=env.get("region"),
-            role_arn=env.get("role_arn"),
-            endpoint_url=env.get("endpoint_url"),
-            name_prefix=env.get("name_prefix", ""),
-            policy=Policy(
-                prune=policy.get("prune", False),
-                allow_replace=policy.get("allow_replace", name == "staging"),
-                allow_empty=policy.get("allow_empty", False),
-                max_delete_percent=float(policy.get("max_delete_percent", 30)),
-                promote_from=policy.get("promote_from"),
-                drift_checks_per_pass=policy.get("drift_checks_per_pass", 0),
-            ),
-        )
-        if env.get("policy", {}).get("promote_from") not in (None, *data["environments"]):
-            problems.append(Problem(doc.locate(("environments", name, "policy", "promote_from")),
-                                    f"promote_from names unknown environment "
-                                    f"'{policy['promote_from']}'", code="reference"))
+    environments = {name: _environment(name, env) for name, env in data["environments"].items()}
+    bad = _promotion_problems(doc, environments)
+    problems.extend(bad)
+    if bad:
+        return None
     return Settings(
         environments=environments,
         defaults_path=data.get("defaults", "config/defaults.yaml"),
         pipelines_dir=data.get("pipelines", "pipelines").rstrip("/"),
         templates_dir=data.get("step_templates", "steps").rstrip("/"),
+        tables_dir=data.get("tables", "tables").rstrip("/"),
         max_objects=data.get("limits", {}).get("max_objects_per_pipeline", 100),
         installation=data.get("installation", "default"),
         document=doc,
     )
+
+
+def _environment(name: str, env: dict[str, Any]) -> Environment:
+    policy = env.get("policy", {})
+    return Environment(
+        name=name,
+        config_path=env["config"],
+        mode=env.get("mode"),
+        region=env.get("region"),
+        role_arn=env.get("role_arn"),
+        endpoint_url=env.get("endpoint_url"),
+        name_prefix=env.get("name_prefix", ""),
+        policy=Policy(
+            prune=policy.get("prune", False),
+            allow_replace=policy.get("allow_replace", name == "staging"),
+            allow_empty=policy.get("allow_empty", False),
+            max_delete_percent=float(policy.get("max_delete_percent", 30)),
+            promote_from=policy.get("promote_from"),
+            drift_checks_per_pass=policy.get("drift_checks_per_pass", 0),
+        ),
+    )
+
+
+def _promotion_problems(doc: YamlDocument, environments: dict[str, Environment]
+                        ) -> list[Problem]:
+    """promote_from must name another environment, and promotions must not form a cycle
+    (staging waiting for prod waiting for staging would never apply anything)."""
+    problems = []
+    graph: dict[str, set[str]] = {}
+    for name, env in environments.items():
+        source = env.policy.promote_from
+        if source is None:
+            graph[name] = set()
+            continue
+        path = ("environments", name, "policy", "promote_from")
+        if source not in environments:
+            problems.append(Problem(doc.locate(path), f"promote_from names unknown environment "
+                                    f"'{source}'", path, hint=f"environments: "
+                                    f"{', '.join(environments)}", code="reference"))
+        elif source == name:
+            problems.append(Problem(doc.locate(path), f"environment '{name}' promotes from "
+                                    "itself", path, code="reference"))
+        graph[name] = {source} & set(environments) - {name}
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        cycle = list(exc.args[1])
+        first = cycle[0]
+        path = ("environments", first, "policy", "promote_from")
+        problems.append(Problem(doc.locate(path), "promote_from forms a cycle: "
+                                + " <- ".join(cycle), path,
+                                hint="one environment of the cycle must not promote from "
+                                     "another", code="reference"))
+    return problems
 
 
 @dataclass(frozen=True)
@@ -205,7 +259,8 @@ def load_env_config(
     snapshot: Snapshot, settings: Settings, env: Environment, problems: list[Problem],
     cache: dict[str, YamlDocument | None] | None = None,
 ) -> EnvConfig | None:
-    """Defaults deep-merged with the environment's file, both schema-checked."""
+    """Defaults deep-merged with the environment's file (then with the environment's Dataduct
+    mode, when it names one), all schema-checked."""
     cache = {} if cache is None else cache
     docs: list[YamlDocument] = []
     ok = True
@@ -219,6 +274,7 @@ def load_env_config(
                 if not isinstance(doc.data, dict):
                     doc.data = {}
                 _check_code_hooks(doc, local)
+                _check_no_effect(doc, local)
             cache[path] = doc
             problems.extend(local)
             if any(p.severity == "error" for p in local):
@@ -233,4 +289,45 @@ def load_env_config(
     merged: dict[str, Any] = {}
     for doc in reversed(docs):
         merged = deep_merge(merged, copy.deepcopy(doc.data or {}))
-    return EnvConfig(environment=env.name, data=merged, documents=tuple(docs))
+    modes = {k: merged.pop(k) for k in list(merged) if k not in SECTIONS}
+    if env.mode is not None:
+        if env.mode not in modes:
+            where = (settings.document.locate(("environments", env.name, "mode"))
+                     if settings.document else Location(SETTINGS_FILE))
+            problems.append(Problem(where, f"mode '{env.mode}' is not a block of "
+                                    f"{env.config_path} or {settings.defaults_path}",
+                                    ("environments", env.name, "mode"),
+                                    hint=f"add {env.mode}: {{etl: {{...}}}} to the config, or "
+                                         "remove mode", code="config"))
+            return None
+        merged = deep_merge(merged, modes[env.mode])
+    config = EnvConfig(environment=env.name, data=merged, documents=tuple(docs))
+    region = config.get("etl", "REGION")
+    if region and env.region and region != env.region:
+        problems.append(Problem(config.locate("etl", "REGION"), f"etl.REGION is {region}, but "
+                                f"{env.name} runs in {env.region} (reconciler.yaml)",
+                                ("etl", "REGION"), severity="warning", code="config",
+                                hint="the region comes from reconciler.yaml; remove etl.REGION "
+                                     "or make them agree"))
+    return config
+
+
+def mode_blocks(doc: YamlDocument) -> list[str]:
+    """The Dataduct modes a config file declares (top-level blocks that are not sections)."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    return [k for k, v in data.items() if k not in SECTIONS and isinstance(v, dict)]
+
+
+def _check_no_effect(doc: YamlDocument, problems: list[Problem]) -> None:
+    """Warn about Dataduct keys that do nothing here, saying what does the job instead."""
+    data = doc.data
+    for (section, key), why in NO_EFFECT.items():
+        value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
+        if value is not None:
+            problems.append(Problem(doc.locate((section, key)), f"{section}.{key} has no "
+                                    "effect", (section, key), hint=why, severity="warning",
+                                    code="config"))
+    if "logging" in data:
+        problems.append(Problem(doc.locate(("logging",)), "the logging section has no effect",
+                                ("logging",), severity="warning", code="config",
+                                hint="the controller logs JSON lines to its standard output"))

@@ -161,6 +161,12 @@ class CompiledPipeline:
     parameter_values: tuple[tuple[str, str], ...] = ()
     secrets: tuple[SecretRef, ...] = ()
     artifacts: tuple[Artifact, ...] = ()
+    aws_name: str = ""  # the pipeline's name in AWS before the environment's prefix
+    tags: tuple[tuple[str, str], ...] = ()  # the config's etl.TAGS for this pipeline
+
+    def __post_init__(self) -> None:
+        if not self.aws_name:
+            object.__setattr__(self, "aws_name", self.name)
 
     def api_form(self) -> dict[str, Any]:
         """The arguments of PutPipelineDefinition (secrets are listed, never valued)."""
@@ -187,6 +193,8 @@ class CompiledPipeline:
             "environment": self.environment,
             "manifest": self.manifest,
             "digest": self.digest,
+            **({"aws_name": self.aws_name} if self.aws_name != self.name else {}),
+            **({"tags": dict(self.tags)} if self.tags else {}),
             **body,
             "secrets": [{"id": s.parameter_id, "from": s.describe()} for s in self.secrets],
             "artifacts": [
@@ -207,6 +215,8 @@ class CompiledPipeline:
         payload = json.dumps(without_start_dates(api["pipelineObjects"]),
                              sort_keys=True, separators=(",", ":"))
         payload += json.dumps([api["parameterObjects"], api["parameterValues"]], sort_keys=True)
+        if self.tags:
+            payload += json.dumps(sorted(self.tags))
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def object(self, object_id: str) -> PipelineObject | None:

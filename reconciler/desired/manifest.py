@@ -77,10 +77,6 @@ class Manifest:
     name: str
     steps: list[StepSpec]
 
-    @property
-    def frequency(self) -> str:
-        return self.data.get("frequency", "one-time")
-
 
 def raw_load_time(doc: YamlDocument, path: tuple) -> str | None:
     """``load_time`` as written: YAML 1.1 reads ``12:00`` as the sexagesimal number 720."""
@@ -112,6 +108,9 @@ def default_step_name(step: dict[str, Any]) -> str:
 
 
 StepSchemaLookup = Callable[[str], Any]
+# Steps the config gives every pipeline that has none of its own, by phase ("bootstrap-ec2",
+# "bootstrap-emr", "teardown"): the document they are written in and the steps.
+ConfigSteps = Mapping[str, tuple[YamlDocument, Any]]
 
 
 def parse_manifest(
@@ -120,13 +119,13 @@ def parse_manifest(
     step_schemas: StepSchemaLookup,
     known_step_types: list[str],
     problems: list[Problem],
-    default_bootstrap: Mapping[str, tuple[YamlDocument, list]] | None = None,
+    config_steps: ConfigSteps | None = None,
 ) -> Manifest | None:
     """Check and parse one manifest for one environment; None when it has errors.
 
     ``step_schemas(step_type)`` returns a jsonschema validator for the step type, or None
-    when the type is unknown. ``default_bootstrap`` maps a resource (ec2, emr) to the config
-    document and steps of the config's ``bootstrap`` section, used when the manifest has none.
+    when the type is unknown. ``config_steps`` are the config's bootstrap and teardown steps,
+    used when the manifest has none.
     """
     before = len(problems)
     if not isinstance(doc.data, dict):
@@ -136,6 +135,29 @@ def parse_manifest(
     problems.extend(validate_document(validator("pipeline"), doc))
     if len(problems) > before:
         return None
+    data = _for_environment(doc, environment, problems)
+    specs: list[StepSpec] = []
+    for source, phase, base_path, items, single in _step_lists(doc, data, config_steps or {}):
+        for i, raw in enumerate(items):
+            key_path = base_path if single else (*base_path, i)
+            spec = _parse_step(source, raw, key_path, phase, len(specs), step_schemas,
+                               known_step_types, problems)
+            if spec is not None:
+                specs.append(spec)
+    if len(problems) > before:
+        return None
+    _name_steps(specs, problems)
+    if len(problems) > before:
+        return None
+    _wire(specs, problems)
+    if len(problems) > before:
+        return None
+    return Manifest(path=doc.file, document=doc, data=data, name=data["name"], steps=specs)
+
+
+def _for_environment(doc: YamlDocument, environment: str, problems: list[Problem]
+                     ) -> dict[str, Any]:
+    """The manifest's keys with its ``overrides`` for the environment merged in."""
     data = dict(doc.data)  # top-level keys are replaced below; nested values are shared
     if "load_time" in data:
         data["load_time"] = raw_load_time(doc, ("load_time",))
@@ -149,44 +171,27 @@ def parse_manifest(
     if environment in overrides:
         data = deep_merge(data, overrides[environment])
     data.pop("environments", None)
+    return data
 
-    step_lists: list[tuple[YamlDocument, str, tuple, list]] = []
+
+def _step_lists(doc: YamlDocument, data: dict[str, Any], config_steps: ConfigSteps):
+    """(document, phase, key path, steps, single) for bootstrap, main and teardown steps."""
     bootstrap = data.get("bootstrap")
     for resource in ("ec2", "emr"):
+        phase = f"bootstrap-{resource}"
         if bootstrap is not None:
             if bootstrap.get(resource):
-                step_lists.append((doc, f"bootstrap-{resource}", ("bootstrap", resource),
-                                   bootstrap[resource]))
-        elif default_bootstrap and resource in default_bootstrap:
-            config_doc, steps = default_bootstrap[resource]
-            step_lists.append((config_doc, f"bootstrap-{resource}", ("bootstrap", resource),
-                               steps))
-    step_lists.append((doc, "main", ("steps",), data["steps"]))
-    teardown = data.get("teardown")
+                yield doc, phase, ("bootstrap", resource), bootstrap[resource], False
+        elif phase in config_steps:
+            config_doc, steps = config_steps[phase]
+            yield config_doc, phase, ("bootstrap", resource), steps, False
+    yield doc, "main", ("steps",), data["steps"], False
+    teardown, source = data.get("teardown"), doc
+    if teardown is None and "teardown" in config_steps:
+        source, teardown = config_steps["teardown"]
     if teardown:
-        if isinstance(teardown, dict):
-            step_lists.append((doc, "teardown", ("teardown",), [teardown]))
-        else:
-            step_lists.append((doc, "teardown", ("teardown",), teardown))
-
-    specs: list[StepSpec] = []
-    for source, phase, base_path, items in step_lists:
-        for i, raw in enumerate(items):
-            key_path = (*base_path, i) if not (phase == "teardown"
-                                               and isinstance(teardown, dict)) else base_path
-            spec = _parse_step(source, raw, key_path, phase, len(specs), step_schemas,
-                               known_step_types, problems)
-            if spec is not None:
-                specs.append(spec)
-    if len(problems) > before:
-        return None
-    _name_steps(doc, specs, problems)
-    if len(problems) > before:
-        return None
-    _wire(doc, specs, problems)
-    if len(problems) > before:
-        return None
-    return Manifest(path=doc.file, document=doc, data=data, name=data["name"], steps=specs)
+        single = isinstance(teardown, dict)
+        yield source, "teardown", ("teardown",), [teardown] if single else teardown, single
 
 
 def _parse_step(doc, raw, key_path, phase, index, step_schemas, known, problems):
@@ -210,7 +215,7 @@ def _parse_step(doc, raw, key_path, phase, index, step_schemas, known, problems)
     )
 
 
-def _name_steps(doc: YamlDocument, specs: list[StepSpec], problems: list[Problem]) -> None:
+def _name_steps(specs: list[StepSpec], problems: list[Problem]) -> None:
     """Give unnamed steps a stable name; refuse duplicate names."""
     explicit: dict[str, StepSpec] = {}
     for spec in specs:
@@ -241,7 +246,7 @@ def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _wire(doc: YamlDocument, specs: list[StepSpec], problems: list[Problem]) -> None:
+def _wire(specs: list[StepSpec], problems: list[Problem]) -> None:
     """Resolve input_node and depends_on (see the module docstring) and refuse cycles."""
     by_name = {s.name: s for s in specs}
     outputs: dict[str, list[str]] = {}  # output name -> steps declaring it
@@ -296,7 +301,6 @@ def _wire(doc: YamlDocument, specs: list[StepSpec], problems: list[Problem]) -> 
             if ref.step not in spec.depends_on:
                 spec.depends_on.append(ref.step)
         previous_by_phase[spec.phase] = spec
-    _refuse_cycles(doc, specs, problems)
 
 
 def _resolve_input(ref: str, spec: StepSpec, by_name, outputs, earlier) -> InputRef | str:
@@ -329,30 +333,6 @@ def _resolve_input(ref: str, spec: StepSpec, by_name, outputs, earlier) -> Input
     if not producers:
         return f"input_node '{ref}' names no earlier step or output"
     return InputRef(producers[0], name)
-
-
-def _refuse_cycles(doc: YamlDocument, specs: list[StepSpec], problems: list[Problem]) -> None:
-    """Dependencies only point backwards after _wire, but templates and plugins may add
-    edges; a depth-first search keeps the guarantee explicit."""
-    graph = {s.name: list(s.depends_on) for s in specs}
-    state: dict[str, int] = {}
-    by_name = {s.name: s for s in specs}
-
-    def visit(node: str, trail: list[str]) -> None:
-        state[node] = 1
-        for dep in graph.get(node, []):
-            if state.get(dep) == 1:
-                cycle = [*trail[trail.index(dep):], dep] if dep in trail else [node, dep]
-                spec = by_name[node]
-                problems.append(Problem(spec.location, "dependency cycle: "
-                                        + " -> ".join(cycle), spec.key_path, code="reference"))
-            elif state.get(dep) is None:
-                visit(dep, [*trail, dep])
-        state[node] = 2
-
-    for name in graph:
-        if name not in state:
-            visit(name, [name])
 
 
 def _declared_refs(spec: StepSpec) -> list[str]:

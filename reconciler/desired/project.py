@@ -7,18 +7,30 @@ the plan stage treats as "unknown" (never deleted, never touched).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from ..errors import Location, Problem
+from jsonschema.exceptions import ValidationError
+
+from ..errors import CompileError, Location, Problem
 from ..snapshot import Snapshot
-from .compiler import CompileOptions, compile_manifest
-from .config import EnvConfig, Settings, load_document, load_env_config, load_settings
+from .builder import CompileOptions, load_table
+from .compiler import compile_manifest
+from .config import (
+    EnvConfig,
+    Settings,
+    load_document,
+    load_env_config,
+    load_settings,
+    mode_blocks,
+)
 from .definition import CompiledPipeline
 from .manifest import parse_manifest
 from .steps.base import StepType
 from .steps.builtin import builtin_steps
 from .steps.templates import TemplateStep, load_template
+from .yamldoc import YamlDocument
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
@@ -77,7 +89,7 @@ class StepRegistry:
         self.types: dict[str, StepType] = dict(builtin_steps())
         for name, step in (plugins or {}).items():
             self.types.setdefault(name, step)
-        self._validators: dict[str, object] = {}
+        self._validators: dict[str, Any] = {}
 
     def add_templates(self, templates: Iterable[TemplateStep]) -> None:
         for template in templates:
@@ -86,15 +98,31 @@ class StepRegistry:
     def get(self, step_type: str) -> StepType | None:
         return self.types.get(step_type)
 
-    def validator(self, step_type: str):
+    def validator(self, step_type: str) -> Any:
+        """The step type's jsonschema validator; None for an unknown type. A step type whose
+        validator() fails accepts nothing: its steps are reported, never compiled blind."""
         if step_type not in self.types:
             return None
         if step_type not in self._validators:
-            self._validators[step_type] = self.types[step_type].validator()
+            try:
+                self._validators[step_type] = self.types[step_type].validator()
+            except Exception as exc:  # a plugin's bug, reported at every step that uses it
+                self._validators[step_type] = _BrokenValidator(step_type, exc)
         return self._validators[step_type]
 
     def names(self) -> list[str]:
         return sorted(self.types)
+
+
+class _BrokenValidator:
+    """Stands in for the validator of a step type whose validator() raised."""
+
+    def __init__(self, step_type: str, error: Exception):
+        self.message = (f"step type '{step_type}' cannot check its steps: validator() raised "
+                        f"{type(error).__name__}: {error}")
+
+    def iter_errors(self, instance: Any) -> Iterator[ValidationError]:
+        yield ValidationError(self.message, validator="plugin", path=(), instance=instance)
 
 
 def manifest_paths(snapshot: Snapshot, settings: Settings) -> list[str]:
@@ -116,16 +144,47 @@ def compile_project(
     if settings is None:
         return result
     options = CompileOptions(options.start_date, max_objects=settings.max_objects)
-    wanted_envs = list(settings.environments) if environments is None else list(environments)
-    for env in wanted_envs:
+    wanted_envs = _wanted_environments(settings, environments, problems)
+    registry = StepRegistry(plugins)
+    registry.add_templates(_templates(snapshot, settings, registry, problems))
+    config_cache: dict[str, YamlDocument | None] = {}
+    configs = {env: load_env_config(snapshot, settings, settings.environments[env], problems,
+                                    config_cache) for env in wanted_envs}
+    _check_modes(settings, config_cache, problems)
+    for path in snapshot.rejected:
+        if path.startswith(settings.pipelines_dir + "/"):
+            problems.append(Problem(Location(path), snapshot.rejected[path], code="file"))
+    if manifests is None:
+        _check_tables(snapshot, settings, problems)
+    names: dict[str, str] = {}
+    for path in _manifest_selection(snapshot, settings, manifests, problems):
+        try:
+            result.pipelines.extend(_compile_file(snapshot, settings, path, wanted_envs,
+                                                  configs, registry, options, names, problems))
+        except Exception as exc:  # a bug must cost one manifest, never the whole pass
+            problem = Problem(Location(path), f"{path} could not be compiled: "
+                              f"{type(exc).__name__}: {exc}", code="internal",
+                              hint="this is a bug in the reconciler; the other pipelines are "
+                                   "not affected")
+            result.pipelines.extend(PipelineResult(path, env, None, None, [problem])
+                                    for env in wanted_envs)
+    return result
+
+
+def _wanted_environments(settings: Settings, environments: Iterable[str] | None,
+                         problems: list[Problem]) -> list[str]:
+    wanted = list(settings.environments) if environments is None else list(environments)
+    for env in wanted:
         if env not in settings.environments:
             problems.append(Problem(Location("reconciler.yaml"), f"unknown environment '{env}'",
                                     hint=f"environments: {', '.join(settings.environments)}",
                                     code="reference"))
-    wanted_envs = [e for e in wanted_envs if e in settings.environments]
+    return [e for e in wanted if e in settings.environments]
 
-    registry = StepRegistry(plugins)
-    templates = []
+
+def _templates(snapshot: Snapshot, settings: Settings, registry: StepRegistry,
+               problems: list[Problem]) -> list[TemplateStep]:
+    templates: list[TemplateStep] = []
     for path in snapshot.under(settings.templates_dir):
         if not path.endswith(MANIFEST_SUFFIXES):
             continue
@@ -136,84 +195,123 @@ def compile_project(
                                  problems)
         if template is not None:
             templates.append(template)
-    registry.add_templates(templates)
+    return templates
 
-    config_cache: dict = {}
-    configs: dict[str, EnvConfig | None] = {}
-    for env in wanted_envs:
-        configs[env] = load_env_config(snapshot, settings, settings.environments[env], problems,
-                                       config_cache)
-    for path in snapshot.rejected:
-        if path.startswith(settings.pipelines_dir + "/"):
-            problems.append(Problem(Location(path), snapshot.rejected[path], code="file"))
 
-    if manifests is None:
-        paths = manifest_paths(snapshot, settings)
-    else:
-        known = set(manifest_paths(snapshot, settings))
-        paths = []
-        for path in manifests:
-            if path in known:
-                paths.append(path)
-            else:
-                problems.append(Problem(Location(path), "not a pipeline manifest",
-                                        hint=f"pipelines are the *.yaml files under "
-                                             f"{settings.pipelines_dir}/ (see reconciler.yaml)",
-                                        code="file"))
-    names: dict[str, str] = {}
-    for path in paths:
-        local: list[Problem] = []
-        doc = load_document(snapshot, path, local)
+def _check_modes(settings: Settings, docs: Mapping[str, YamlDocument | None],
+                 problems: list[Problem]) -> None:
+    """A Dataduct mode block that no environment selects would be silently ignored."""
+    used = {env.mode for env in settings.environments.values() if env.mode}
+    for doc in docs.values():
         if doc is None:
-            result.pipelines.extend(PipelineResult(path, env, None, None, list(local))
-                                    for env in wanted_envs)
             continue
-        name = doc.data.get("name") if isinstance(doc.data, dict) else None
-        if isinstance(name, str):
-            if name in names:
-                local.append(Problem(doc.locate(("name",)), f"pipeline name '{name}' is also "
-                                     f"used by {names[name]}", ("name",),
-                                     hint="pipeline names are unique in a repository",
-                                     code="reference"))
-            names.setdefault(name, path)
-        targets = doc.data.get("environments") if isinstance(doc.data, dict) else None
-        for env in wanted_envs:
-            env_problems = list(local)
-            if isinstance(targets, list) and env not in targets:
-                continue
-            compiled = None
-            config = configs.get(env)
-            manifest = parse_manifest(doc, env, registry.validator, registry.names(),
-                                      env_problems, _config_bootstrap(config))
-            if manifest is not None and config is not None and not local:
-                compile_problems: list[Problem] = []
-                compiled = compile_manifest(manifest, config, snapshot, registry.get, options,
-                                            compile_problems)
-                env_problems.extend(replace(p, environments=(env,)) for p in compile_problems)
-            elif config is None:
-                env_problems.append(Problem(doc.locate(()), f"not compiled for {env}: its "
-                                            "config has errors", severity="warning",
-                                            code="config"))
-            result.pipelines.append(PipelineResult(
-                path, env, name if isinstance(name, str) else None, compiled, env_problems))
-        if isinstance(targets, list):
-            for env in targets:
-                if env not in settings.environments:
-                    problems.append(Problem(doc.locate(("environments",)),
-                                            f"unknown environment '{env}'", ("environments",),
-                                            hint=f"environments of reconciler.yaml: "
-                                                 f"{', '.join(settings.environments)}",
-                                            code="reference"))
-    return result
+        for mode in mode_blocks(doc):
+            if mode not in used:
+                problems.append(Problem(doc.locate((mode,)), f"mode '{mode}' is used by no "
+                                        "environment", (mode,), severity="warning",
+                                        hint=f"set environments.<name>.mode: {mode} in "
+                                             "reconciler.yaml, or remove the block",
+                                        code="config"))
 
 
-def _config_bootstrap(config: EnvConfig | None) -> dict:
-    """The config's bootstrap steps per resource, with the document that defines them."""
-    found = {}
-    for resource in ("ec2", "emr"):
-        for doc in config.documents if config else ():
-            section = doc.data.get("bootstrap") if isinstance(doc.data, dict) else None
-            if isinstance(section, dict) and section.get(resource):
-                found[resource] = (doc, section[resource])
-                break
+def _check_tables(snapshot: Snapshot, settings: Settings, problems: list[Problem]) -> None:
+    """Every table definition is checked, whether a step uses it yet or not."""
+    for path in snapshot.under(settings.tables_dir):
+        if not path.endswith(".sql"):
+            continue
+        if path in snapshot.rejected:
+            problems.append(Problem(Location(path), snapshot.rejected[path], code="file"))
+            continue
+        try:
+            content = snapshot.files[path].decode("utf-8")
+            load_table(path, content)
+        except UnicodeDecodeError as exc:
+            line = snapshot.files[path].count(b"\n", 0, exc.start) + 1
+            problems.append(Problem(Location(path, line), f"not UTF-8 text: {exc.reason} at "
+                                    f"byte {exc.start}", hint="save the file as UTF-8",
+                                    code="sql"))
+        except CompileError as exc:
+            problems.append(Problem(exc.location or Location(path), str(exc), hint=exc.hint,
+                                    code="sql"))
+
+
+def _manifest_selection(snapshot: Snapshot, settings: Settings, manifests: Iterable[str] | None,
+                        problems: list[Problem]) -> list[str]:
+    if manifests is None:
+        return manifest_paths(snapshot, settings)
+    known = set(manifest_paths(snapshot, settings))
+    paths = []
+    for path in manifests:
+        if path in known:
+            paths.append(path)
+        else:
+            problems.append(Problem(Location(path), "not a pipeline manifest",
+                                    hint=f"pipelines are the *.yaml files under "
+                                         f"{settings.pipelines_dir}/ (see reconciler.yaml)",
+                                    code="file"))
+    return paths
+
+
+def _compile_file(snapshot: Snapshot, settings: Settings, path: str, wanted_envs: list[str],
+                  configs: Mapping[str, EnvConfig | None], registry: StepRegistry,
+                  options: CompileOptions, names: dict[str, str], problems: list[Problem]
+                  ) -> list[PipelineResult]:
+    """One manifest for every wanted environment it is deployed to."""
+    local: list[Problem] = []
+    doc = load_document(snapshot, path, local)
+    if doc is None:
+        return [PipelineResult(path, env, None, None, list(local)) for env in wanted_envs]
+    data = doc.data if isinstance(doc.data, dict) else {}
+    name = data.get("name") if isinstance(data.get("name"), str) else None
+    if name is not None:
+        if name in names:
+            local.append(Problem(doc.locate(("name",)), f"pipeline name '{name}' is also "
+                                 f"used by {names[name]}", ("name",),
+                                 hint="pipeline names are unique in a repository",
+                                 code="reference"))
+        names.setdefault(name, path)
+    targets = data.get("environments")
+    if isinstance(targets, list):
+        for env in targets:
+            if env not in settings.environments:
+                problems.append(Problem(doc.locate(("environments",)),
+                                        f"unknown environment '{env}'", ("environments",),
+                                        hint=f"environments of reconciler.yaml: "
+                                             f"{', '.join(settings.environments)}",
+                                        code="reference"))
+    out = []
+    for env in wanted_envs:
+        if isinstance(targets, list) and env not in targets:
+            continue
+        env_problems = list(local)
+        compiled = None
+        config = configs.get(env)
+        manifest = parse_manifest(doc, env, registry.validator, registry.names(),
+                                  env_problems, _config_steps(config))
+        if manifest is not None and config is not None and not local:
+            compile_problems: list[Problem] = []
+            compiled = compile_manifest(manifest, config, snapshot, registry.get, options,
+                                        compile_problems)
+            env_problems.extend(replace(p, environments=(env,)) for p in compile_problems)
+        elif config is None:
+            env_problems.append(Problem(doc.locate(()), f"not compiled for {env}: its "
+                                        "config has errors", severity="warning",
+                                        code="config"))
+        out.append(PipelineResult(path, env, name, compiled, env_problems))
+    return out
+
+
+def _config_steps(config: EnvConfig | None) -> dict[str, tuple[YamlDocument, Any]]:
+    """The config's bootstrap steps per resource and its teardown, with the document that
+    defines them."""
+    found: dict[str, tuple[YamlDocument, Any]] = {}
+    for doc in config.documents if config else ():
+        data = doc.data if isinstance(doc.data, dict) else {}
+        section = data.get("bootstrap")
+        for resource in ("ec2", "emr"):
+            phase = f"bootstrap-{resource}"
+            if isinstance(section, dict) and section.get(resource) and phase not in found:
+                found[phase] = (doc, section[resource])
+        if data.get("teardown") and "teardown" not in found:
+            found["teardown"] = (doc, data["teardown"])
     return found

@@ -1,13 +1,19 @@
 """Checks a pipeline definition against AWS Data Pipeline's object model and limits.
 
-The model (object types, their fields, required fields, one-of groups, reference fields) is
-``service_model.json``, generated from the Developer Guide's object reference by
-``tools/generate_service_model.py``. The limits are those of ``dp-limits.md``. The check works on
-the API form (``pipelineObjects`` / ``parameterObjects`` / ``parameterValues``) so that the
-compiler and the embedded service judge a definition the same way.
+The model (object types, their fields, required fields, one-of groups, exclusive groups,
+reference fields) is ``service_model.json``, generated from the Developer Guide's object
+reference and its examples by ``tools/generate_service_model.py``. The limits are those of
+``dp-limits.md``. The check works on the API form (``pipelineObjects`` / ``parameterObjects``
+/ ``parameterValues``) so that the compiler and the embedded service judge a definition the
+same way.
+
+Where the guide's field tables and its examples disagree, the examples win (they ran on AWS):
+enumerations are case-insensitive (``CRON``, ``ONDEMAND``), a field the examples use is
+accepted, and a field neither knows is a warning, not an error. A value holding an expression
+(``#{...}``) is evaluated by the service at run time, so its format is not checked here.
 
 Findings name the object and the field. Errors are what the service refuses; warnings are what
-it accepts but reports (for example a field its model does not know on an abstract object).
+it accepts but would report.
 """
 
 from __future__ import annotations
@@ -28,25 +34,55 @@ DEFAULT_MAX_OBJECTS = 100
 MAX_RETRIES = 5
 MIN_RETRY_DELAY_SECONDS = 120
 MIN_SCHEDULE_PERIOD_SECONDS = 15 * 60
+MAX_SCHEDULE_PERIOD_SECONDS = 3 * 365 * 86400
 MAX_ONDEMAND_ACTIVE_INSTANCES = 5
 MAX_PARAMETERS = 50
 
 PARAMETER_TYPES = ("String", "Integer", "Double", "AWS::S3::ObjectKey")
+# Enumerations, compared case-insensitively (the guide's examples write CRON and ONDEMAND).
 ENUMERATIONS = {
     "scheduleType": ("cron", "ondemand", "timeseries"),
-    "failureAndRerunMode": ("cascade", "none", "CASCADE", "NONE"),
+    "failureAndRerunMode": ("cascade", "none"),
     "actionOnTaskFailure": ("continue", "terminate"),
     "actionOnResourceFailure": ("retryall", "retrynone"),
+    "insertMode": ("keep_existing", "overwrite_existing", "truncate", "append"),
 }
-INSERT_MODES = ("KEEP_EXISTING", "OVERWRITE_EXISTING", "TRUNCATE", "APPEND")
+
+# What a reference field may point at (dp-object-*.md: "runsOn: the computational resource",
+# "schedule: a Schedule object", "input: the input data source"...).
+ACTIVITIES = ("CopyActivity", "EmrActivity", "HadoopActivity", "HiveActivity",
+              "HiveCopyActivity", "PigActivity", "RedshiftCopyActivity",
+              "ShellCommandActivity", "SqlActivity")
+DATA_NODES = ("S3DataNode", "SqlDataNode", "RedshiftDataNode", "DynamoDBDataNode",
+              "MySqlDataNode")
+RESOURCES = ("Ec2Resource", "EmrCluster")
+DATABASES = ("JdbcDatabase", "RdsDatabase", "RedshiftDatabase")
+DATA_FORMATS = ("CSV", "TSV", "Custom", "RegEx", "DynamoDBDataFormat",
+                "DynamoDBExportDataFormat")
+PRECONDITIONS = ("Exists", "S3KeyExists", "S3PrefixNotEmpty", "ShellCommandPrecondition",
+                 "DynamoDBDataExists", "DynamoDBTableExists")
+ACTIONS = ("SnsAlarm", "Terminate")
+REFERENCE_TARGETS: dict[str, tuple[str, ...]] = {
+    "runsOn": RESOURCES, "schedule": ("Schedule",), "input": DATA_NODES,
+    "output": DATA_NODES, "database": DATABASES, "dataFormat": DATA_FORMATS,
+    "precondition": PRECONDITIONS, "onFail": ACTIONS, "onSuccess": ACTIONS,
+    "onLateAction": ACTIONS, "dependsOn": (*ACTIVITIES, *DATA_NODES), "httpProxy": ("HttpProxy",),
+    "preActivityTaskConfig": ("ShellScriptConfig",),
+    "postActivityTaskConfig": ("ShellScriptConfig",),
+}
 
 _PERIOD = re.compile(
-    r"^\s*(\d+)\s+(minute|minutes|hour|hours|day|days|week|weeks|month|months)\s*$",
+    r"^\s*(\d+)\s+(minute|minutes|hour|hours|day|days|week|weeks|month|months|year|years)\s*$",
     re.IGNORECASE,
 )
-_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 604800, "month": 2592000}
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 604800, "month": 2592000,
+                 "year": 31536000}
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
-_PARAM_REF = re.compile(r"#\{\s*(\*?my[A-Za-z0-9_]*)\s*\}")
+_MY_REF = re.compile(r"#\{\s*(\*?my[A-Za-z0-9_]*)\s*\}")
+USER_FIELD = re.compile(r"^\*?my[A-Z_][A-Za-z0-9_]*$")
+PARAMETER_ID = re.compile(r"^\*?my[A-Za-z0-9_]+$")
+
+Fields = dict[str, list[tuple[str, bool]]]
 
 
 @dataclass(frozen=True)
@@ -84,6 +120,29 @@ def period_seconds(text: str) -> int | None:
     return int(match.group(1)) * _UNIT_SECONDS[unit]
 
 
+def enum_value(value: str | None) -> str | None:
+    """An enumeration value as the service compares it (case-insensitively)."""
+    return value.lower() if value is not None else None
+
+
+def has_expression(value: str) -> bool:
+    return "#{" in value
+
+
+def fields_of(obj: Mapping[str, Any]) -> Fields:
+    out: Fields = {}
+    for f in obj.get("fields", []):
+        if "refValue" in f:
+            out.setdefault(f["key"], []).append((f["refValue"], True))
+        else:
+            out.setdefault(f["key"], []).append((f.get("stringValue", ""), False))
+    return out
+
+
+def _single(values: list[tuple[str, bool]] | None) -> str | None:
+    return values[0][0] if values else None
+
+
 def check_definition(
     pipeline_objects: Iterable[Mapping[str, Any]],
     parameter_objects: Iterable[Mapping[str, Any]] = (),
@@ -92,236 +151,307 @@ def check_definition(
     max_objects: int = DEFAULT_MAX_OBJECTS,
 ) -> list[Finding]:
     """Every finding about a definition in the API form; an empty list means it is valid."""
-    objects = list(pipeline_objects)
-    findings: list[Finding] = []
-    add = findings.append
-    model = object_types()
+    return _Check(list(pipeline_objects), list(parameter_objects), list(parameter_values),
+                  max_objects).run()
 
-    if not objects:
-        add(Finding("the definition has no objects"))
-        return findings
-    if len(objects) > max_objects:
-        add(Finding(f"{len(objects)} objects, over the limit of {max_objects} objects per "
-                    "pipeline (the limit can be raised with AWS support; set "
-                    "limits.max_objects_per_pipeline to match)"))
 
-    by_id: dict[str, Mapping[str, Any]] = {}
-    for obj in objects:
-        oid = str(obj.get("id", ""))
-        if not oid:
-            add(Finding("an object has no id"))
-            continue
-        if oid in by_id:
-            add(Finding("duplicate object id", oid))
-        by_id[oid] = obj
+class _Check:
+    """One run of the check over one definition."""
 
-    fields_of_id = {oid: fields_of(obj) for oid, obj in by_id.items()}
-    default = fields_of_id.get("Default", {})
+    def __init__(self, objects: list[Mapping[str, Any]], parameters: list[Mapping[str, Any]],
+                 values: list[Mapping[str, Any]], max_objects: int):
+        self.objects, self.parameters, self.values = objects, parameters, values
+        self.max_objects = max_objects
+        self.findings: list[Finding] = []
+        self.model = object_types()
+        self.by_id: dict[str, Mapping[str, Any]] = {}
+        self.fields: dict[str, Fields] = {}
 
-    def inherited(oid: str, key: str, seen: frozenset = frozenset()) -> list[tuple[str, bool]]:
-        own = fields_of_id.get(oid, {}).get(key)
+    def add(self, message: str, object_id: str | None = None, field: str | None = None,
+            severity: Literal["error", "warning"] = "error") -> None:
+        self.findings.append(Finding(message, object_id, field, severity))
+
+    def run(self) -> list[Finding]:
+        if not self.objects:
+            self.add("the definition has no objects")
+            return self.findings
+        if len(self.objects) > self.max_objects:
+            self.add(f"{len(self.objects)} objects, over the limit of {self.max_objects} objects "
+                     "per pipeline (the limit can be raised with AWS support; set "
+                     "limits.max_objects_per_pipeline to match)")
+        for obj in self.objects:
+            oid = str(obj.get("id", ""))
+            if not oid:
+                self.add("an object has no id")
+                continue
+            if oid in self.by_id:
+                self.add("duplicate object id", oid)
+            self.by_id[oid] = obj
+            self.fields[oid] = fields_of(obj)
+        self.parent_ids = {v for f in self.fields.values() for v, r in f.get("parent", []) if r}
+        for oid in self.by_id:
+            self._check_object(oid)
+        self._check_schedules()
+        self._check_parameters()
+        return self.findings
+
+    # -- inheritance ---------------------------------------------------------------------------
+
+    def inherited(self, oid: str, key: str, seen: frozenset[str] = frozenset()
+                  ) -> list[tuple[str, bool]]:
+        """A field's values on the object, else on its parents, else on Default."""
+        own = self.fields.get(oid, {}).get(key)
         if own:
             return own
-        for parent, is_ref in fields_of_id.get(oid, {}).get("parent", []):
-            if is_ref and parent in fields_of_id and parent not in seen:
-                found = inherited(parent, key, seen | {oid})
+        for parent, is_ref in self.fields.get(oid, {}).get("parent", []):
+            if is_ref and parent in self.fields and parent not in seen:
+                found = self.inherited(parent, key, seen | {oid})
                 if found:
                     return found
         if oid != "Default":
-            return default.get(key, [])
+            return self.fields.get("Default", {}).get(key, [])
         return []
 
-    parent_ids = {v for f in fields_of_id.values() for v, r in f.get("parent", []) if r}
-    schedule_types = set()
-    for oid, obj in by_id.items():
-        fields = fields_of_id[oid]
-        obj_bytes = 0
-        count = 0
+    def type_of(self, oid: str) -> str | None:
+        return _single(self.inherited(oid, "type")) if oid != "Default" else None
+
+    # -- one object ----------------------------------------------------------------------------
+
+    def _check_object(self, oid: str) -> None:
+        obj, fields = self.by_id[oid], self.fields[oid]
         if len(oid.encode()) > MAX_ID_BYTES:
-            add(Finding(f"id is {len(oid.encode())} bytes, over the {MAX_ID_BYTES}-byte limit",
-                        oid))
+            self.add(f"id is {len(oid.encode())} bytes, over the {MAX_ID_BYTES}-byte limit", oid)
         if not obj.get("name"):
-            add(Finding("object has no name", oid))
+            self.add("object has no name", oid)
         type_name = _single(fields.get("type"))
-        spec = model.get(type_name) if type_name else None
+        if type_name == "Default" and oid == "Default":
+            type_name = None
+        spec = self.model.get(type_name) if type_name else None
         if type_name and spec is None:
-            add(Finding(f"unknown object type '{type_name}'", oid, "type"))
-        if type_name is None and oid != "Default" and oid not in parent_ids:
-            add(Finding("object has no type and is neither Default nor a parent of another "
-                        "object", oid, "type"))
+            self.add(f"unknown object type '{type_name}'", oid, "type")
+        if type_name is None and oid != "Default" and oid not in self.parent_ids:
+            self.add("object has no type and is neither Default nor a parent of another "
+                     "object", oid, "type")
+        self._check_sizes(oid, fields)
         for key, values in fields.items():
+            if key.startswith("@"):
+                self.add("runtime fields (starting with '@') are set by the service and "
+                         "cannot be written", oid, key)
+            elif key != "type":
+                self._check_field(oid, key, values, spec)
+        if spec is not None:
+            self._check_required(oid, type_name or "", spec)
+        self._check_values(oid, type_name, fields)
+
+    def _check_sizes(self, oid: str, fields: Fields) -> None:
+        count, total = 0, 0
+        for key, values in fields.items():
+            if len(key.encode()) > MAX_ID_BYTES:
+                self.add(f"field name over {MAX_ID_BYTES} bytes", oid, key)
             for value, _is_ref in values:
                 count += 1
                 size = len(value.encode())
-                obj_bytes += size + len(key.encode())
+                total += size + len(key.encode())
                 if size > MAX_FIELD_BYTES:
-                    add(Finding(f"value is {size:,} bytes, over the {MAX_FIELD_BYTES:,}-byte "
-                                "limit per field", oid, key))
-            if len(key.encode()) > MAX_ID_BYTES:
-                add(Finding(f"field name over {MAX_ID_BYTES} bytes", oid, key))
-            if key.startswith("@"):
-                add(Finding("runtime fields (starting with '@') are set by the service and "
-                            "cannot be written", oid, key))
-                continue
-            if key == "type":
-                continue
-            _check_field(add, oid, key, values, spec, model, by_id)
+                    self.add(f"value is {size:,} bytes, over the {MAX_FIELD_BYTES:,}-byte "
+                             "limit per field", oid, key)
         if count > MAX_FIELDS_PER_OBJECT:
-            add(Finding(f"{count} fields, over the limit of {MAX_FIELDS_PER_OBJECT} per object",
-                        oid))
-        if obj_bytes > MAX_OBJECT_BYTES:
-            add(Finding(f"{obj_bytes:,} bytes, over the limit of {MAX_OBJECT_BYTES:,} bytes per "
-                        "object (field names included)", oid))
+            self.add(f"{count} fields, over the limit of {MAX_FIELDS_PER_OBJECT} per object", oid)
+        if total > MAX_OBJECT_BYTES:
+            self.add(f"{total:,} bytes, over the limit of {MAX_OBJECT_BYTES:,} bytes per "
+                     "object (field names included)", oid)
+
+    def _check_required(self, oid: str, type_name: str, spec: Mapping[str, Any]) -> None:
+        for required in spec["required"]:
+            if not self.inherited(oid, required):
+                self.add(f"{type_name} requires field '{required}'", oid, required)
+        for group in spec["one_of"]:
+            if not [k for k in group if self.inherited(oid, k)]:
+                self.add(f"{type_name} requires one of {', '.join(group)}", oid)
+        for group in spec.get("exclusive", []):
+            present = [k for k in group if self.fields[oid].get(k)]
+            if len(present) > 1:
+                self.add(f"{type_name} takes only one of {', '.join(group)} (found "
+                         f"{', '.join(present)})", oid, present[-1])
+        if type_name == "ShellCommandActivity" and self.fields[oid].get("scriptUri") and \
+                self.fields[oid].get("scriptArgument"):
+            self.add("scriptArgument can only be used with command, not with scriptUri", oid,
+                     "scriptArgument")
+
+    def _known_field(self, key: str, spec: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         if spec is not None:
-            for required in spec["required"]:
-                if not inherited(oid, required):
-                    add(Finding(f"{type_name} requires field '{required}'", oid, required))
-            for group in spec["one_of"]:
-                present = [k for k in group if inherited(oid, k)]
-                if not present:
-                    add(Finding(f"{type_name} requires one of {', '.join(group)}", oid))
-        schedule_type = _single(fields.get("scheduleType"))
-        if schedule_type:
-            schedule_types.add((oid, schedule_type))
-        _check_values(add, oid, type_name, fields)
-
-    _check_schedules(add, by_id, fields_of_id, schedule_types, default)
-    _check_parameters(add, objects, list(parameter_objects), list(parameter_values))
-    return findings
-
-
-def _single(values: list[tuple[str, bool]] | None) -> str | None:
-    return values[0][0] if values else None
-
-
-def _check_field(add, oid, key, values, spec, model, by_id) -> None:
-    known = None
-    if spec is not None:
-        known = spec["fields"].get(key)
-    else:  # Default and parent objects may carry any field of any type
-        for other in model.values():
+            return spec["fields"].get(key)
+        for other in self.model.values():  # Default and parents may carry any type's field
             if key in other["fields"]:
-                known = other["fields"][key]
-                break
-    if known is None:
-        if key.startswith("my") or key.startswith("*my"):
-            return  # user-defined fields
-        add(Finding("unknown field for this object type (user-defined fields must start "
-                    "with 'my')", oid, key, "error" if spec is not None else "warning"))
-        return
-    if known.get("runtime"):
-        add(Finding("runtime field cannot be written", oid, key))
-        return
-    for value, is_ref in values:
-        if known["ref"] and not is_ref:
-            add(Finding("must be a reference ({\"ref\": \"id\"}), not a string", oid, key))
-        elif not known["ref"] and is_ref:
-            add(Finding("must be a string value, not a reference", oid, key))
-        elif is_ref and value not in by_id:
-            add(Finding(f"references '{value}', which is not an object of this pipeline",
-                        oid, key))
-        elif not is_ref:
-            _check_slot(add, oid, key, value, known["slot"])
+                return other["fields"][key]
+        return None
 
+    def _check_field(self, oid: str, key: str, values: list[tuple[str, bool]],
+                     spec: Mapping[str, Any] | None) -> None:
+        if key.startswith(("my", "*my")):
+            self._check_user_field(oid, key, values)
+            return
+        known = self._known_field(key, spec)
+        if known is None:
+            self.add("field not in the object reference of the guide (user-defined fields "
+                     "start with 'my' and a capital letter)", oid, key, "warning")
+            return
+        if known.get("runtime"):
+            self.add("runtime field cannot be written", oid, key)
+            return
+        for value, is_ref in values:
+            if known["ref"] and not is_ref:
+                if not has_expression(value):
+                    self.add("must be a reference ({\"ref\": \"id\"}), not a string", oid, key)
+            elif not known["ref"] and is_ref:
+                self.add("must be a string value, not a reference", oid, key)
+            elif is_ref:
+                self._check_reference(oid, key, value)
+            else:
+                self._check_slot(oid, key, value, known["slot"])
 
-def _check_slot(add, oid, key, value, slot) -> None:
-    if "#{" in value:
-        return  # expressions are evaluated by the service at run time
-    if slot == "Period" and period_seconds(value) is None:
-        add(Finding(f"'{value}' is not a period such as '15 minutes' or '1 days'", oid, key))
-    elif slot == "Integer" and not re.fullmatch(r"-?\d+", value):
-        add(Finding(f"'{value}' is not an integer", oid, key))
-    elif slot == "Double" and not re.fullmatch(r"-?\d+(\.\d+)?", value):
-        add(Finding(f"'{value}' is not a number", oid, key))
-    elif slot == "Boolean" and value.lower() not in ("true", "false"):
-        add(Finding(f"'{value}' is not true or false", oid, key))
-    elif slot == "DateTime" and not _DATETIME.match(value):
-        add(Finding(f"'{value}' is not a date-time such as 2015-04-07T16:05:58", oid, key))
-    elif key in ENUMERATIONS and value not in ENUMERATIONS[key]:
-        add(Finding(f"'{value}' is not one of {', '.join(ENUMERATIONS[key])}", oid, key))
+    def _check_user_field(self, oid: str, key: str, values: list[tuple[str, bool]]) -> None:
+        if not USER_FIELD.match(key):
+            self.add("a user-defined field is 'my' followed by a capital letter or '_' "
+                     f"(e.g. 'my{key.lstrip('*')[2:3].upper()}{key.lstrip('*')[3:]}')",
+                     oid, key)
+        for value, is_ref in values:
+            if is_ref and value not in self.by_id:
+                self.add(f"references '{value}', which is not an object of this pipeline",
+                         oid, key)
 
+    def _check_reference(self, oid: str, key: str, target: str) -> None:
+        if target not in self.by_id:
+            self.add(f"references '{target}', which is not an object of this pipeline",
+                     oid, key)
+            return
+        allowed = REFERENCE_TARGETS.get(key)
+        kind = self.type_of(target)
+        if allowed and kind and kind in self.model and kind not in allowed:
+            takes = " or ".join(allowed) if len(allowed) < 4 else "one of " + ", ".join(allowed)
+            self.add(f"references '{target}', a {kind}; {key} takes {takes}", oid, key)
 
-def _check_values(add, oid, type_name, fields) -> None:
-    retries = _single(fields.get("maximumRetries"))
-    if retries and re.fullmatch(r"\d+", retries) and int(retries) > MAX_RETRIES:
-        add(Finding(f"maximumRetries is {retries}; the service allows at most {MAX_RETRIES}",
-                    oid, "maximumRetries"))
-    delay = _single(fields.get("retryDelay"))
-    seconds = period_seconds(delay) if delay else None
-    if seconds is not None and seconds < MIN_RETRY_DELAY_SECONDS:
-        add(Finding(f"retryDelay '{delay}' is under the 2-minute minimum", oid, "retryDelay"))
-    if type_name == "Schedule":
+    def _check_slot(self, oid: str, key: str, value: str, slot: str) -> None:
+        if has_expression(value):
+            return  # evaluated by the service at run time
+        if slot == "Period" and period_seconds(value) is None:
+            self.add(f"'{value}' is not a period such as '15 minutes' or '1 days'", oid, key)
+        elif slot == "Integer" and not re.fullmatch(r"-?\d+", value):
+            self.add(f"'{value}' is not an integer", oid, key)
+        elif slot == "Double" and not re.fullmatch(r"-?\d+(\.\d+)?", value):
+            self.add(f"'{value}' is not a number", oid, key)
+        elif slot == "Boolean" and value.lower() not in ("true", "false"):
+            self.add(f"'{value}' is not true or false", oid, key)
+        elif slot == "DateTime" and not _DATETIME.match(value):
+            self.add(f"'{value}' is not a date-time such as 2015-04-07T16:05:58", oid, key)
+        elif key in ENUMERATIONS and enum_value(value) not in ENUMERATIONS[key]:
+            self.add(f"'{value}' is not one of {', '.join(ENUMERATIONS[key])}", oid, key)
+
+    def _check_values(self, oid: str, type_name: str | None, fields: Fields) -> None:
+        kind = type_name or ""
+        retries = _single(self.inherited(oid, "maximumRetries"))
+        if kind in ACTIVITIES and retries and re.fullmatch(r"\d+", retries) and \
+                int(retries) > MAX_RETRIES:
+            self.add(f"maximumRetries is {retries}; the service allows at most {MAX_RETRIES} "
+                     "per activity", oid, "maximumRetries")
+        delay = _single(fields.get("retryDelay"))
+        seconds = period_seconds(delay) if delay else None
+        if seconds is not None and seconds < MIN_RETRY_DELAY_SECONDS:
+            self.add(f"retryDelay '{delay}' is under the 2-minute minimum", oid, "retryDelay")
+        if kind == "Schedule":
+            self._check_schedule_object(oid, fields)
+
+    def _check_schedule_object(self, oid: str, fields: Fields) -> None:
         period = _single(fields.get("period"))
         seconds = period_seconds(period) if period else None
         if seconds is not None and seconds < MIN_SCHEDULE_PERIOD_SECONDS:
-            add(Finding(f"period '{period}' is under the 15-minute minimum scheduling interval",
-                        oid, "period"))
+            self.add(f"period '{period}' is under the 15-minute minimum scheduling interval",
+                     oid, "period")
+        if seconds is not None and seconds > MAX_SCHEDULE_PERIOD_SECONDS:
+            self.add(f"period '{period}' is over the maximum of 3 years", oid, "period")
         start = _single(fields.get("startAt"))
-        if start and start != "FIRST_ACTIVATION_DATE_TIME":
-            add(Finding("startAt must be FIRST_ACTIVATION_DATE_TIME", oid, "startAt"))
-        if fields.get("startAt") and fields.get("startDateTime"):
-            add(Finding("give startAt or startDateTime, not both", oid))
-    if type_name == "RedshiftCopyActivity":
-        mode = _single(fields.get("insertMode"))
-        if mode and mode not in INSERT_MODES:
-            add(Finding(f"insertMode '{mode}' is not one of {', '.join(INSERT_MODES)}",
-                        oid, "insertMode"))
+        if start and not has_expression(start) and start.upper() != "FIRST_ACTIVATION_DATE_TIME":
+            self.add("startAt must be FIRST_ACTIVATION_DATE_TIME", oid, "startAt")
+
+    # -- the whole definition ------------------------------------------------------------------
+
+    def _check_schedules(self) -> None:
+        types = {oid: enum_value(_single(f.get("scheduleType")))
+                 for oid, f in self.fields.items() if f.get("scheduleType")}
+        ondemand = [oid for oid, st in types.items() if st == "ondemand"]
+        if not ondemand:
+            return
+        if ondemand != ["Default"] or len(types) > 1:
+            culprit = next((o for o in ondemand if o != "Default"), None) or \
+                next(o for o in types if o != "Default")
+            self.add("an on-demand pipeline sets scheduleType 'ondemand' on the Default object "
+                     "only, and no other object sets a scheduleType", culprit, "scheduleType")
+        for oid, fields in self.fields.items():
+            if _single(fields.get("type")) == "Schedule":
+                self.add("on-demand pipelines must not have a Schedule object", oid)
+            if "schedule" in fields:
+                self.add("on-demand pipelines must not reference a schedule", oid, "schedule")
+        active = _single(self.fields.get("Default", {}).get("maxActiveInstances"))
+        if active and active.isdigit() and int(active) > MAX_ONDEMAND_ACTIVE_INSTANCES:
+            self.add(f"maxActiveInstances of an on-demand pipeline is at most "
+                     f"{MAX_ONDEMAND_ACTIVE_INSTANCES}", "Default", "maxActiveInstances")
+
+    def _check_parameters(self) -> None:
+        declared = self._declared_parameters()
+        for value in self.values:
+            pid = str(value.get("id"))
+            spec = declared.get(pid)
+            if spec is not None:
+                self._check_parameter_value(pid, str(value.get("stringValue", "")), spec)
+        given = {str(v.get("id")) for v in self.values}
+        for oid, obj in self.by_id.items():
+            for f in obj.get("fields", []):
+                for name in _MY_REF.findall(str(f.get("stringValue", ""))):
+                    if name in declared or name in given or self.inherited(oid, name):
+                        continue
+                    self.add(f"uses '#{{{name}}}', which is neither a parameter nor a field "
+                             "of this object, its parents or Default", oid, f.get("key"))
+
+    def _declared_parameters(self) -> dict[str, dict[str, list[str]]]:
+        if len(self.parameters) > MAX_PARAMETERS:
+            self.add(f"{len(self.parameters)} parameters, over the limit of {MAX_PARAMETERS}")
+        declared: dict[str, dict[str, list[str]]] = {}
+        for param in self.parameters:
+            pid = str(param.get("id", ""))
+            if not PARAMETER_ID.match(pid):
+                self.add(f"parameter id '{pid}' must start with 'my' (or '*my' when encrypted) "
+                         "and contain only letters, digits and '_'")
+            attrs: dict[str, list[str]] = {}
+            for a in param.get("attributes", []):
+                attrs.setdefault(str(a.get("key")), []).append(str(a.get("stringValue", "")))
+            kind = (attrs.get("type") or ["String"])[0]
+            if kind not in PARAMETER_TYPES:
+                self.add(f"parameter '{pid}' has type '{kind}', not one of "
+                         f"{', '.join(PARAMETER_TYPES)}")
+            declared[pid] = attrs
+        return declared
+
+    def _check_parameter_value(self, pid: str, value: str, attrs: dict[str, list[str]]) -> None:
+        kind = (attrs.get("type") or ["String"])[0]
+        if kind == "Integer" and not re.fullmatch(r"-?\d+", value):
+            self.add(f"parameter '{pid}' is an Integer; '{value}' is not")
+        elif kind == "Double" and not re.fullmatch(r"-?\d+(\.\d+)?([eE][-+]?\d+)?", value):
+            self.add(f"parameter '{pid}' is a Double; '{value}' is not")
+        allowed = attrs.get("allowedValues")
+        if allowed and value not in allowed:
+            self.add(f"parameter '{pid}' allows {', '.join(allowed)}; '{value}' is not one "
+                     "of them")
 
 
-def _check_schedules(add, by_id, fields_of_id, schedule_types, default) -> None:
-    ondemand = [oid for oid, st in schedule_types if st == "ondemand"]
-    if not ondemand:
-        return
-    if ondemand != ["Default"] or len(schedule_types) > 1:
-        add(Finding("an on-demand pipeline sets scheduleType 'ondemand' on the Default object "
-                    "only, and no other object sets a scheduleType",
-                    next(o for o in ondemand if o != "Default") if ondemand != ["Default"]
-                    else next(o for o, _ in schedule_types if o != "Default"), "scheduleType"))
-    for oid, fields in fields_of_id.items():
-        if _single(fields.get("type")) == "Schedule":
-            add(Finding("on-demand pipelines must not have a Schedule object", oid))
-        if "schedule" in fields:
-            add(Finding("on-demand pipelines must not reference a schedule", oid, "schedule"))
-    active = _single(default.get("maxActiveInstances"))
-    if active and active.isdigit() and int(active) > MAX_ONDEMAND_ACTIVE_INSTANCES:
-        add(Finding(f"maxActiveInstances of an on-demand pipeline is at most "
-                    f"{MAX_ONDEMAND_ACTIVE_INSTANCES}", "Default", "maxActiveInstances"))
-
-
-def _check_parameters(add, objects, parameter_objects, parameter_values) -> None:
-    declared: dict[str, Mapping[str, Any]] = {}
-    if len(parameter_objects) > MAX_PARAMETERS:
-        add(Finding(f"{len(parameter_objects)} parameters, over the limit of {MAX_PARAMETERS}"))
-    for param in parameter_objects:
-        pid = str(param.get("id", ""))
-        if not re.fullmatch(r"\*?my[A-Za-z0-9_]*", pid):
-            add(Finding(f"parameter id '{pid}' must start with 'my' (or '*my' when encrypted) "
-                        "and contain only letters, digits and '_'"))
-        declared[pid] = param
-        attrs = {a.get("key"): a.get("stringValue") for a in param.get("attributes", [])}
-        if attrs.get("type", "String") not in PARAMETER_TYPES:
-            add(Finding(f"parameter '{pid}' has type '{attrs.get('type')}', not one of "
-                        f"{', '.join(PARAMETER_TYPES)}"))
-    for value in parameter_values:
-        if value.get("id") not in declared:
-            add(Finding(f"a value is given for parameter '{value.get('id')}', which is not "
-                        "declared in parameterObjects"))
-    for obj in objects:
-        for f in obj.get("fields", []):
-            for name in _PARAM_REF.findall(str(f.get("stringValue", ""))):
-                if name not in declared:
-                    add(Finding(f"uses parameter '#{{{name}}}', which is not declared",
-                                str(obj.get("id")), f.get("key")))
-
-
-def fields_of(obj: Mapping[str, Any]) -> dict[str, list[tuple[str, bool]]]:
-    out: dict[str, list[tuple[str, bool]]] = {}
-    for f in obj.get("fields", []):
-        if "refValue" in f:
-            out.setdefault(f["key"], []).append((f["refValue"], True))
-        else:
-            out.setdefault(f["key"], []).append((f.get("stringValue", ""), False))
-    return out
+def parameter_is_optional(param: Mapping[str, Any]) -> bool:
+    """An optional parameter, or one with a default, needs no value at activation."""
+    for attribute in param.get("attributes", []):
+        if attribute.get("key") == "default":
+            return True
+        if attribute.get("key") == "optional" and \
+                str(attribute.get("stringValue", "")).lower() == "true":
+            return True
+    return False
 
 
 def edits_refused_after_activation(active: Iterable[Mapping[str, Any]],
@@ -345,21 +475,26 @@ def edits_refused_after_activation(active: Iterable[Mapping[str, Any]],
                     found.append((oid, f"output: a new object cannot reference the existing "
                                        f"object {value} in an output field"))
             continue
-        keys = {k for k, v in (*old.items(), *fields.items()) if any(r for _, r in v)}
-        for key in sorted(keys):
-            before = sorted(v for v, r in old.get(key, []) if r)
-            after = sorted(v for v, r in fields.get(key, []) if r)
-            if before != after:
-                found.append((oid, f"{key}: cannot add, change or remove a reference field of "
-                                   "an object of an activated pipeline"))
-        kind = (fields.get("type") or [("", False)])[0][0]
-        if kind == "Schedule":
-            for key, label in (("period", "the schedule period"),
-                               ("startDateTime", "the scheduled start"),
-                               ("startAt", "the scheduled start")):
-                if old.get(key) != fields.get(key):
-                    found.append((oid, f"{key}: cannot change {label} of an activated pipeline "
-                                       "(activate it with a startTimestamp instead)"
-                                  if key != "period" else
-                                  f"{key}: cannot change {label} of an activated pipeline"))
+        found += _refused_changes(oid, old, fields)
+    return found
+
+
+def _refused_changes(oid: str, old: Fields, new: Fields) -> list[tuple[str, str]]:
+    found = []
+    keys = {k for k, v in (*old.items(), *new.items()) if any(r for _, r in v)}
+    for key in sorted(keys):
+        before = sorted(v for v, r in old.get(key, []) if r)
+        after = sorted(v for v, r in new.get(key, []) if r)
+        if before != after:
+            found.append((oid, f"{key}: cannot add, change or remove a reference field of "
+                               "an object of an activated pipeline"))
+    if (new.get("type") or [("", False)])[0][0] == "Schedule":
+        for key, label in (("period", "the schedule period"),
+                           ("startDateTime", "the scheduled start"),
+                           ("startAt", "the scheduled start")):
+            if old.get(key) != new.get(key):
+                suffix = "" if key == "period" else \
+                    " (activate it with a startTimestamp instead)"
+                found.append((oid, f"{key}: cannot change {label} of an activated pipeline"
+                                   f"{suffix}"))
     return found

@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 200_000
+MAX_INT_DIGITS = 100  # far below Python's 4,300-digit limit on int("...")
 
 KeyPath = tuple[str | int, ...]
 
@@ -63,6 +64,14 @@ class Mark:
     column: int  # 1-based
 
 
+@dataclass(frozen=True)
+class ScalarStart:
+    """Where a scalar value's text starts, and its style (``|``, ``>``, ``'``, ``"`` or plain)."""
+
+    mark: Mark
+    style: str | None
+
+
 @dataclass
 class YamlDocument:
     """A loaded document: plain data plus where each part of it came from."""
@@ -71,6 +80,7 @@ class YamlDocument:
     data: Any
     marks: dict[KeyPath, Mark] = field(default_factory=dict)
     raw_scalars: dict[KeyPath, str] = field(default_factory=dict)
+    scalar_starts: dict[KeyPath, ScalarStart] = field(default_factory=dict)
 
     def locate(self, path: KeyPath = ()) -> Location:
         """The location of ``path``, or of its nearest ancestor that has one."""
@@ -86,6 +96,23 @@ class YamlDocument:
     def raw(self, path: KeyPath) -> str | None:
         """The scalar at ``path`` exactly as written in the file."""
         return self.raw_scalars.get(tuple(path))
+
+    def locate_in_scalar(self, path: KeyPath, line: int | None, column: int | None
+                         ) -> Location:
+        """The place in this file of ``line``:``column`` of the text of the scalar at
+        ``path`` (a SQL error inside ``sql: |`` points at the YAML line it is on). Block
+        scalars keep their lines; quoted and plain scalars fold lines, so past their first
+        line the place is the scalar's start."""
+        start = self.scalar_starts.get(tuple(path))
+        if start is None or line is None:
+            return self.locate(path)
+        mark = start.mark
+        if start.style in ("|", ">"):
+            return Location(self.file, mark.line + line)
+        if line == 1 and column is not None:
+            quote = 1 if start.style in ("'", '"') else 0
+            return Location(self.file, mark.line, mark.column + quote + column - 1)
+        return Location(self.file, mark.line, mark.column)
 
 
 class _Budget:
@@ -124,8 +151,15 @@ def _scalar(event: events.ScalarEvent) -> Any:
     if tag == _MERGE:
         return _MergeKey
     if tag in (_INT, _FLOAT, _BOOL, _NULL):
+        if tag == _INT and len(value) > MAX_INT_DIGITS:
+            raise _LoadError(event.start_mark, f"a number of {len(value):,} digits is too long "
+                             f"(at most {MAX_INT_DIGITS})", "quote it to make it a string")
         node = yaml.ScalarNode(tag, value)
-        return _constructor.yaml_constructors[tag](_constructor, node)
+        try:
+            return _constructor.yaml_constructors[tag](_constructor, node)
+        except ValueError as exc:  # a YAML 1.1 number Python cannot read (huge sexagesimal...)
+            raise _LoadError(event.start_mark, f"'{value[:40]}' is not a number Python can read "
+                             f"({exc})", "quote it to make it a string") from None
     raise _LoadError(event.start_mark, f"unsupported YAML tag {tag}", "remove the explicit tag")
 
 
@@ -173,8 +207,12 @@ def load_yaml(
         try:
             content = content.decode("utf-8")
         except UnicodeDecodeError as exc:
+            raw = content[:exc.start]
+            line = raw.count(b"\n") + 1
+            column = exc.start - (raw.rfind(b"\n") + 1) + 1
             raise InvalidInputError(
-                [Problem(Location(file), f"not UTF-8 text: {exc.reason} at byte {exc.start}",
+                [Problem(Location(file, line, column),
+                         f"not UTF-8 text: {exc.reason} at byte {exc.start}",
                          hint="save the file as UTF-8", code="yaml")]
             ) from None
     doc = YamlDocument(file, None)
@@ -216,7 +254,8 @@ def _build(text: str, doc: YamlDocument, max_depth: int, budget: _Budget) -> Any
     root: Any = None
     documents = 0
 
-    def attach(value: Any, start_mark, anchor: str | None, raw: str | None) -> None:
+    def attach(value: Any, start_mark, anchor: str | None, raw: str | None,
+               style: str | None = None) -> None:
         nonlocal root
         budget.used += 1
         if budget.used > budget.max_nodes:
@@ -239,6 +278,7 @@ def _build(text: str, doc: YamlDocument, max_depth: int, budget: _Budget) -> Any
             doc.marks[child] = _mark(start_mark)
             if raw is not None:
                 doc.raw_scalars[child] = raw
+                doc.scalar_starts[child] = ScalarStart(_mark(start_mark), style)
             return
         if frame[2] is _NoKey:
             if isinstance(value, (dict, list)) and value is not _MergeKey:
@@ -267,6 +307,7 @@ def _build(text: str, doc: YamlDocument, max_depth: int, budget: _Budget) -> Any
         doc.marks[child] = _mark(key_mark)
         if raw is not None:
             doc.raw_scalars[child] = raw
+            doc.scalar_starts[child] = ScalarStart(_mark(start_mark), style)
 
     def child_path() -> KeyPath:
         if not stack:
@@ -291,7 +332,7 @@ def _build(text: str, doc: YamlDocument, max_depth: int, budget: _Budget) -> Any
         if isinstance(event, (events.StreamStartEvent, events.DocumentEndEvent)):
             continue
         if isinstance(event, events.ScalarEvent):
-            attach(_scalar(event), event.start_mark, event.anchor, event.value)
+            attach(_scalar(event), event.start_mark, event.anchor, event.value, event.style)
         elif isinstance(event, events.AliasEvent):
             if event.anchor not in anchors:
                 raise _LoadError(event.start_mark, f"unknown alias '*{event.anchor}'",

@@ -20,11 +20,14 @@ from moto.core.exceptions import JsonRESTError
 from moto.datapipeline.models import DataPipelineBackend
 from moto.moto_api._internal import mock_random
 
+from ..desired.expressions import ExpressionError, substitute
 from ..desired.servicemodel import (
     DEFAULT_MAX_OBJECTS,
     check_definition,
     edits_refused_after_activation,
+    enum_value,
     fields_of,
+    parameter_is_optional,
     period_seconds,
 )
 from .clock import CONTROLS, format_time, parse_time
@@ -137,7 +140,8 @@ class EmbeddedPipeline:
         definition = definition or self.active or self.latest
         if definition is None:
             return False
-        return any(f.get("key") == "scheduleType" and f.get("stringValue") == "ondemand"
+        return any(f.get("key") == "scheduleType"
+                   and enum_value(f.get("stringValue")) == "ondemand"
                    for o in definition.objects if o.get("id") == "Default"
                    for f in o.get("fields", []))
 
@@ -269,16 +273,13 @@ class EmbeddedDataPipelineBackend(DataPipelineBackend):
         if parameter_values:
             given = {v["id"]: v for v in parameter_values}
             values = [v for v in values if v["id"] not in given] + list(parameter_values)
-        declared = {p["id"] for p in latest.parameters}
-        unknown = [v["id"] for v in values if v["id"] not in declared]
-        if unknown:
-            raise InvalidRequest(f"values given for undeclared parameters: {', '.join(unknown)}")
+        # a value for an id with no parameter object declares it (dp-custom-templates.md)
         missing = [p["id"] for p in latest.parameters if p["id"] not in {v["id"] for v in values}
-                   and not any(a.get("key") == "default" for a in p.get("attributes", []))]
+                   and not parameter_is_optional(p)]
         if missing:
             raise InvalidRequest(f"no value for parameters: {', '.join(sorted(missing))}")
         ondemand = pipeline.is_ondemand(latest)
-        schedule = _schedule(latest.objects, start or now, ondemand)
+        schedule = _schedule(latest.objects, start or now, ondemand, values)
         first_activation = pipeline.runs is None
         if not ondemand and (start is not None or first_activation):
             scheduled_start = start or schedule.start
@@ -420,7 +421,11 @@ def _hard_errors(objects, max_objects: int, pipeline: EmbeddedPipeline) -> None:
                                      f"field{' ' + f['key'] if f.get('key') else ''}")
 
 
-def _schedule(objects: list[dict], now: datetime, ondemand: bool) -> Schedule:
+def _schedule(objects: list[dict], now: datetime, ondemand: bool,
+              values: list[dict[str, Any]] | None = None) -> Schedule:
+    """The schedule the pipeline runs on, its fields' expressions evaluated against the
+    parameter values and the schedule's own fields; an expression that cannot be evaluated
+    is the service's InvalidRequestException, never a crash."""
     if ondemand:
         return Schedule(start=now, period=None, occurrences=1, end=None)
     by_id = {o["id"]: fields_of(o) for o in objects}
@@ -429,17 +434,46 @@ def _schedule(objects: list[dict], now: datetime, ondemand: bool) -> Schedule:
     if ref is None:
         ref = next((oid for oid, f in by_id.items()
                     if (f.get("type") or [("", False)])[0][0] == "Schedule"), None)
-    fields = by_id.get(ref, {})
-    period_text = (fields.get("period") or [("1 days", False)])[0][0]
-    seconds = period_seconds(period_text) or 86400
-    start_text = (fields.get("startDateTime") or [(None, False)])[0][0]
-    start = parse_time(start_text) if start_text else now
-    occurrences = (fields.get("occurrences") or [(None, False)])[0][0]
-    end_text = (fields.get("endDateTime") or [(None, False)])[0][0]
-    timeseries = (default.get("scheduleType") or [("cron", False)])[0][0] == "timeseries"
+    fields = by_id.get(ref or "", {})
+    given = {v["id"]: v.get("stringValue") for v in values or []}
+
+    def lookup(name: str) -> Any:
+        own = fields.get(name) or default.get(name)
+        return own[0][0] if own else given.get(name)
+
+    def field(key: str) -> str | None:
+        raw = (fields.get(key) or [(None, False)])[0][0]
+        if raw is None:
+            return None
+        try:
+            return substitute(raw, lookup)
+        except ExpressionError as exc:
+            raise InvalidRequest(f"{ref}.{key}: {exc}") from None
+
+    def time_field(key: str) -> datetime | None:
+        text = field(key)
+        if text is None:
+            return None
+        try:
+            return parse_time(text)
+        except ValueError:
+            raise InvalidRequest(f"{ref}.{key}: '{text}' is not a date-time such as "
+                                 "2015-04-07T16:05:58") from None
+
+    seconds = period_seconds(field("period") or "1 days")
+    if seconds is None:
+        raise InvalidRequest(f"{ref}.period: '{field('period')}' is not a period")
+    occurrences = field("occurrences")
+    if occurrences is not None and not occurrences.isdigit():
+        raise InvalidRequest(f"{ref}.occurrences: '{occurrences}' is not a number")
+    start_at = field("startAt")
+    start = now if start_at and start_at.upper() == "FIRST_ACTIVATION_DATE_TIME" else (
+        time_field("startDateTime") or now)
+    timeseries = enum_value((default.get("scheduleType") or [("cron", False)])[0][0]) == \
+        "timeseries"
     return Schedule(start=start, period=timedelta(seconds=seconds),
                     occurrences=int(occurrences) if occurrences else None,
-                    end=parse_time(end_text) if end_text else None, timeseries=timeseries)
+                    end=time_field("endDateTime"), timeseries=timeseries)
 
 
 def masked_object(obj: dict[str, Any]) -> dict[str, Any]:

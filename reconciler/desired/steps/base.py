@@ -1,14 +1,14 @@
-"""What a step type is, and the context a step type compiles a step in.
+"""What a step type is: its name, its schema, and how it compiles a step.
 
-A step type turns one :class:`~reconciler.desired.manifest.StepSpec` into Data Pipeline
-objects through a :class:`StepContext`. The context does the wiring every step shares (input
-and output data nodes, dependencies, the resource an activity runs on, retries, the failure
-alarm), hands out the shared objects (databases, resources) and turns repository files into
-content-addressed artifacts. Step types only say what is particular to them.
+A step type turns one :class:`~reconciler.desired.manifest.StepSpec` into Data Pipeline objects
+through a :class:`~reconciler.desired.steps.context.StepContext`, which does the wiring every
+step shares. Step types only say what is particular to them.
 
 Built-in step types live in ``builtin.py``, declarative templates from the manifests repository
 in ``templates.py``, and installed packages add more through the ``dataduct_reconciler.steps``
-entry-point group (see ``reconciler/plugins.py``).
+entry-point group (see ``reconciler/plugins.py``). A step type reports what is wrong with a step
+by raising :class:`StepCompileError`; anything else it raises is caught and reported as a bug
+of that step type, located at the step.
 """
 
 from __future__ import annotations
@@ -16,21 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ...errors import CompileError
 from ..definition import Ref
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
 
-    from ..compiler import StepContext
+    from .context import StepContext
 
-
-class StepCompileError(Exception):
-    """A step that cannot be compiled; the message says why and the key names the parameter."""
-
-    def __init__(self, message: str, key: str | None = None, hint: str | None = None):
-        super().__init__(message)
-        self.key = key
-        self.hint = hint
+# The name step plugins know the compile error by.
+StepCompileError = CompileError
 
 
 @dataclass(frozen=True)
@@ -65,5 +60,6 @@ class StepType(Protocol):
 
 
 def param(ctx: StepContext, key: str, default: Any = None) -> Any:
+    """A step parameter, or ``default`` when it is not given."""
     value = ctx.step.params.get(key)
     return default if value is None else value

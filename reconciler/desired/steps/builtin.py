@@ -1,33 +1,37 @@
 """Dataduct's 22 built-in step types, compiled to native Data Pipeline objects.
 
 Each class says what its step is made of; the shared wiring (inputs, outputs, dependencies,
-resource, retries, alarm) comes from :class:`~reconciler.desired.compiler.StepContext`.
-SQL steps generate their statements from table definitions (``reconciler.desired.sql``) with
-explicit column lists; every generated statement is parsed back by sqlglot.
+resource, retries, alarm) comes from :class:`~reconciler.desired.steps.context.StepContext`.
+SQL steps generate their statements with sqlglot's builders from table definitions
+(``reconciler.desired.sql``); SQL a person wrote is parsed where the step reads it, its errors
+located in their file or YAML line. Every value put into a shell command is quoted, so
+``shlex.split`` of a command gives exactly the intended arguments.
 
-The three checks that compare two databases (count-check, column-check) and
-pipeline-dependencies run a command installed on the resource (``etl.QA_RUNNER``, default
-``dataduct-qa``) with the generated SQL as arguments: Data Pipeline has no native object that
-compares two databases or waits for another pipeline.
+The checks that compare two databases (count-check, column-check), primary-key-check with
+``log_to_s3``, and pipeline-dependencies run the QA runner installed on the resource
+(``etl.QA_RUNNER``): Data Pipeline has no native object that compares two databases or waits
+for another pipeline.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from functools import cache
 from typing import Any
 
-import sqlglot
 from jsonschema import Draft202012Validator
 from sqlglot import exp
 
 from .. import sql as sqlgen
 from ..schemas import step_validator
 from .base import OutputNode, StepResult, param
+from .context import SqlSource, StepContext, staging_vars
 
 DEFAULT_QA_RUNNER = "dataduct-qa"
 STREAMING_JAR = "/home/hadoop/contrib/streaming/hadoop-streaming.jar"
 SCHEDULED_DAY = "#{format(@scheduledStartTime, 'YYYY-MM-dd')}"
+COMPRESSIONS = ("GZIP", "BZIP2", "LZOP", "ZSTD")
 
 
 class BuiltinStep:
@@ -38,52 +42,70 @@ class BuiltinStep:
     def validator(self) -> Draft202012Validator:
         return step_validator(self.step_type)
 
-    def compile(self, ctx) -> StepResult:  # pragma: no cover - every subclass overrides it
+    def compile(self, ctx: StepContext) -> StepResult:  # pragma: no cover - overridden
         raise NotImplementedError
 
 
 def _args(values: Any) -> list[str]:
-    from ..compiler import staging_vars
-
     return [staging_vars(v) for v in (values or [])]
 
 
-def _checked(ctx, sql: str, key: str | None = None) -> str:
-    """SQL written in a manifest or a repository file, parsed as Redshift."""
-    try:
-        sqlgen.check_parses(sql)
-    except ValueError as exc:
-        ctx.fail(str(exc), key)
-    return sql
-
-
-def _wrap(statements: str, transaction: bool) -> str:
-    body = statements.strip()
-    if not transaction:
-        return body
-    if not body.endswith(";"):
-        body += ";"
-    return f"BEGIN;\n{body}\nCOMMIT;"
+def _quote(value: str) -> str:
+    """A value as one shell word. Data Pipeline expressions and staging variables stay
+    outside single quotes where they must expand (``${INPUT1_STAGING_DIR}``)."""
+    return shlex.quote(value)
 
 
 def _run_script_command(uri: str) -> str:
-    name = uri.rsplit("/", 1)[-1]
-    return f'aws s3 cp {uri} ./{name} && chmod +x ./{name} && ./{name} "$@"'
+    """Download a script and run it with the activity's arguments."""
+    local = "./" + uri.rsplit("/", 1)[-1]
+    return (f"aws s3 cp {_quote(uri)} {_quote(local)} && chmod +x {_quote(local)} && "
+            f'{_quote(local)} "$@"')
 
 
-def _qa_runner(ctx) -> str:
-    return str(ctx.config.get("etl", "QA_RUNNER", DEFAULT_QA_RUNNER))
+def _qa_runner(ctx: StepContext) -> list[str]:
+    """The QA runner's command words (``etl.QA_RUNNER``, split like a shell would)."""
+    runner = str(ctx.config.get("etl", "QA_RUNNER", DEFAULT_QA_RUNNER))
+    try:
+        words = shlex.split(runner)
+    except ValueError as exc:
+        ctx.fail(f"etl.QA_RUNNER '{runner}' is not a command: {exc}")
+    if not words or not all(re.fullmatch(r"[A-Za-z0-9_./=:@+-]+", w) for w in words):
+        ctx.fail(f"etl.QA_RUNNER '{runner}' is not a plain command",
+                 hint="name the installed command and its fixed arguments, e.g. 'dataduct-qa'")
+    return words
 
 
-def _qa_log_args(ctx) -> list[str]:
+def _qa_command(ctx: StepContext, check: str) -> str:
+    return " ".join(_quote(w) for w in [*_qa_runner(ctx), check]) + ' "$@"'
+
+
+def _qa_log_args(ctx: StepContext) -> list[str]:
     args = [f"--test_name={ctx.pipeline_name}.{ctx.step.name}"]
     if param(ctx, "log_to_s3", False):
-        qa = ctx.config.get("etl", "QA_LOG_PATH", "qa")
+        qa = str(ctx.config.get("etl", "QA_LOG_PATH", "qa")).strip("/")
         args.append(f"--log_to_s3={ctx.s3_base()}/{qa}/{ctx.pipeline_name}/{ctx.step.name}/")
     topic = ctx.config.get("etl", "SNS_TOPIC_ARN_WARNING")
     if topic:
         args.append(f"--sns_topic_arn={topic}")
+    retries = ctx.config.get("etl", "CONNECTION_RETRIES")
+    if retries is not None:
+        args.append(f"--connection_retries={int(retries)}")
     return args
+
+
+def _table_of(name: Any, ctx: StepContext, key: str, dialect: str) -> exp.Table:
+    """A table a manifest names (``schema.table``), each part quoted."""
+    parts = str(name).split(".")
+    if not 1 <= len(parts) <= 3 or not all(parts):
+        ctx.fail(f"'{name}' is not a table name (table, schema.table or db.schema.table)", key)
+    quoted = [exp.to_identifier(p, quoted=True) for p in parts]
+    return exp.Table(this=quoted[-1], db=quoted[-2] if len(quoted) > 1 else None,
+                     catalog=quoted[0] if len(quoted) > 2 else None)
+
+
+def _select_all(table: exp.Table, dialect: str) -> str:
+    return exp.select("*").from_(table).sql(dialect=dialect)
 
 
 # -- extract steps ------------------------------------------------------------------------------
@@ -94,7 +116,7 @@ class ExtractS3(BuiltinStep):
     produces_output = True
     resource = "none"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         if param(ctx, "file_uri"):
             return StepResult(output=ctx.output_node(file_path=param(ctx, "file_uri")))
         return StepResult(output=ctx.output_node(path=param(ctx, "directory_uri").rstrip("/")))
@@ -105,41 +127,46 @@ class ExtractLocal(BuiltinStep):
     produces_output = True
     resource = "none"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         return StepResult(output=ctx.output_node(file_path=ctx.file_uri("path")))
 
 
-def _table_of_query(query: str, dialect: str) -> str | None:
-    """The first table a SELECT reads, for the ``table`` field SqlDataNode requires."""
-    try:
-        parsed = sqlglot.parse_one(query, read=dialect)
-    except sqlglot.errors.ParseError:
-        return None
-    table = next(parsed.find_all(exp.Table), None) if parsed else None
-    return table.sql(dialect=dialect) if table is not None else None
-
-
-def _copy_to_s3(ctx, database, table: str, query: str) -> StepResult:
+def _copy_to_s3(ctx: StepContext, database, table: str, query: str) -> StepResult:
     source = ctx.add("source", "SqlDataNode", table=table, selectQuery=query, database=database)
     output = ctx.output_node(data_format=ctx.tsv_format())
-    source_node = OutputNode(source, "")
-    ctx.activity("CopyActivity", inputs=[source_node], outputs=[output])
+    ctx.activity("CopyActivity", inputs=[OutputNode(source, "")], outputs=[output])
     return StepResult(output=output)
+
+
+def _extract_query(ctx: StepContext, dialect: str) -> tuple[str, str]:
+    """(table, query) of an extract step: its ``sql`` (one SELECT) or ``table``."""
+    table = param(ctx, "table")
+    if param(ctx, "sql") is None:
+        if table is None:
+            ctx.fail("give sql or table", "sql")
+        return str(table), _select_all(_table_of(table, ctx, "table", dialect), dialect)
+    parsed = ctx.parse(ctx.inline_sql("sql"), query=True,
+                       dialect=sqlglot_dialect(dialect), what="the extract query")
+    query = parsed.text.strip().rstrip(";").strip()
+    if table is None:
+        first = next(parsed.statements[0].find_all(exp.Table))
+        table = parsed.restore(first.sql(dialect=dialect))
+    return str(table), query
+
+
+def sqlglot_dialect(name: str) -> type:
+    from sqlglot.dialects.dialect import Dialect
+
+    return type(Dialect.get_or_raise(name))
 
 
 class ExtractRds(BuiltinStep):
     step_type = "extract-rds"
     produces_output = True
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         database = ctx.mysql(param(ctx, "host_name"), param(ctx, "database"))
-        table = param(ctx, "table")
-        query = param(ctx, "sql") or f"SELECT * FROM {table}"
-        query = query.strip().rstrip(";")
-        if table is None:
-            table = _table_of_query(query, "mysql")
-            if table is None:
-                ctx.fail("the query does not parse as MySQL or reads no table", "sql")
+        table, query = _extract_query(ctx, "mysql")
         return _copy_to_s3(ctx, database, table, query)
 
 
@@ -147,30 +174,26 @@ class ExtractRedshift(BuiltinStep):
     step_type = "extract-redshift"
     produces_output = True
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         full = f"{param(ctx, 'schema')}.{param(ctx, 'table')}"
-        return _copy_to_s3(ctx, ctx.redshift(), full, f"SELECT * FROM {full}")
+        query = _select_all(_table_of(full, ctx, "table", "redshift"), "redshift")
+        return _copy_to_s3(ctx, ctx.redshift(), full, query)
 
 
 class ExtractPostgres(BuiltinStep):
     step_type = "extract-postgres"
     produces_output = True
 
-    def compile(self, ctx) -> StepResult:
-        table = param(ctx, "table")
-        query = (param(ctx, "sql") or f"SELECT * FROM {table}").strip().rstrip(";")
-        if table is None:
-            table = _table_of_query(query, "postgres")
-            if table is None:
-                ctx.fail("the query does not parse as PostgreSQL or reads no table", "sql")
+    def compile(self, ctx: StepContext) -> StepResult:
+        table, query = _extract_query(ctx, "postgres")
         return _copy_to_s3(ctx, ctx.postgres(), table, query)
 
 
 # -- transforms ---------------------------------------------------------------------------------
 
 
-def _transform_command(ctx) -> tuple[str, list[str]]:
-    extra = [f"aws s3 cp {uri} ./" for uri in param(ctx, "additional_s3_files", [])]
+def _transform_command(ctx: StepContext) -> tuple[str, list[str]]:
+    extra = [f"aws s3 cp {_quote(str(uri))} ./" for uri in param(ctx, "additional_s3_files", [])]
     if param(ctx, "command"):
         command = str(param(ctx, "command"))
     elif param(ctx, "script"):
@@ -179,11 +202,14 @@ def _transform_command(ctx) -> tuple[str, list[str]]:
         name = param(ctx, "script_name")
         if not name:
             ctx.fail("script_directory needs script_name, the script to run", "script_name")
+        if str(name).startswith("/") or ".." in str(name).split("/"):
+            ctx.fail(f"script_name '{name}' must be a path inside script_directory",
+                     "script_name")
         prefix = ctx.directory_uri("script_directory")
-        directory = prefix.rsplit("/", 1)[-1]
-        script = f"./{directory}/{name}"
-        command = (f"aws s3 cp --recursive {prefix}/ ./{directory}/ && chmod +x {script} && "
-                   f'{script} "$@"')
+        directory = "./" + prefix.rsplit("/", 1)[-1]
+        script = f"{directory}/{name}"
+        command = (f"aws s3 cp --recursive {_quote(prefix + '/')} {_quote(directory + '/')} && "
+                   f'chmod +x {_quote(script)} && {_quote(script)} "$@"')
     return " && ".join([*extra, command]), _args(param(ctx, "script_arguments"))
 
 
@@ -191,7 +217,7 @@ class Transform(BuiltinStep):
     step_type = "transform"
     produces_output = True
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         command, arguments = _transform_command(ctx)
         inputs = ctx.inputs()
         result = StepResult()
@@ -210,7 +236,7 @@ class Transform(BuiltinStep):
 class QaTransform(BuiltinStep):
     step_type = "qa-transform"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         command, arguments = _transform_command(ctx)
         inputs = ctx.inputs()
         ctx.activity("ShellCommandActivity", inputs=inputs, command=command,
@@ -226,7 +252,7 @@ class EmrStreaming(BuiltinStep):
     produces_output = True
     resource = "emr"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         mapper = ctx.file_uri("mapper")
         files = [mapper]
         reducer = ctx.file_uri("reducer") if param(ctx, "reducer") else None
@@ -252,7 +278,7 @@ class EmrStep(BuiltinStep):
     produces_output = True
     resource = "emr"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         inputs = ctx.inputs()
         output = ctx.output_node()
         ctx.activity("EmrActivity", inputs=inputs, outputs=[output], resource="emr",
@@ -263,7 +289,16 @@ class EmrStep(BuiltinStep):
 # -- loads --------------------------------------------------------------------------------------
 
 
-def _copy_options(ctx) -> list[str]:
+def _invalid_char(ctx: StepContext, value: Any, key: str) -> str:
+    """ACCEPTINVCHARS takes one ASCII character, written as a SQL string."""
+    text = str(value)
+    if len(text) != 1 or not (32 <= ord(text) < 127) or text in "'\\":
+        ctx.fail(f"replace_invalid_char must be one printable ASCII character other than ' "
+                 f"and \\, not {text!r}", key)
+    return f"ACCEPTINVCHARS AS '{text}'"
+
+
+def _copy_options(ctx: StepContext) -> list[str]:
     """create-load-redshift's script_arguments as COPY options."""
     options: list[str] = []
     escape, gzip = True, False
@@ -277,7 +312,7 @@ def _copy_options(ctx) -> list[str]:
                 ctx.fail(f"--max_error needs a number, got '{value}'", "script_arguments")
             options.append(f"MAXERROR {int(value)}")
         elif key == "--replace_invalid_char":
-            options.append(f"ACCEPTINVCHARS AS '{value}'")
+            options.append(_invalid_char(ctx, value, "script_arguments"))
         elif key == "--no_escape":
             escape = False
         elif key == "--gzip":
@@ -294,14 +329,14 @@ def _copy_options(ctx) -> list[str]:
     return options
 
 
-def _redshift_node(ctx, table: sqlgen.TableDefinition, suffix: str) -> OutputNode:
+def _redshift_node(ctx: StepContext, table: sqlgen.TableDefinition, suffix: str) -> OutputNode:
     ref = ctx.add(suffix, "RedshiftDataNode", database=ctx.redshift(), tableName=table.name,
                   schemaName=table.schema, createTableSql=table.create_sql,
                   primaryKeys=list(table.primary_key) or None)
     return OutputNode(ref, table.full_name)
 
 
-def _load_input(ctx) -> list[OutputNode]:
+def _load_input(ctx: StepContext) -> list[OutputNode]:
     inputs = ctx.inputs()
     if not inputs:
         ctx.fail(f"{ctx.step.step_type} loads an input; no earlier step writes one",
@@ -312,15 +347,20 @@ def _load_input(ctx) -> list[OutputNode]:
 class LoadRedshift(BuiltinStep):
     step_type = "load-redshift"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         inputs = _load_input(ctx)
         options = ["DELIMITER '\\t'"]
         if param(ctx, "max_errors") is not None:
-            options.append(f"MAXERROR {param(ctx, 'max_errors')}")
+            options.append(f"MAXERROR {int(param(ctx, 'max_errors'))}")
         if param(ctx, "replace_invalid_char"):
-            options.append(f"ACCEPTINVCHARS AS '{param(ctx, 'replace_invalid_char')}'")
+            options.append(_invalid_char(ctx, param(ctx, "replace_invalid_char"),
+                                         "replace_invalid_char"))
         if param(ctx, "compression"):
-            options.append(param(ctx, "compression").upper())
+            compression = str(param(ctx, "compression")).upper()
+            if compression not in COMPRESSIONS:
+                ctx.fail(f"compression '{compression}' is not one of {', '.join(COMPRESSIONS)}",
+                         "compression")
+            options.append(compression)
         target = ctx.add("table", "RedshiftDataNode", database=ctx.redshift(),
                          tableName=param(ctx, "table"), schemaName=param(ctx, "schema"))
         ctx.activity("RedshiftCopyActivity", inputs=inputs, outputs=[OutputNode(target, "")],
@@ -331,7 +371,7 @@ class LoadRedshift(BuiltinStep):
 class CreateLoadRedshift(BuiltinStep):
     step_type = "create-load-redshift"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         table = ctx.table("table_definition")
         inputs = _load_input(ctx)
         node = _redshift_node(ctx, table, "table")
@@ -340,112 +380,115 @@ class CreateLoadRedshift(BuiltinStep):
         return StepResult()
 
 
-def _sql_activity(ctx, script: str, *, suffix: str = "", arguments: list[str] | None = None,
-                  queue: str | None = None):
-    """A SqlActivity on Redshift. Scripts generated here are built from sqlglot's own output
-    and pinned by tests that parse every generated script back; SQL that people wrote is
-    parsed where the step reads it (``_checked``)."""
+def _sql_activity(ctx: StepContext, script: str, *, suffix: str = "",
+                  arguments: list[str] | None = None, queue: str | None = None):
+    """A SqlActivity on Redshift."""
     return ctx.activity("SqlActivity", suffix=suffix, database=ctx.redshift(),
-                        script=script, scriptArgument=arguments,
-                        queue=queue)
+                        script=script, scriptArgument=arguments, queue=queue)
 
 
-def _source_select(ctx, destination: sqlgen.TableDefinition, *, dedupe: bool) -> str:
-    keys = destination.primary_key if dedupe else ()
+def _source(ctx: StepContext, columns: tuple[str, ...]) -> sqlgen.Source:
+    """Where an upsert, reload or delta-load reads: the ``source`` table (which must have the
+    columns, matched by name) or one query (``sql`` or ``script``)."""
     if param(ctx, "source"):
         source = ctx.table("source")
-        missing = [c for c in destination.column_names if c not in source.column_names]
+        missing = [c for c in columns if c not in source.column_names]
         if missing:
             ctx.fail(f"the source table {source.full_name} lacks columns of the destination: "
                      f"{', '.join(missing)}", "source",
                      "rows are matched by column name; add the columns or use sql:")
-        return sqlgen.source_select(destination.column_names, table=source, dedupe_on=keys)
-    key = "sql" if param(ctx, "sql") else "script"
-    query = _checked(ctx, param(ctx, "sql") or ctx.text("script"), key)
-    return sqlgen.source_select(destination.column_names, sql=query, dedupe_on=keys)
+        return sqlgen.Source(table=source)
+    query = ctx.parse(ctx.sql_source("sql", "script"), query=True, what="the source query")
+    return sqlgen.Source(query=query)
 
 
-def _permissions(ctx, table: sqlgen.TableDefinition) -> list[str]:
+def _grants(ctx: StepContext, table: sqlgen.TableDefinition) -> sqlgen.Script:
     grants = []
-    for grant in (ctx.config.section("database").get("permissions") or []):
-        permission = grant["permission"].upper()
+    for grant in ctx.config.section("database").get("permissions") or []:
         if grant.get("user"):
-            grants.append(f"GRANT {permission} ON {table.full_name} TO {grant['user']};")
+            grants.append((str(grant["permission"]), str(grant["user"]), False))
         if grant.get("group"):
-            grants.append(f"GRANT {permission} ON {table.full_name} TO GROUP {grant['group']};")
-    return grants
+            grants.append((str(grant["permission"]), str(grant["group"]), True))
+    with ctx.sql_errors():
+        return sqlgen.grants_sql(table, grants)
+
+
+def _check_activity(ctx: StepContext, table: sqlgen.TableDefinition, suffix: str = "") -> None:
+    """The primary-key check of a table: SQL on Redshift, or the QA runner when its result is
+    logged to S3 (``log_to_s3``)."""
+    if param(ctx, "log_to_s3", False):
+        ctx.activity("ShellCommandActivity", suffix=suffix,
+                     command=_qa_command(ctx, "primary-key-check"),
+                     scriptArgument=[f"--table={table.full_name}",
+                                     f"--primary_key={','.join(table.primary_key)}",
+                                     *_redshift_args(ctx), *_qa_log_args(ctx)])
+        return
+    with ctx.sql_errors():
+        _sql_activity(ctx, sqlgen.primary_key_check_sql(table).text(), suffix=suffix)
 
 
 class Upsert(BuiltinStep):
     step_type = "upsert"
-    generate = staticmethod(sqlgen.upsert_sql)
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         destination = ctx.table("destination")
         if self.step_type == "upsert" and not destination.primary_key:
             ctx.fail(f"{destination.full_name} has no primary key; upsert matches rows by it",
                      "destination", "add PRIMARY KEY to the table definition")
-        select = _source_select(ctx, destination, dedupe=param(ctx, "enforce_primary_key", True)
-                                and bool(destination.primary_key))
-        script = self.generate(destination, select, analyze=param(ctx, "analyze_table", True))
-        script = "\n".join([script, *_permissions(ctx, destination)])
+        source = _source(ctx, destination.column_names)
+        dedupe = bool(param(ctx, "enforce_primary_key", True)) and bool(destination.primary_key)
+        generate = sqlgen.upsert_sql if self.step_type == "upsert" else sqlgen.reload_sql
+        with ctx.sql_errors("sql" if source.query is not None else "source"):
+            script = generate(destination, source, dedupe=dedupe,
+                              analyze=param(ctx, "analyze_table", True),
+                              grants=_grants(ctx, destination)).text()
         _sql_activity(ctx, script)
         if param(ctx, "history"):
             history = ctx.table("history")
-            try:
-                history_script = sqlgen.history_sql(destination, history)
-            except ValueError as exc:
-                ctx.fail(str(exc), "history")
-            _sql_activity(ctx, history_script, suffix="history", key="history")
+            with ctx.sql_errors("history"):
+                history_script = sqlgen.history_sql(destination, history).text()
+            _sql_activity(ctx, history_script, suffix="history")
         return StepResult()
 
 
 class Reload(Upsert):
     step_type = "reload"
-    generate = staticmethod(sqlgen.reload_sql)
 
 
 class DeltaLoad(BuiltinStep):
     step_type = "delta-load"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         staging = ctx.table("staging_table_definition")
         production = ctx.table("production_table_definition")
         if not production.primary_key:
             ctx.fail(f"{production.full_name} has no primary key; delta-load upserts by it",
                      "production_table_definition")
-        dedupe = production.primary_key if param(ctx, "enforce_primary_key", True) else ()
-        columns = production.column_names
-        kwargs: dict[str, Any] = {"dedupe_on": dedupe}
-        if param(ctx, "source"):
-            kwargs["table"] = ctx.table("source")
-        else:
-            key = "sql" if param(ctx, "sql") else "script"
-            kwargs["sql"] = _checked(ctx, param(ctx, "sql") or ctx.text("script"), key)
-        try:
-            select = sqlgen.delta_source_select(columns, production, param(ctx, "date_column"),
-                                                param(ctx, "window", 0), **kwargs)
-        except ValueError as exc:
-            ctx.fail(str(exc), "date_column")
-        missing = [c for c in columns if c not in staging.column_names]
+        missing = [c for c in production.column_names if c not in staging.column_names]
         if missing:
             ctx.fail(f"the staging table lacks columns of the production table: "
                      f"{', '.join(missing)}", "staging_table_definition")
-        load = "\n".join([
-            staging.create_if_not_exists(), "BEGIN;", f"DELETE FROM {staging.full_name};",
-            f"INSERT INTO {staging.full_name} ({', '.join(columns)}) {select};", "COMMIT;"])
+        dedupe = production.primary_key if param(ctx, "enforce_primary_key", True) else ()
+        source = _source(ctx, production.column_names)
+        with ctx.sql_errors("date_column"):
+            select = sqlgen.delta_select(production.column_names, production,
+                                         param(ctx, "date_column"), param(ctx, "window", 0),
+                                         source, dedupe)
+            load = sqlgen.stage_delta_sql(staging, production, select, source).text()
         _sql_activity(ctx, load, suffix="stage")
-        upsert = sqlgen.upsert_sql(production, sqlgen.source_select(columns, table=staging),
-                                   analyze=param(ctx, "analyze_table", True))
-        _sql_activity(ctx, "\n".join([upsert, *_permissions(ctx, production)]))
-        _sql_activity(ctx, sqlgen.primary_key_check_sql(production), suffix="primary_key_check")
+        with ctx.sql_errors():
+            upsert = sqlgen.upsert_sql(production, sqlgen.Source(table=staging), dedupe=False,
+                                       analyze=param(ctx, "analyze_table", True),
+                                       grants=_grants(ctx, production)).text()
+        _sql_activity(ctx, upsert)
+        _check_activity(ctx, production, "primary_key_check")
         return StepResult()
 
 
 class LoadReloadPk(BuiltinStep):
     step_type = "load-reload-pk"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         staging = ctx.table("staging_table_definition")
         production = ctx.table("production_table_definition")
         inputs = _load_input(ctx)
@@ -456,23 +499,25 @@ class LoadReloadPk(BuiltinStep):
         if missing:
             ctx.fail(f"the staging table lacks columns of the production table: "
                      f"{', '.join(missing)}", "staging_table_definition")
-        select = sqlgen.source_select(production.column_names, table=staging,
-                                      dedupe_on=production.primary_key)
-        _sql_activity(ctx, "\n".join([sqlgen.reload_sql(production, select),
-                                      *_permissions(ctx, production)]), suffix="reload")
+        with ctx.sql_errors():
+            script = sqlgen.reload_sql(production, sqlgen.Source(table=staging),
+                                       grants=_grants(ctx, production)).text()
+        _sql_activity(ctx, script, suffix="reload")
         if production.primary_key:
-            _sql_activity(ctx, sqlgen.primary_key_check_sql(production),
-                          suffix="primary_key_check")
+            _check_activity(ctx, production, "primary_key_check")
         return StepResult()
 
 
 class LoadPostgres(BuiltinStep):
     step_type = "load-postgres"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         inputs = _load_input(ctx)
+        insert = param(ctx, "insert_query")
+        if insert is not None:
+            ctx.parse(ctx.inline_sql("insert_query"), dialect=sqlglot_dialect("postgres"))
         target = ctx.add("table", "SqlDataNode", database=ctx.postgres(),
-                         table=param(ctx, "table"), insertQuery=param(ctx, "insert_query"))
+                         table=param(ctx, "table"), insertQuery=insert)
         ctx.activity("CopyActivity", inputs=inputs, outputs=[OutputNode(target, "")])
         return StepResult()
 
@@ -480,11 +525,12 @@ class LoadPostgres(BuiltinStep):
 # -- SQL ----------------------------------------------------------------------------------------
 
 
-def _format_arguments(ctx, sql: str) -> str:
+def _format_arguments(ctx: StepContext, source: SqlSource) -> SqlSource:
     """Dataduct filled ``%s`` in SQL from script_arguments; do it here, at compile time."""
     arguments = [str(a) for a in param(ctx, "script_arguments", [])]
     if not arguments:
-        return sql
+        return source
+    sql = source.text
     slots = re.findall(r"%s", sql.replace("%%", ""))
     if len(slots) != len(arguments):
         ctx.fail(f"the SQL has {len(slots)} %s placeholder(s) and script_arguments gives "
@@ -493,19 +539,20 @@ def _format_arguments(ctx, sql: str) -> str:
     out = parts[0]
     for value, part in zip(arguments, parts[1:], strict=True):
         out += value + part
-    return out.replace("\0", "%")
+    return SqlSource(out.replace("\0", "%"), source.key, source.file)
 
 
 class SqlCommand(BuiltinStep):
     step_type = "sql-command"
 
-    def compile(self, ctx) -> StepResult:
-        key = "command" if param(ctx, "command") else "script"
-        sql = param(ctx, "command") or ctx.text("script")
-        script = _wrap(sql, param(ctx, "wrap_transaction", True))
-        _checked(ctx, script, key)
-        _sql_activity(ctx, script, arguments=[str(a) for a in
-                                                       param(ctx, "script_arguments", [])],
+    def compile(self, ctx: StepContext) -> StepResult:
+        source = ctx.sql_source("command", "script")
+        parsed = ctx.parse(source, script=True)
+        script = parsed.text
+        if param(ctx, "wrap_transaction", True):
+            with ctx.sql_errors(source.key):
+                script = sqlgen.wrap_in_transaction(parsed)
+        _sql_activity(ctx, script, arguments=[str(a) for a in param(ctx, "script_arguments", [])],
                       queue=param(ctx, "queue"))
         return StepResult()
 
@@ -513,16 +560,21 @@ class SqlCommand(BuiltinStep):
 class CreateUpdateSql(BuiltinStep):
     step_type = "create-update-sql"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         table = ctx.table("table_definition")
-        key = "command" if param(ctx, "command") else "script"
-        sql = _format_arguments(ctx, param(ctx, "command") or ctx.text("script"))
-        _checked(ctx, sql, key)
-        parts = [table.create_if_not_exists(), *_permissions(ctx, table),
-                 _wrap(sql, not param(ctx, "non_transactional", False))]
-        if param(ctx, "analyze_table", True):
-            parts.append(f"ANALYZE {table.full_name};")
-        _sql_activity(ctx, "\n".join(parts))
+        parsed = ctx.parse(_format_arguments(ctx, ctx.sql_source("command", "script")),
+                           script=True)
+        body = parsed.text
+        if not param(ctx, "non_transactional", False):
+            with ctx.sql_errors():
+                body = sqlgen.wrap_in_transaction(parsed)
+        grant_script = _grants(ctx, table)
+        with ctx.sql_errors():
+            grants = grant_script.text() if grant_script.statements else ""
+            analyze = (sqlgen.analyze_sql(table).text()
+                       if param(ctx, "analyze_table", True) else "")
+        parts = [table.create_if_not_exists(), grants, body, analyze]
+        _sql_activity(ctx, "\n".join(p for p in parts if p))
         return StepResult()
 
 
@@ -532,58 +584,65 @@ class CreateUpdateSql(BuiltinStep):
 class PrimaryKeyCheck(BuiltinStep):
     step_type = "primary-key-check"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         table = ctx.table("table_definition")
         if not table.primary_key:
             ctx.fail(f"{table.full_name} has no primary key to check", "table_definition")
         if param(ctx, "script"):
-            command = _run_script_command(ctx.file_uri("script"))
-            ctx.activity("ShellCommandActivity", command=command, scriptArgument=[
+            ctx.activity("ShellCommandActivity", command=_run_script_command(
+                ctx.file_uri("script")), scriptArgument=[
                 *_args(param(ctx, "script_arguments")), f"--table={table.full_name}",
                 *_qa_log_args(ctx)])
         else:
-            _sql_activity(ctx, sqlgen.primary_key_check_sql(table),
-                          arguments=_args(param(ctx, "script_arguments")) or None)
+            _check_activity(ctx, table)
         return StepResult()
 
 
-def _source_args(ctx) -> list[str]:
-    host = param(ctx, "source_host")
-    hosts = ctx.config.section("mysql")
-    if host not in hosts:
-        ctx.fail(f"host '{host}' is not in the mysql section of the config", "source_host")
-    cfg = hosts[host]
-    password = ctx.builder.secret_parameter("mysql", host, cfg.get("PASSWORD"), f"mysql.{host}")
-    return [f"--source_host={cfg.get('HOST')}", f"--source_user={cfg.get('USERNAME')}",
-            f"--source_password={password}"]
+def _source_args(ctx: StepContext) -> list[str]:
+    login = ctx.mysql_login(param(ctx, "source_host"), "source_host")
+    return [f"--source_host={login.host}", f"--source_user={login.user}",
+            f"--source_password={login.password}"]
 
 
-def _redshift_args(ctx) -> list[str]:
-    ref = ctx.redshift()
-    obj = ctx.builder.objects[ref.id]
-    return [f"--destination_database={obj.get('databaseName') or ''}",
-            f"--destination_user={obj.get('username') or ''}",
-            f"--destination_password={obj.get('*password')}"]
+def _redshift_args(ctx: StepContext) -> list[str]:
+    ctx.redshift()
+    login = ctx.redshift_login()
+    return [f"--destination_database={login.database}", f"--destination_user={login.user}",
+            f"--destination_password={login.password}"]
+
+
+def _mysql_source(ctx: StepContext, key: str, text: str) -> str:
+    """A source-side query (MySQL) after checking it parses."""
+    ctx.parse(ctx.inline_sql(key, text), dialect=sqlglot_dialect("mysql"))
+    return text
 
 
 class CountCheck(BuiltinStep):
     step_type = "count-check"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         if param(ctx, "source_count_sql"):
-            source = param(ctx, "source_count_sql")
+            source = _mysql_source(ctx, "source_count_sql", param(ctx, "source_count_sql"))
+        elif param(ctx, "source_sql"):
+            query = ctx.parse(ctx.inline_sql("source_sql"), query=True,
+                              dialect=sqlglot_dialect("mysql"), what="source_sql")
+            source = f"SELECT COUNT(*) FROM (\n{query.text.strip().rstrip(';')}\n) AS counted"
         else:
-            source = sqlgen.count_sql(sql=param(ctx, "source_sql"),
-                                      table_name=param(ctx, "source_table_name"))
-        _checked_dialect(ctx, source, "mysql", "source_sql")
-        if param(ctx, "destination_table_definition"):
-            destination = sqlgen.count_sql(table=ctx.table("destination_table_definition"))
-        else:
-            destination = sqlgen.count_sql(sql=param(ctx, "destination_sql"),
-                                           table_name=param(ctx, "destination_table_name"))
-        _checked(ctx, destination, "destination_sql")
+            table = _table_of(param(ctx, "source_table_name"), ctx, "source_table_name", "mysql")
+            source = exp.select(exp.Count(this=exp.Star())).from_(table).sql(dialect="mysql")
+        with ctx.sql_errors("destination_sql"):
+            if param(ctx, "destination_table_definition"):
+                destination = sqlgen.count_sql(sqlgen.Source(
+                    table=ctx.table("destination_table_definition"))).text()
+            elif param(ctx, "destination_sql"):
+                query = ctx.parse(ctx.inline_sql("destination_sql"), query=True,
+                                  what="destination_sql")
+                destination = sqlgen.count_sql(sqlgen.Source(query=query)).text()
+            else:
+                destination = sqlgen.table_name_count_sql(
+                    str(param(ctx, "destination_table_name"))).text()
         command = (_run_script_command(ctx.file_uri("script")) if param(ctx, "script")
-                   else f'{_qa_runner(ctx)} count-check "$@"')
+                   else _qa_command(ctx, "count-check"))
         ctx.activity("ShellCommandActivity", command=command, scriptArgument=[
             f"--source_sql={source}", f"--destination_sql={destination}",
             f"--tolerance={param(ctx, 'tolerance', 1)}", *_source_args(ctx),
@@ -594,20 +653,21 @@ class CountCheck(BuiltinStep):
 class ColumnCheck(BuiltinStep):
     step_type = "column-check"
 
-    def compile(self, ctx) -> StepResult:
-        source = param(ctx, "source_sql").strip().rstrip(";")
+    def compile(self, ctx: StepContext) -> StepResult:
+        source = str(param(ctx, "source_sql")).strip().rstrip(";")
         tail = param(ctx, "sql_tail_for_source")
-        sample = param(ctx, "sample_size", 100)
+        sample = int(param(ctx, "sample_size", 100))
         if tail:
-            source = f"{source} {tail.replace('LIMIT_PLACEHOLDER', str(sample))}"
-        _checked_dialect(ctx, source, "mysql", "source_sql")
+            source = f"{source} {str(tail).replace('LIMIT_PLACEHOLDER', str(sample))}"
+        _mysql_source(ctx, "source_sql", source)
         if param(ctx, "destination_table_definition"):
-            destination = sqlgen.sample_sql(ctx.table("destination_table_definition"))
+            with ctx.sql_errors("destination_table_definition"):
+                destination = sqlgen.sample_sql(ctx.table("destination_table_definition")).text()
         else:
-            destination = param(ctx, "destination_sql")
-        _checked(ctx, destination, "destination_sql")
+            destination = str(param(ctx, "destination_sql"))
+            ctx.parse(ctx.inline_sql("destination_sql"), query=True, what="destination_sql")
         command = (_run_script_command(ctx.file_uri("script")) if param(ctx, "script")
-                   else f'{_qa_runner(ctx)} column-check "$@"')
+                   else _qa_command(ctx, "column-check"))
         ctx.activity("ShellCommandActivity", command=command, scriptArgument=[
             f"--source_sql={source}", f"--destination_sql={destination}",
             f"--sample_size={sample}", f"--tolerance={param(ctx, 'tolerance', 1)}",
@@ -616,24 +676,17 @@ class ColumnCheck(BuiltinStep):
         return StepResult()
 
 
-def _checked_dialect(ctx, sql: str, dialect: str, key: str) -> None:
-    try:
-        sqlgen.check_parses(sql, dialect)
-    except ValueError as exc:
-        ctx.fail(str(exc), key)
-
-
 class PipelineDependencies(BuiltinStep):
     step_type = "pipeline-dependencies"
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         args = [f"--pipelines={','.join(param(ctx, 'dependent_pipelines'))}",
-                f"--refresh_rate={param(ctx, 'refresh_rate', 300)}",
+                f"--refresh_rate={int(param(ctx, 'refresh_rate', 300))}",
                 f"--start_date={param(ctx, 'start_date', SCHEDULED_DAY)}"]
         ok_to_fail = param(ctx, "dependent_pipelines_ok_to_fail", [])
         if ok_to_fail:
             args.append(f"--ok_to_fail={','.join(ok_to_fail)}")
-        ctx.activity("ShellCommandActivity", command=f'{_qa_runner(ctx)} wait-for-pipelines "$@"',
+        ctx.activity("ShellCommandActivity", command=_qa_command(ctx, "wait-for-pipelines"),
                      scriptArgument=args)
         return StepResult()
 

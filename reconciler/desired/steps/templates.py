@@ -12,6 +12,11 @@ template is ever executed or imported:
 ``{{ s3.base }}``       ``s3://S3_ETL_BUCKET/S3_BASE_PATH``
 ``{{ config.SECTION.KEY }}``  a value of the shared config
 
+A field's value may also be an object reference, ``{ref: ID}``, or a database the way
+built-in steps use them, ``{database: redshift}``, ``{database: postgres}`` or
+``{database: mysql, host: ALIAS, name: DATABASE}`` (its password becomes an encrypted
+parameter like every other).
+
 The activity gets the same wiring as built-in steps: inputs, outputs, dependencies, the
 resource it runs on, retries and the failure alarm. See ``manifests/steps/`` for examples.
 """
@@ -25,20 +30,17 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from ...errors import Problem
-from ..definition import Ref, make_object
+from ..definition import Ref
 from ..schemas import load_schema, validate_document, validator
 from ..yamldoc import YamlDocument
 from .base import OutputNode, StepResult
+from .context import StepContext
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
 _JSON_TYPES = {"string": {"type": "string"}, "integer": {"type": "integer"},
                "number": {"type": "number"}, "boolean": {"type": "boolean"},
                "file": {"type": "string", "minLength": 1},
                "list": {"type": "array", "items": {"type": ["string", "number", "boolean"]}}}
-
-
-class TemplateError(Exception):
-    pass
 
 
 @dataclass
@@ -76,7 +78,7 @@ class TemplateStep:
         return Draft202012Validator({"type": "object", "properties": props,
                                      "required": required, "additionalProperties": False})
 
-    def compile(self, ctx) -> StepResult:
+    def compile(self, ctx: StepContext) -> StepResult:
         params = dict(ctx.step.params)
         for name, param in (self.spec.get("parameters") or {}).items():
             if name not in params and "default" in param:
@@ -95,8 +97,7 @@ class TemplateStep:
             fields = {k: values.render(v, ("objects", index, k)) for k, v in obj.items()
                       if k not in ("id", "type")}
             oid = values.render(obj["id"], ("objects", index, "id"))
-            ctx.builder.add(make_object(oid, origin=ctx.step.location, type=obj["type"],
-                                        **fields))
+            ctx.add_object(oid, obj["type"], **fields)
         activity = self.spec["activity"]
         fields = {k: values.render(v, ("activity", "fields", k))
                   for k, v in (activity.get("fields") or {}).items()}
@@ -107,7 +108,8 @@ class TemplateStep:
 
 
 class _Values:
-    def __init__(self, ctx, template: TemplateStep, params, inputs, result):
+    def __init__(self, ctx: StepContext, template: TemplateStep, params: dict[str, Any],
+                 inputs: list[OutputNode], result: StepResult):
         self.ctx, self.template, self.params = ctx, template, params
         self.inputs, self.result = inputs, result
 
@@ -116,6 +118,10 @@ class _Values:
             return [self.render(v, path) for v in value]
         if isinstance(value, dict) and set(value) == {"ref"}:
             return Ref(self.render(value["ref"], path))
+        if isinstance(value, dict) and "database" in value:
+            return self.ctx.database(self.render(value["database"], path),
+                                     self.render(value.get("host"), path),
+                                     self.render(value.get("name"), path))
         if not isinstance(value, str):
             return value
         return _PLACEHOLDER.sub(lambda m: self.lookup(m.group(1), path), value)
@@ -151,9 +157,9 @@ class _Values:
             ctx.fail(f"template {self.template.step_type} uses {{{{ {name} }}}}, and the config "
                      f"has no {section}.{key}")
         location = self.template.document.locate(path)
-        ctx.fail(f"template {self.template.step_type} ({location}) uses unknown placeholder "
-                 f"{{{{ {name} }}}}", hint="see docs/language.md for the placeholders")
-        return ""  # unreachable: fail raises
+        ctx.fail(f"template {self.template.step_type} uses unknown placeholder "
+                 f"{{{{ {name} }}}}", hint="see docs/language.md for the placeholders",
+                 location=location)
 
 
 def load_template(doc: YamlDocument, reserved: set[str], problems: list[Problem]

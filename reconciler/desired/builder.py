@@ -1,0 +1,189 @@
+"""What one pipeline is being built from and into: objects, parameters, secrets, artifacts.
+
+A :class:`PipelineBuilder` holds the state of compiling one manifest for one environment. It
+knows the repository only as a snapshot of bytes (paths are normalised and checked here, the
+one place that turns a path a manifest wrote into a file), and the config only as an
+:class:`EnvConfig`. Step types never touch it directly: they go through
+:class:`reconciler.desired.steps.context.StepContext`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from ..errors import CompileError, Location, Problem
+from ..snapshot import Snapshot
+from .config import EnvConfig
+from .definition import Artifact, Parameter, PipelineObject, Ref, SecretRef
+from .manifest import Manifest
+from .servicemodel import DEFAULT_MAX_OBJECTS
+from .sql import TableDefinition, TableDefinitionError, parse_table_definition
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Inputs of a compilation that do not come from the repository."""
+
+    start_date: date
+    max_objects: int = DEFAULT_MAX_OBJECTS
+
+
+class RepositoryPathError(CompileError):
+    """A path in a manifest that names no usable file of the repository."""
+
+
+def parameter_id(*words: str, encrypted: bool = False) -> str:
+    """``myRedshiftPassword`` style ids: ``my`` then each word capitalised (``*`` when
+    encrypted). The one place parameter ids are spelt."""
+    parts = [p for w in words for p in re.split(r"[^A-Za-z0-9]+", w) if p]
+    return ("*" if encrypted else "") + "my" + "".join(p[:1].upper() + p[1:] for p in parts)
+
+
+class PipelineBuilder:
+    """Collects the objects, parameters, secrets and artifacts of one pipeline."""
+
+    def __init__(self, manifest: Manifest, config: EnvConfig, snapshot: Snapshot,
+                 options: CompileOptions, problems: list[Problem]):
+        self.manifest = manifest
+        self.config = config
+        self.snapshot = snapshot
+        self.options = options
+        self.problems = problems
+        self.objects: dict[str, PipelineObject] = {}
+        self.parameters: dict[str, Parameter] = {}
+        self.parameter_values: dict[str, str] = {}
+        self.secrets: dict[str, SecretRef] = {}
+        self.artifacts: dict[str, Artifact] = {}
+        self.tables: dict[str, TableDefinition] = {}
+        self.uses_resource: set[str] = set()
+
+    # -- objects -------------------------------------------------------------------------------
+
+    def add(self, obj: PipelineObject) -> Ref:
+        existing = self.objects.get(obj.id)
+        if existing is not None and existing != obj:
+            raise CompileError(
+                f"object id '{obj.id}' is produced twice (another step or a shared object "
+                "already uses it)", hint="rename the step")
+        self.objects[obj.id] = obj
+        return Ref(obj.id)
+
+    def shared(self, obj: PipelineObject) -> Ref:
+        """Add an object many steps share (databases, formats); the first one wins."""
+        if obj.id not in self.objects:
+            self.objects[obj.id] = obj
+        return Ref(obj.id)
+
+    # -- config -------------------------------------------------------------------------------
+
+    def require(self, section: str, key: str) -> Any:
+        value = self.config.get(section, key)
+        if value in (None, ""):
+            raise CompileError(
+                f"the config has no {section}.{key}",
+                hint=f"set {section}: {{{key}: ...}} in config/defaults.yaml or "
+                     f"config/{self.config.environment}.yaml")
+        return value
+
+    @property
+    def s3_base(self) -> str:
+        bucket = str(self.require("etl", "S3_ETL_BUCKET")).strip("/")
+        base = str(self.config.get("etl", "S3_BASE_PATH", "")).strip("/")
+        return f"s3://{bucket}/{base}" if base else f"s3://{bucket}"
+
+    # -- secrets -------------------------------------------------------------------------------
+
+    def secret_parameter(self, kind: str, alias: str | None, ref: Any, where: str) -> str:
+        """An encrypted ``*my...Password`` parameter for a secret reference of the config;
+        returns the expression that uses it."""
+        if not isinstance(ref, dict) or not (ref.get("from_env") or ref.get("from_file")):
+            raise CompileError(
+                f"the config has no {where}.PASSWORD",
+                hint=f"set {where}.PASSWORD: {{from_env: NAME}} or {{from_file: PATH}}")
+        pid = parameter_id(kind, alias or "", "password", encrypted=True)
+        source, name = ("env", ref["from_env"]) if ref.get("from_env") else ("file",
+                                                                            ref["from_file"])
+        self.parameters[pid] = Parameter(pid, "String", f"Password of {where} ({source} "
+                                                        f"{name} at apply time)")
+        self.secrets[pid] = SecretRef(pid, source, str(name))
+        return "#{" + pid + "}"
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def repo_path(self, path: str) -> str:
+        """Normalise a repository-relative path; refuse absolute paths and escapes."""
+        if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+            raise RepositoryPathError(f"'{path}' is an absolute path; use a path relative to "
+                                      "the repository root")
+        norm = posixpath.normpath(path)
+        if norm == ".." or norm.startswith("../"):
+            raise RepositoryPathError(f"'{path}' points outside the repository")
+        if norm in self.snapshot.rejected:
+            raise RepositoryPathError(f"'{path}': {self.snapshot.rejected[norm]}")
+        return norm
+
+    def _content(self, path: str) -> tuple[str, bytes]:
+        norm = self.repo_path(path)
+        content = self.snapshot.files.get(norm)
+        if content is None:
+            raise RepositoryPathError(f"'{path}' does not exist in the repository")
+        return norm, content
+
+    def artifact(self, path: str) -> Artifact:
+        norm, content = self._content(path)
+        if norm not in self.artifacts:
+            digest = hashlib.sha256(content).hexdigest()
+            uri = f"{self.s3_base}/artifacts/{digest[:32]}/{posixpath.basename(norm)}"
+            self.artifacts[norm] = Artifact(norm, uri, digest, len(content))
+        return self.artifacts[norm]
+
+    def directory_artifacts(self, path: str) -> tuple[str, list[Artifact]]:
+        """All files of a repository directory, under one content-addressed S3 prefix."""
+        norm = self.repo_path(path.rstrip("/"))
+        names = [n for n in self.snapshot.under(norm) if n not in self.snapshot.rejected]
+        if not names:
+            raise RepositoryPathError(f"'{path}' is not a directory with files in the "
+                                      "repository")
+        listing = "\n".join(
+            f"{n[len(norm) + 1:]} {hashlib.sha256(self.snapshot.files[n]).hexdigest()}"
+            for n in names)
+        prefix = (f"{self.s3_base}/artifacts/"
+                  f"{hashlib.sha256(listing.encode()).hexdigest()[:32]}/{posixpath.basename(norm)}")
+        found = []
+        for name in names:
+            content = self.snapshot.files[name]
+            artifact = Artifact(name, f"{prefix}/{name[len(norm) + 1:]}",
+                                hashlib.sha256(content).hexdigest(), len(content))
+            self.artifacts[name] = artifact
+            found.append(artifact)
+        return prefix, found
+
+    def text(self, path: str) -> str:
+        _norm, content = self._content(path)
+        try:
+            return content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = content.count(b"\n", 0, exc.start) + 1
+            raise CompileError(f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                             hint="save the file as UTF-8",
+                             location=Location(self.repo_path(path), line)) from None
+
+    def table(self, path: str) -> TableDefinition:
+        norm = self.repo_path(path)
+        if norm not in self.tables:
+            self.tables[norm] = load_table(norm, self.text(norm))
+        return self.tables[norm]
+
+
+def load_table(path: str, text: str) -> TableDefinition:
+    """The table defined in a repository file; errors point into that file."""
+    try:
+        return parse_table_definition(text)
+    except TableDefinitionError as exc:
+        raise CompileError(f"table definition: {exc}", hint=exc.hint,
+                         location=Location(path, exc.line, exc.column)) from None

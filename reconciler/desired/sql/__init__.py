@@ -1,0 +1,45 @@
+"""SQL, through sqlglot: Dataduct's Redshift dialect (``dialect``), table definitions
+(``tables``), SQL people write with Data Pipeline expressions in it (``text``) and the SQL the
+steps generate (``generate``). Pure: text in, text or located errors out."""
+
+from .dialect import DIALECT, DataductRedshift, InterleavedSortKeyProperty
+from .generate import (
+    HISTORY_CONVENTIONS,
+    Script,
+    Source,
+    analyze_sql,
+    count_sql,
+    delta_select,
+    grants_sql,
+    history_sql,
+    primary_key_check_sql,
+    reload_sql,
+    sample_sql,
+    source_select,
+    stage_delta_sql,
+    table_name_count_sql,
+    upsert_sql,
+    wrap_in_transaction,
+)
+from .tables import Column, TableDefinition, TableDefinitionError, parse_table_definition
+from .text import (
+    REDSHIFT_COMMANDS,
+    ParsedSql,
+    SqlError,
+    mask_expressions,
+    parse_query,
+    parse_sql,
+    restore_expressions,
+    statement_types,
+)
+
+__all__ = [
+    "DIALECT", "HISTORY_CONVENTIONS", "REDSHIFT_COMMANDS", "Column", "DataductRedshift",
+    "InterleavedSortKeyProperty",
+    "ParsedSql", "Script", "Source", "SqlError", "TableDefinition", "TableDefinitionError",
+    "analyze_sql", "count_sql", "delta_select", "grants_sql", "history_sql",
+    "mask_expressions", "parse_query", "parse_sql", "parse_table_definition",
+    "primary_key_check_sql", "reload_sql", "restore_expressions", "sample_sql",
+    "source_select", "stage_delta_sql", "statement_types", "table_name_count_sql",
+    "upsert_sql", "wrap_in_transaction",
+]
