@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install tools run test lint contracts unit benchmarks clean
+.PHONY: install tools run test lint types contracts unit benchmarks clean
 
 install: $(STAMP) tools
 
@@ -46,13 +46,16 @@ run: install
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests benchmarks tools
 
+types: $(STAMP)
+	$(BIN)/mypy
+
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
 unit: install
 	$(BIN)/pytest -q
 
-test: lint contracts unit
+test: lint types contracts unit
 
 benchmarks: install
 	$(BIN)/python benchmarks/compile.py

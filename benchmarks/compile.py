@@ -135,8 +135,7 @@ def main() -> int:
         def run():
             # input-dependent caches start cold in every repetition; the compiled JSON Schema
             # validators stay warm, as they do in a controller process
-            sqlgen.parse_table_definition.cache_clear()
-            sqlgen.check_parses.cache_clear()
+            sqlgen.clear_caches()
             result = compile_project(snapshot, options, environments=envs)
             errors = result.errors
             if errors:

@@ -7,6 +7,7 @@ cannot be reached is reported and the others go on) and run in promotion order.
 
 from __future__ import annotations
 
+import graphlib
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -76,20 +77,11 @@ class Run:
 
 
 def promotion_order(environments: Mapping[str, Environment], wanted: list[str]) -> list[str]:
-    ordered: list[str] = []
-
-    def visit(name: str, trail: tuple[str, ...] = ()) -> None:
-        if name in ordered or name in trail:
-            return
-        source = environments[name].policy.promote_from
-        if source in environments:
-            visit(source, (*trail, name))
-        if name in wanted:
-            ordered.append(name)
-
-    for name in environments:
-        visit(name)
-    return ordered
+    """The wanted environments, each after the one it promotes from (settings refuse cycles)."""
+    graph = {name: {env.policy.promote_from} & set(environments) - {name}
+             for name, env in environments.items()}
+    order = graphlib.TopologicalSorter(graph).static_order()
+    return [name for name in order if name in wanted]
 
 
 def run(root: str | os.PathLike, *, environments: list[str] | None = None, apply: bool = False,
@@ -106,8 +98,8 @@ def run(root: str | os.PathLike, *, environments: list[str] | None = None, apply
     if declared is not None and environments:
         # the environments promoted from are planned too (never applied unless wanted): the
         # gate needs to know what they run
-        gates = {declared.environments[e].policy.promote_from for e in environments
-                 if e in declared.environments} - {None, *environments}
+        gates = {source for e in environments if e in declared.environments
+                 if (source := declared.environments[e].policy.promote_from)} - set(environments)
     project = compile_project(snapshot, CompileOptions(today), plugins=installed_step_plugins(),
                               environments=[*environments, *sorted(gates)] if environments
                               else None)

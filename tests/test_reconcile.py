@@ -389,3 +389,21 @@ def test_drift_made_outside_git_is_found_by_the_drift_checks(world):
     source = next(o for o in restored if o["id"] == "extract_rds_source")
     assert {"key": "selectQuery", "stringValue": "SELECT id, user_name, user_email FROM users"} \
         in source["fields"]
+
+
+def test_name_prefix_and_tags_of_the_config_reach_aws_and_follow_edits(world):
+    config = world.repo / "config/defaults.yaml"
+    config.write_text(config.read_text().replace(
+        "etl:\n", "etl:\n  NAME_PREFIX: dev\n  TAGS:\n    team: {string: data}\n"
+                  "    Name: {variable: name}\n", 1))
+    world.commit("name prefix and tags")
+    assert not world.run(environments=["staging"]).failed
+    (users,) = world.pipelines()[("staging", "users")]
+    tags = {t["key"]: t["value"] for t in users["tags"]}
+    assert users["name"] == "staging-dev_users"
+    assert (tags["team"], tags["Name"]) == ("data", "dev_users")
+    assert len(tags) == 9
+    world.edit("config/defaults.yaml", "    team: {string: data}\n", "")
+    assert not world.run(environments=["staging"]).failed
+    (users,) = world.pipelines()[("staging", "users")]
+    assert "team" not in {t["key"] for t in users["tags"]}

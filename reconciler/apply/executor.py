@@ -16,8 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..desired.definition import CompiledPipeline
+from ..errors import ReconcilerError
 from ..live.aws import AwsEnvironment, AwsError
 from ..live.model import (
+    MANAGED_TAGS,
     PENDING,
     TAG_DIGEST,
     TAG_ENVIRONMENT,
@@ -47,8 +49,15 @@ class ActionResult:
         return self.outcome == "failed"
 
 
-class ApplyError(Exception):
-    pass
+def _live_id(planned: PlannedAction) -> str:
+    """The live pipeline an update, activation, replace or delete acts on."""
+    if planned.live is None:
+        raise ApplyError(f"{planned.action.value} of {planned.pipeline} has no live pipeline")
+    return planned.live.pipeline_id
+
+
+class ApplyError(ReconcilerError):
+    """A pipeline that cannot be applied as planned; the message says why."""
 
 
 @dataclass
@@ -88,21 +97,25 @@ class Applier:
 
     def _update(self, planned: PlannedAction, result: ActionResult) -> None:
         desired = self._desired(planned)
-        pipeline_id = planned.live.pipeline_id
+        pipeline_id = _live_id(planned)
         live = self.aws.read_definition(pipeline_id)
         if live is None:
             raise ApplyError(f"{pipeline_id} is gone; the next pass creates it again")
         self._upload(desired, result)
         self._put_activate_tag(desired, pipeline_id, live.objects, result)
+        assert planned.live is not None
+        stale = [k for k in planned.live.tags if k not in MANAGED_TAGS and
+                 k not in dict(desired.tags)]
+        self.aws.untag(pipeline_id, stale)
 
     def _activate(self, planned: PlannedAction, result: ActionResult) -> None:
-        self.aws.activate(planned.live.pipeline_id)
+        self.aws.activate(_live_id(planned))
         self._mark("ActivatePipeline")
         result.messages.append("activated")
 
     def _replace(self, planned: PlannedAction, result: ActionResult) -> None:
         desired = self._desired(planned)
-        old = planned.live.pipeline_id
+        old = _live_id(planned)
         self._upload(desired, result)
         self._archive_and_delete(planned, result)
         result.pipeline_id = self._create_pipeline(desired, result)
@@ -131,13 +144,15 @@ class Applier:
             result.messages.append(f"uploaded {uploaded} file(s)")
 
     def _identity(self, desired: CompiledPipeline) -> dict[str, str]:
-        return {TAG_MANAGED_BY: self.aws.installation, TAG_ENVIRONMENT: self.aws.env.name,
-                TAG_PIPELINE: desired.name, TAG_MANIFEST: desired.manifest}
+        """The config's etl.TAGS and the tags that say the pipeline is ours."""
+        return {**dict(desired.tags), TAG_MANAGED_BY: self.aws.installation,
+                TAG_ENVIRONMENT: self.aws.env.name, TAG_PIPELINE: desired.name,
+                TAG_MANIFEST: desired.manifest}
 
     def _create_pipeline(self, desired: CompiledPipeline, result: ActionResult) -> str:
         unique_id = (f"{self.aws.installation}:{self.aws.env.name}:{desired.name}:"
                      f"{desired.digest[:20]}")
-        pipeline_id = self.aws.create(self.aws.env.name_prefix + desired.name, unique_id,
+        pipeline_id = self.aws.create(self.aws.env.name_prefix + desired.aws_name, unique_id,
                                       desired.description,
                                       {**self._identity(desired), TAG_DIGEST: PENDING})
         self._mark("CreatePipeline")
@@ -171,7 +186,7 @@ class Applier:
         result.messages.append(f"definition {desired.digest[:12]} applied and activated")
 
     def _archive_and_delete(self, planned: PlannedAction, result: ActionResult) -> None:
-        pipeline_id = planned.live.pipeline_id
+        pipeline_id = _live_id(planned)
         live = self.aws.read_definition(pipeline_id)
         if live is None:
             result.messages.append(f"{pipeline_id} was already gone")

@@ -8,9 +8,10 @@ import hashlib
 from collections.abc import Callable, Mapping
 
 from ..desired.definition import CompiledPipeline
+from ..errors import ReconcilerError
 
 
-class SecretError(Exception):
+class SecretError(ReconcilerError):
     """A secret the pipeline needs cannot be read; says which and from where."""
 
 

@@ -46,6 +46,7 @@ DEFAULT_TERMINATE_AFTER = "6 Hours"
 # Tags the reconciler itself puts on every pipeline (reconciler.live.model.MANAGED_TAGS; a
 # test keeps the two in step): AWS allows 10, so etl.TAGS gets what is left.
 RESERVED_TAGS = 7
+MAX_TAGS = 10  # per pipeline (dp-limits.md)
 _LOAD_TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 StepLookup = Callable[[str], StepType | None]
@@ -96,7 +97,7 @@ def compile_manifest(
                                 hint=exc.hint, code="compile"))
         return None
     _variables(builder)
-    tags, tag_problems = tags_of(manifest, config, RESERVED_TAGS)
+    tags, tag_problems = tags_of(manifest, config, MAX_TAGS - RESERVED_TAGS)
     problems.extend(tag_problems)
     compiled = CompiledPipeline(
         name=manifest.name,
@@ -370,7 +371,7 @@ def tags_of(manifest: Manifest, config: EnvConfig, free: int) -> tuple[dict[str,
         tags[str(key)] = str(text)
     if len(tags) > free:
         problems.append(Problem(where, f"etl.TAGS gives {len(tags)} tags; a pipeline has at "
-                                f"most 10 tags and the reconciler uses {10 - free}, so "
-                                f"{free} are left", ("etl", "TAGS"),
+                                f"most {MAX_TAGS} tags and the reconciler uses "
+                                f"{MAX_TAGS - free}, so {free} are left", ("etl", "TAGS"),
                                 hint=f"keep at most {free} tags", code="config"))
     return tags, problems

@@ -224,7 +224,9 @@ def call(name: str, args: list[Any], text: str) -> Any:
         wanted = 3 if name == "makeDate" else 5
         if len(args) != wanted or not all(isinstance(a, int) for a in args):
             raise ExpressionError(f"{name} takes {wanted} integers in #{{{text}}}")
-        return datetime(*args, tzinfo=UTC)
+        year, month, day, *rest = args
+        hour, minute = rest if rest else (0, 0)
+        return datetime(year, month, day, hour, minute, tzinfo=UTC)
     raise ExpressionError(f"unknown function {name}() in #{{{text}}}")
 
 

@@ -52,7 +52,7 @@ def validate_document(
 ) -> list[Problem]:
     """All schema errors of ``instance`` (default: the whole document) as located problems."""
     data = doc.data if instance is None else instance
-    problems = []
+    problems: list[Problem] = []
     for error in sorted(check.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         problems.extend(_to_problems(error, doc, base_path))
     return problems
@@ -85,14 +85,14 @@ def _to_problems(error: ValidationError, doc: YamlDocument, base: tuple) -> Iter
         yield Problem(doc.locate(path), f"missing required key '{missing}'", path, code="schema")
         return
     if validator_name == "enum":
-        hint = did_you_mean(str(error.instance), map(str, error.validator_value))
-        allowed = ", ".join(map(str, error.validator_value))
-        yield Problem(doc.locate(path), f"{error.instance!r} is not one of: {allowed}", path,
-                      hint=hint, code="schema")
+        suggestion = did_you_mean(str(error.instance), map(str, error.validator_value))
+        allowed_text = ", ".join(map(str, error.validator_value))
+        yield Problem(doc.locate(path), f"{error.instance!r} is not one of: {allowed_text}",
+                      path, hint=suggestion, code="schema")
         return
     if validator_name == "type":
-        expected = error.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        wanted = error.validator_value
+        expected = " or ".join(wanted) if isinstance(wanted, list) else str(wanted)
         yield Problem(doc.locate(path), f"expected {expected}, got {_kind(error.instance)} "
                       f"{_short(error.instance)}", path, code="schema")
         return

@@ -22,10 +22,10 @@ from typing import Any
 import yaml
 from yaml import events
 
-from ..errors import InvalidInputError, Location, Problem
+from ..errors import InvalidInputError, Location, Problem, ReconcilerError
 
 try:  # libyaml's parser is several times faster; fall back to pure Python without it
-    from yaml.cyaml import CParser as _Parser
+    from yaml.cyaml import CParser as _Parser  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml.composer import Composer as _Composer
     from yaml.parser import Parser as _PyParser
@@ -171,7 +171,7 @@ class _MergeKeyType:
 _MergeKey = _MergeKeyType()
 
 
-class _LoadError(Exception):
+class _LoadError(ReconcilerError):
     def __init__(self, mark, message: str, hint: str | None = None):
         self.mark = mark
         self.message = message
@@ -204,12 +204,13 @@ def load_yaml(
             ]
         )
     if isinstance(content, bytes):
+        raw_bytes = content
         try:
-            content = content.decode("utf-8")
+            content = raw_bytes.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raw = content[:exc.start]
-            line = raw.count(b"\n") + 1
-            column = exc.start - (raw.rfind(b"\n") + 1) + 1
+            before = raw_bytes[:exc.start]
+            line = before.count(b"\n") + 1
+            column = exc.start - (before.rfind(b"\n") + 1) + 1
             raise InvalidInputError(
                 [Problem(Location(file, line, column),
                          f"not UTF-8 text: {exc.reason} at byte {exc.start}",
@@ -247,117 +248,139 @@ def _build(text: str, doc: YamlDocument, max_depth: int, budget: _Budget) -> Any
     Building from events (rather than composing a node graph first) keeps recursion out of
     the picture, so nesting depth and alias expansion are checked as the document streams in.
     """
-    parser = _Parser(text)
-    anchors: dict[str, Any] = {}
-    # Each frame: [container, path, pending_key, pending_key_mark, anchor, merges]
-    stack: list[list[Any]] = []
-    root: Any = None
-    documents = 0
+    return _Builder(doc, max_depth, budget).build(_Parser(text))
 
-    def attach(value: Any, start_mark, anchor: str | None, raw: str | None,
+
+class _Frame:
+    """A mapping or sequence being built, and the key waiting for its value."""
+
+    __slots__ = ("anchor", "container", "key", "key_mark", "merges", "path", "start_mark")
+
+    def __init__(self, container: Any, path: KeyPath, anchor: str | None, start_mark: Any):
+        self.container, self.path, self.anchor, self.start_mark = (container, path, anchor,
+                                                                   start_mark)
+        self.key: Any = _NoKey
+        self.key_mark: Any = None
+        self.merges: list[dict[str, Any]] = []
+
+
+class _Builder:
+    """Turns parser events into plain data, recording marks and raw scalars in ``doc``."""
+
+    def __init__(self, doc: YamlDocument, max_depth: int, budget: _Budget):
+        self.doc, self.max_depth, self.budget = doc, max_depth, budget
+        self.anchors: dict[str, Any] = {}
+        self.stack: list[_Frame] = []
+        self.root: Any = None
+
+    def build(self, parser: Any) -> Any:
+        documents = 0
+        while True:
+            event = parser.get_event()
+            if event is None or isinstance(event, events.StreamEndEvent):
+                return self.root
+            if isinstance(event, events.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    raise _LoadError(event.start_mark, "more than one YAML document in the "
+                                     "file", "keep one pipeline per file and remove the '---' "
+                                             "separator")
+            elif isinstance(event, events.ScalarEvent):
+                self.attach(_scalar(event), event.start_mark, event.anchor, event.value,
+                            event.style)
+            elif isinstance(event, events.AliasEvent):
+                self.alias(event)
+            elif isinstance(event, (events.SequenceStartEvent, events.MappingStartEvent)):
+                self.open(event)
+            elif isinstance(event, (events.SequenceEndEvent, events.MappingEndEvent)):
+                frame = self.stack.pop()
+                for source in frame.merges:  # explicit keys win; earlier merges win over later
+                    for k, v in source.items():
+                        frame.container.setdefault(k, v)
+                self.attach(frame.container, frame.start_mark, frame.anchor, None)
+
+    def alias(self, event: Any) -> None:
+        if event.anchor not in self.anchors:
+            raise _LoadError(event.start_mark, f"unknown alias '*{event.anchor}'",
+                             "define the anchor '&name' before using it")
+        value = self.anchors[event.anchor]
+        self.budget.used += _size(value) - 1
+        self.attach(value, event.start_mark, None, None)
+
+    def open(self, event: Any) -> None:
+        if len(self.stack) >= self.max_depth:
+            raise _LoadError(event.start_mark, f"nesting deeper than {self.max_depth} levels",
+                             "flatten the document")
+        if event.tag not in (None, "!", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"):
+            raise _LoadError(event.start_mark, f"unsupported YAML tag {event.tag}",
+                             "remove the explicit tag")
+        container: Any = [] if isinstance(event, events.SequenceStartEvent) else {}
+        self.stack.append(_Frame(container, self.child_path(), event.anchor, event.start_mark))
+
+    def child_path(self) -> KeyPath:
+        if not self.stack:
+            return ()
+        frame = self.stack[-1]
+        if isinstance(frame.container, list):
+            return (*frame.path, len(frame.container))
+        key = frame.key
+        return (*frame.path, key if isinstance(key, str) else _key_text(key))
+
+    def record(self, child: KeyPath, mark: Any, value_mark: Any, raw: str | None,
+               style: str | None) -> None:
+        self.doc.marks[child] = _mark(mark)
+        if raw is not None:
+            self.doc.raw_scalars[child] = raw
+            self.doc.scalar_starts[child] = ScalarStart(_mark(value_mark), style)
+
+    def attach(self, value: Any, start_mark: Any, anchor: str | None, raw: str | None,
                style: str | None = None) -> None:
-        nonlocal root
+        budget = self.budget
         budget.used += 1
         if budget.used > budget.max_nodes:
             raise _LoadError(start_mark, f"document expands to more than {budget.max_nodes:,} "
                              "values (too many aliases or items)",
                              "remove the aliases that repeat large parts of the document")
         if anchor is not None:
-            anchors[anchor] = value
-        if not stack:
-            root = value
+            self.anchors[anchor] = value
+        if not self.stack:
+            self.root = value
             if raw is not None:
-                doc.raw_scalars[()] = raw
-            doc.marks[()] = _mark(start_mark)
+                self.doc.raw_scalars[()] = raw
+            self.doc.marks[()] = _mark(start_mark)
             return
-        frame = stack[-1]
-        container, path = frame[0], frame[1]
-        if isinstance(container, list):
-            child = (*path, len(container))
-            container.append(value)
-            doc.marks[child] = _mark(start_mark)
-            if raw is not None:
-                doc.raw_scalars[child] = raw
-                doc.scalar_starts[child] = ScalarStart(_mark(start_mark), style)
-            return
-        if frame[2] is _NoKey:
+        frame = self.stack[-1]
+        if isinstance(frame.container, list):
+            child = (*frame.path, len(frame.container))
+            frame.container.append(value)
+            self.record(child, start_mark, start_mark, raw, style)
+        elif frame.key is _NoKey:
             if isinstance(value, (dict, list)) and value is not _MergeKey:
                 raise _LoadError(start_mark, "a mapping key must be a scalar",
                                  "quote the key or restructure the mapping")
-            frame[2], frame[3] = value, start_mark
-            return
-        key, key_mark = frame[2], frame[3]
-        frame[2] = _NoKey
+            frame.key, frame.key_mark = value, start_mark
+        else:
+            self.attach_value(frame, value, start_mark, raw, style)
+
+    def attach_value(self, frame: _Frame, value: Any, start_mark: Any, raw: str | None,
+                     style: str | None) -> None:
+        key, key_mark = frame.key, frame.key_mark
+        frame.key = _NoKey
         if key is _MergeKey:
-            sources = value if isinstance(value, list) else [value]
-            for source in sources:
+            for source in value if isinstance(value, list) else [value]:
                 if not isinstance(source, dict):
                     raise _LoadError(start_mark, "merge key '<<' needs a mapping or a list of "
                                      "mappings", "point '<<' at an anchored mapping")
-                frame[5].append(source)
+                frame.merges.append(source)
             return
         if not isinstance(key, (str, int, float, bool)) and key is not None:
             raise _LoadError(key_mark, "unsupported mapping key", "use a plain string key")
         key = key if isinstance(key, str) else _key_text(key)
-        if key in container:
+        if key in frame.container:
             raise _LoadError(key_mark, f"duplicate key '{key}'",
                              "remove one of the two; YAML keeps only the last silently")
-        container[key] = value
-        child = (*path, key)
-        doc.marks[child] = _mark(key_mark)
-        if raw is not None:
-            doc.raw_scalars[child] = raw
-            doc.scalar_starts[child] = ScalarStart(_mark(start_mark), style)
-
-    def child_path() -> KeyPath:
-        if not stack:
-            return ()
-        frame = stack[-1]
-        container, path = frame[0], frame[1]
-        if isinstance(container, list):
-            return (*path, len(container))
-        key = frame[2]
-        return (*path, key if isinstance(key, str) else _key_text(key))
-
-    while True:
-        event = parser.get_event()
-        if event is None or isinstance(event, events.StreamEndEvent):
-            break
-        if isinstance(event, events.DocumentStartEvent):
-            documents += 1
-            if documents > 1:
-                raise _LoadError(event.start_mark, "more than one YAML document in the file",
-                                 "keep one pipeline per file and remove the '---' separator")
-            continue
-        if isinstance(event, (events.StreamStartEvent, events.DocumentEndEvent)):
-            continue
-        if isinstance(event, events.ScalarEvent):
-            attach(_scalar(event), event.start_mark, event.anchor, event.value, event.style)
-        elif isinstance(event, events.AliasEvent):
-            if event.anchor not in anchors:
-                raise _LoadError(event.start_mark, f"unknown alias '*{event.anchor}'",
-                                 "define the anchor '&name' before using it")
-            value = anchors[event.anchor]
-            budget.used += _size(value) - 1
-            attach(value, event.start_mark, None, None)
-        elif isinstance(event, (events.SequenceStartEvent, events.MappingStartEvent)):
-            if len(stack) >= max_depth:
-                raise _LoadError(event.start_mark, f"nesting deeper than {max_depth} levels",
-                                 "flatten the document")
-            if event.tag not in (None, "!", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"):
-                raise _LoadError(event.start_mark, f"unsupported YAML tag {event.tag}",
-                                 "remove the explicit tag")
-            path = child_path()
-            container: Any = [] if isinstance(event, events.SequenceStartEvent) else {}
-            stack.append([container, path, _NoKey, None, event.anchor, [], event.start_mark])
-        elif isinstance(event, (events.SequenceEndEvent, events.MappingEndEvent)):
-            container, _path, _k, _km, anchor, merges, start_mark = stack.pop()
-            if merges:  # explicit keys win over merged ones; earlier merges win over later
-                for source in merges:
-                    for k, v in source.items():
-                        container.setdefault(k, v)
-            attach(container, start_mark, anchor, None)
-    return root
+        frame.container[key] = value
+        self.record((*frame.path, key), key_mark, start_mark, raw, style)
 
 
 class _NoKeyType:

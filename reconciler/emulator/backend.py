@@ -299,6 +299,7 @@ class EmbeddedDataPipelineBackend(DataPipelineBackend):
                 pipeline.runs.attempts = {**previous.attempts}
         else:  # resume: same schedule, new definition for the periods to come
             previous = pipeline.runs
+            assert previous is not None  # not the first activation
             pipeline.runs = RunState(pipeline.pipeline_id, latest.objects, previous.schedule,
                                      now)
             pipeline.runs.periods_created = previous.periods_created
@@ -366,7 +367,7 @@ class EmbeddedDataPipelineBackend(DataPipelineBackend):
             raise InvalidRequest(f"at most {MAX_IDS_PER_DESCRIBE} object ids per "
                                  f"DescribeObjects call, got {len(object_ids)}")
         pipeline = self.lookup(pipeline_id)
-        found = {}
+        found: dict[str, dict[str, Any]] = {}
         for sphere in ("COMPONENT", "INSTANCE", "ATTEMPT"):
             for obj in self.sphere_objects(pipeline, sphere):
                 if obj["id"] in object_ids:
@@ -442,9 +443,10 @@ def _schedule(objects: list[dict], now: datetime, ondemand: bool,
         return own[0][0] if own else given.get(name)
 
     def field(key: str) -> str | None:
-        raw = (fields.get(key) or [(None, False)])[0][0]
-        if raw is None:
+        values = fields.get(key)
+        if not values:
             return None
+        raw = values[0][0]
         try:
             return substitute(raw, lookup)
         except ExpressionError as exc:

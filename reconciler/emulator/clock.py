@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -76,7 +77,7 @@ class Controls:
     calls: dict[str, int] = field(default_factory=dict)
     seed: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
-    monotonic: object = time.monotonic
+    monotonic: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         self.random = random.Random(self.seed)

@@ -137,7 +137,7 @@ class RunState:
         self.activities = []
         for obj in objects:
             fields = fields_of(obj)
-            if not _first(fields, {}, "type", "").endswith("Activity"):
+            if not (_first(fields, {}, "type") or "").endswith("Activity"):
                 continue
             retries = _first(fields, default, "maximumRetries")
             delay = _first(fields, default, "retryDelay")

@@ -56,11 +56,13 @@ class EmulatorServer:
     def endpoint(self) -> str:
         assert self._server is not None, "start the server first"
         host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"http://{host}:{port}"
 
     def start(self) -> str:
         """Serve in a background thread; return the endpoint URL."""
         self._prepare()
+        assert self._server is not None
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self.endpoint
@@ -189,7 +191,8 @@ def control(action: str, body: dict[str, Any]) -> dict[str, Any]:
         CONTROLS.buckets.clear()
         return {"throttling": CONTROLS.throttling}
     if action == "faults":
-        rates = {k: float(body[k]) for k in ("throttle", "5xx", "drop") if k in body}
+        rates: dict[str, float] = {k: float(body[k]) for k in ("throttle", "5xx", "drop")
+                                   if k in body}
         if sum(rates.values()) > 1:
             raise ValueError("fault rates add up to more than 1")
         CONTROLS.faults[body.get("operation", "*")] = rates

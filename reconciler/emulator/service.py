@@ -42,13 +42,13 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    moto_models.datapipeline_backends = backends
-    moto_responses.datapipeline_backends = backends
+    moto_models.datapipeline_backends = backends  # type: ignore[assignment]
+    moto_responses.datapipeline_backends = backends  # type: ignore[assignment]
     for name, function in _OPERATIONS.items():
         setattr(DataPipelineResponse, name, function)
     DataPipelineResponse.datapipeline_backend = property(  # type: ignore[assignment]
         lambda self: backends[self.current_account][self.region])
-    DataPipelineResponse.call_action = _call_action  # type: ignore[method-assign]
+    DataPipelineResponse.call_action = _call_action  # type: ignore[method-assign,assignment]
     cache = getattr(moto.backends, "_import_backend", None)
     if cache is not None and hasattr(cache, "cache_clear"):
         cache.cache_clear()

@@ -2,8 +2,10 @@
 
 Reads are batched the way the service allows (ListPipelines pages of 50, DescribePipelines
 25 ids at a time) and recognise managed pipelines by their tags, so a pass with no changes
-needs no GetPipelineDefinition. botocore's adaptive retry mode paces calls and retries
-throttling and 5xx answers; the typed errors of the service each have a reaction here.
+needs no GetPipelineDefinition. botocore's adaptive retry mode retries throttling and 5xx
+answers. Every call, to Data Pipeline, S3 or STS, goes through :func:`call`, which turns
+whatever botocore raises (service errors, connection errors, missing credentials) into one
+:class:`AwsError` saying which call failed and whether trying again later can help.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..desired.config import Environment
+from ..errors import ReconcilerError
 from .model import (
     TAG_ENVIRONMENT,
     TAG_MANAGED_BY,
@@ -33,12 +36,38 @@ RETRIES = Config(retries={"mode": "adaptive", "max_attempts": 8},
 NOT_THERE = ("PipelineNotFoundException", "PipelineDeletedException")
 
 
-class AwsError(Exception):
+THROTTLING = frozenset({"ThrottlingException", "Throttling", "RequestLimitExceeded",
+                        "TooManyRequestsException", "SlowDown", "RequestThrottled"})
+
+
+class AwsError(ReconcilerError):
     """A call that failed after botocore's retries; the message is the service's."""
 
-    def __init__(self, operation: str, code: str, message: str):
+    def __init__(self, operation: str, code: str, message: str, status: int | None = None):
         super().__init__(f"{operation}: {code}: {message}")
-        self.operation, self.code, self.message = operation, code, message
+        self.operation, self.code, self.message, self.status = operation, code, message, status
+
+    @property
+    def temporary(self) -> bool:
+        """Throttling, a 5xx answer or no answer at all: trying again later can help. Anything
+        else (a definition AWS refuses, a missing pipeline, denied access) needs a change."""
+        return (self.code in THROTTLING or (self.status is not None and self.status >= 500)
+                or self.status is None)
+
+
+def call(client: Any, operation: str, **kwargs: Any) -> Any:
+    """``client.<operation>(**kwargs)``, every botocore error turned into an AwsError."""
+    name = "".join(w.capitalize() for w in operation.split("_"))
+    try:
+        return getattr(client, operation)(**kwargs)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        raise AwsError(name, str(error.get("Code") or "Unknown"),
+                       str(error.get("Message") or exc), status or 400) from None
+    except BotoCoreError as exc:  # no connection, no credentials, a bad parameter...
+        raise AwsError(name, type(exc).__name__, str(exc),
+                       400 if type(exc).__name__ == "ParamValidationError" else None) from None
 
 
 def endpoint_for(env: Environment, environ: Mapping[str, str]) -> str | None:
@@ -74,9 +103,8 @@ class AwsEnvironment:
                                             aws_secret_access_key="testing")
         if env.role_arn:
             sts = session.client("sts", endpoint_url=endpoint, config=RETRIES)
-            creds = sts.assume_role(RoleArn=env.role_arn,
-                                    RoleSessionName=f"dataduct-reconciler-{env.name}")[
-                "Credentials"]
+            creds = call(sts, "assume_role", RoleArn=env.role_arn,
+                         RoleSessionName=f"dataduct-reconciler-{env.name}")["Credentials"]
             session = boto3.session.Session(
                 region_name=region, aws_access_key_id=creds["AccessKeyId"],
                 aws_secret_access_key=creds["SecretAccessKey"],
@@ -87,15 +115,8 @@ class AwsEnvironment:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def _call(self, operation: str, **kwargs) -> dict[str, Any]:
-        try:
-            return getattr(self.datapipeline, operation)(**kwargs)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise AwsError(operation, error.get("Code", "Unknown"),
-                           error.get("Message", str(exc))) from None
-        except BotoCoreError as exc:
-            raise AwsError(operation, type(exc).__name__, str(exc)) from None
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        return call(self.datapipeline, operation, **kwargs)
 
     def read_managed(self) -> LiveState:
         """Every pipeline of this installation and environment, from its tags."""
@@ -109,18 +130,17 @@ class AwsEnvironment:
             marker = page["marker"]
         prefix = self.env.name_prefix
         candidates = [pid for pid, name in ids if name.startswith(prefix)]
-        managed, others = [], len(ids) - len(candidates)
+        managed = []
         for start in range(0, len(candidates), 25):
             for desc in self._describe(candidates[start:start + 25]):
                 tags = {t["key"]: t["value"] for t in desc.get("tags", [])}
                 if (tags.get(TAG_MANAGED_BY) != self.installation
                         or tags.get(TAG_ENVIRONMENT) != self.env.name):
-                    others += 1
                     continue
                 fields = {f["key"]: f.get("stringValue", "") for f in desc.get("fields", [])}
                 managed.append(LivePipeline(desc["pipelineId"], desc["name"], tags,
                                             fields.get("@pipelineState", "UNKNOWN"), fields))
-        return LiveState(self.env.name, managed, others)
+        return LiveState(self.env.name, managed)
 
     def _describe(self, batch: list[str]) -> list[dict[str, Any]]:
         try:
@@ -177,6 +197,11 @@ class AwsEnvironment:
         self._call("add_tags", pipelineId=pipeline_id,
                    tags=[{"key": k, "value": v} for k, v in tags.items()])
 
+    def untag(self, pipeline_id: str, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        if keys:
+            self._call("remove_tags", pipelineId=pipeline_id, tagKeys=keys)
+
     def delete(self, pipeline_id: str) -> None:
         try:
             self._call("delete_pipeline", pipelineId=pipeline_id)
@@ -210,12 +235,11 @@ class AwsEnvironment:
         """Put ``content`` at an s3:// URI unless it is there already; True when uploaded."""
         bucket, _, key = uri[len("s3://"):].partition("/")
         try:
-            self.s3.head_object(Bucket=bucket, Key=key)
+            call(self.s3, "head_object", Bucket=bucket, Key=key)
             return False
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code not in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
-                raise AwsError("HeadObject", code or "", str(exc)) from None
+        except AwsError as exc:
+            if exc.code not in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                raise
         self.write(uri, content)
         return True
 
@@ -224,12 +248,9 @@ class AwsEnvironment:
         there a missing bucket is created; against AWS it is an error."""
         bucket, _, key = uri[len("s3://"):].partition("/")
         try:
-            self.s3.put_object(Bucket=bucket, Key=key, Body=content)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            if error.get("Code") == "NoSuchBucket" and self.env.endpoint_url == EMBEDDED:
-                self.s3.create_bucket(Bucket=bucket)
-                self.s3.put_object(Bucket=bucket, Key=key, Body=content)
-            else:
-                raise AwsError("PutObject", error.get("Code", ""),
-                               error.get("Message", "")) from None
+            call(self.s3, "put_object", Bucket=bucket, Key=key, Body=content)
+        except AwsError as exc:
+            if exc.code != "NoSuchBucket" or self.env.endpoint_url != EMBEDDED:
+                raise
+            call(self.s3, "create_bucket", Bucket=bucket)
+            call(self.s3, "put_object", Bucket=bucket, Key=key, Body=content)

@@ -14,6 +14,9 @@ TAG_DIGEST = TAG_PREFIX + "digest"
 TAG_REVISION = TAG_PREFIX + "revision"
 TAG_SECRETS = TAG_PREFIX + "secrets"
 PENDING = "pending"  # the digest tag of a pipeline whose definition is not applied yet
+# Every tag the reconciler writes; AWS allows 10 per pipeline, the rest are etl.TAGS'.
+MANAGED_TAGS = (TAG_MANAGED_BY, TAG_ENVIRONMENT, TAG_PIPELINE, TAG_MANIFEST, TAG_DIGEST,
+                TAG_REVISION, TAG_SECRETS)
 
 
 @dataclass(frozen=True)
@@ -57,4 +60,3 @@ class LiveState:
 
     environment: str
     pipelines: list[LivePipeline]
-    unmanaged_count: int = 0  # pipelines seen that are not this installation's

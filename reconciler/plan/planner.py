@@ -85,7 +85,8 @@ def needs_definition(desired: DesiredEnvironment, live: LiveState, drift_budget:
     longest ago (or never) first."""
     wanted = {p.name: p for p in desired.pipelines}
     last_checked = last_checked or {}
-    differ, same = [], []
+    differ: list[str] = []
+    same: list[str] = []
     for pipeline in live.pipelines:
         target = wanted.get(pipeline.pipeline)
         if target is None:
@@ -111,6 +112,7 @@ def plan_environment(desired: DesiredEnvironment, live: LiveState, policy: Polic
         current, duplicates = _pick(found, wanted)
         plan.actions.append(_plan_one(desired, wanted, current, definitions, policy))
         for extra in duplicates:
+            assert current is not None
             plan.actions.append(_guarded_delete(env, extra, policy,
                                                 f"duplicate of {current.pipeline_id} for the "
                                                 "same manifest"))

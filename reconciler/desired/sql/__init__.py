@@ -5,6 +5,8 @@ steps generate (``generate``). Pure: text in, text or located errors out."""
 from .dialect import DIALECT, DataductRedshift, InterleavedSortKeyProperty
 from .generate import (
     HISTORY_CONVENTIONS,
+    Generated,
+    Grants,
     Script,
     Source,
     analyze_sql,
@@ -33,11 +35,25 @@ from .text import (
     statement_types,
 )
 
+
+def clear_caches() -> None:
+    """Forget every parsed and generated statement (benchmarks measure cold caches)."""
+    from . import generate as _generate
+    from . import tables as _tables
+    from . import text as _text
+
+    for module in (_generate, _tables, _text):
+        for value in vars(module).values():
+            if hasattr(value, "cache_clear"):
+                value.cache_clear()
+
+
 __all__ = [
     "DIALECT", "HISTORY_CONVENTIONS", "REDSHIFT_COMMANDS", "Column", "DataductRedshift",
+    "Generated", "Grants",
     "InterleavedSortKeyProperty",
     "ParsedSql", "Script", "Source", "SqlError", "TableDefinition", "TableDefinitionError",
-    "analyze_sql", "count_sql", "delta_select", "grants_sql", "history_sql",
+    "analyze_sql", "clear_caches", "count_sql", "delta_select", "grants_sql", "history_sql",
     "mask_expressions", "parse_query", "parse_sql", "parse_table_definition",
     "primary_key_check_sql", "reload_sql", "restore_expressions", "sample_sql",
     "source_select", "stage_delta_sql", "statement_types", "table_name_count_sql",

@@ -8,7 +8,7 @@ and generates SQL through this one dialect.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlglot import exp
 from sqlglot.dialects.redshift import Redshift
@@ -19,13 +19,13 @@ from sqlglot.expressions.properties import Property
 class DistKeyColumnConstraint(Expression, ColumnConstraintKind):
     """``id INTEGER DISTKEY``"""
 
-    arg_types: dict[str, Any] = {}
+    arg_types: ClassVar[dict[str, Any]] = {}
 
 
 class SortKeyColumnConstraint(Expression, ColumnConstraintKind):
     """``id INTEGER SORTKEY``"""
 
-    arg_types: dict[str, Any] = {}
+    arg_types: ClassVar[dict[str, Any]] = {}
 
 
 class InterleavedSortKeyProperty(Property):
@@ -37,7 +37,7 @@ class InterleavedSortKeyProperty(Property):
 class DataductRedshift(Redshift):
     """Redshift as Dataduct's table definitions write it."""
 
-    class Parser(Redshift.Parser):
+    class Parser(Redshift.Parser):  # type: ignore[valid-type,misc]
         CONSTRAINT_PARSERS = {
             **Redshift.Parser.CONSTRAINT_PARSERS,
             "DISTKEY": lambda self: self.expression(DistKeyColumnConstraint()),
@@ -55,7 +55,7 @@ class DataductRedshift(Redshift):
                 InterleavedSortKeyProperty(this=self._parse_wrapped_id_vars())
             )
 
-    class Generator(Redshift.Generator):
+    class Generator(Redshift.Generator):  # type: ignore[valid-type,misc]
         TRANSFORMS = {
             **Redshift.Generator.TRANSFORMS,
             DistKeyColumnConstraint: lambda self, e: "DISTKEY",

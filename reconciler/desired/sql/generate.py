@@ -6,12 +6,17 @@ identifier quoted. A query a person wrote is embedded as written, on lines of it
 never re-generated. A :class:`Script` knows the statements it means to produce and parses its
 own text back before handing it out: if the text holds one statement more or less, or one of
 another kind, it refuses (that is how a source query could never add a statement).
+
+Generation is deterministic, so the public functions are cached by their (immutable) inputs
+and hand out a frozen :class:`Generated`: a repository where many pipelines share a table
+builds and checks its SQL once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from sqlglot import exp
 
@@ -131,20 +136,40 @@ class Script:
 
     def text(self) -> str:
         """The script, after checking that it parses back as exactly its statements."""
+        return self.freeze().text()
+
+    def freeze(self) -> Generated:
         masked = "\n".join(self.statements)
-        try:
-            found = [type(s) for s in parse_sql(masked).statements]
-        except SqlError as error:
-            raise SqlError(f"the generated SQL does not parse back ({error}); the query "
-                           "embedded in it is probably incomplete") from None
-        if found != self.kinds:
-            raise SqlError(
-                f"the generated SQL parses back as {len(found)} statement(s) "
-                f"({', '.join(k.__name__ for k in found)}), not the {len(self.kinds)} it was "
-                f"built from ({', '.join(k.__name__ for k in self.kinds)}); the query "
-                "embedded in it changes the script's structure",
-                hint="write the query as one SELECT statement")
-        return restore_expressions(masked, self.expressions)
+        _verify(masked, tuple(self.kinds))
+        return Generated(restore_expressions(masked, self.expressions), tuple(self.kinds))
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A generated script that parsed back as exactly the statements it was built from."""
+
+    sql: str
+    kinds: tuple[type[exp.Expr], ...]
+
+    def text(self) -> str:
+        return self.sql
+
+
+@lru_cache(maxsize=8192)
+def _verify(masked: str, kinds: tuple[type[exp.Expr], ...]) -> None:
+    """Parse a generated script back; its statements must be exactly ``kinds``."""
+    try:
+        found = tuple(type(s) for s in parse_sql(masked).statements)
+    except SqlError as error:
+        raise SqlError(f"the generated SQL does not parse back ({error}); the query "
+                       "embedded in it is probably incomplete") from None
+    if found != kinds:
+        raise SqlError(
+            f"the generated SQL parses back as {len(found)} statement(s) "
+            f"({', '.join(k.__name__ for k in found)}), not the {len(kinds)} it was "
+            f"built from ({', '.join(k.__name__ for k in kinds)}); the query "
+            "embedded in it changes the script's structure",
+            hint="write the query as one SELECT statement")
 
 
 @dataclass(frozen=True)
@@ -185,8 +210,11 @@ def _insert(table: exp.Table, columns: Sequence[str], select: exp.Query) -> exp.
                       expression=select)
 
 
+Grants = tuple[tuple[str, str, bool], ...]  # (permission, principal, is_group) each
+
+
 def _swap_in(destination: TableDefinition, select: exp.Select, source: Source,
-             delete: exp.Delete, grants: Script | None, analyze: bool) -> Script:
+             delete: exp.Delete, grants: Grants, analyze: bool) -> Generated:
     """Load the rows into a temporary staging table, delete what they replace and insert
     them, in one transaction."""
     staging = staging_table(destination)
@@ -201,16 +229,16 @@ def _swap_in(destination: TableDefinition, select: exp.Select, source: Source,
     script.add(delete)
     script.add(_insert(destination.table(), columns,
                        exp.select(*[col(c) for c in columns]).from_(_table_ref(staging))))
-    if grants is not None:
-        script.extend(grants)
+    script.extend(_grants_script(destination, grants))
     script.add(exp.Commit())
     if analyze:
         script.add(exp.Analyze(tables=[destination.table()]))
-    return script
+    return script.freeze()
 
 
+@lru_cache(maxsize=4096)
 def upsert_sql(destination: TableDefinition, source: Source, *, dedupe: bool = True,
-               analyze: bool = True, grants: Script | None = None) -> Script:
+               analyze: bool = True, grants: Grants = ()) -> Generated:
     """Update rows whose primary key exists, insert the others (Dataduct's upsert)."""
     if not destination.primary_key:
         raise SqlError(f"{destination.full_name} has no primary key; upsert matches rows by "
@@ -224,8 +252,9 @@ def upsert_sql(destination: TableDefinition, source: Source, *, dedupe: bool = T
     return _swap_in(destination, select, source, delete, grants, analyze)
 
 
+@lru_cache(maxsize=4096)
 def reload_sql(destination: TableDefinition, source: Source, *, dedupe: bool = True,
-               analyze: bool = True, grants: Script | None = None) -> Script:
+               analyze: bool = True, grants: Grants = ()) -> Generated:
     """Replace the whole content of the destination (Dataduct's reload)."""
     select = source_select(destination.column_names, source,
                            destination.primary_key if dedupe else ())
@@ -251,14 +280,14 @@ def delta_select(columns: Sequence[str], production: TableDefinition, date_colum
 
 
 def stage_delta_sql(staging: TableDefinition, production: TableDefinition, select: exp.Select,
-                    source: Source) -> Script:
+                    source: Source) -> Generated:
     """Refill the staging table with the delta, atomically: DELETE (not TRUNCATE, which
     Redshift commits at once) and INSERT in one transaction."""
     return (Script().add_text(staging.create_if_not_exists(), exp.Create)
             .add(exp.Transaction())
             .add(exp.Delete(this=staging.table()))
             .add(_insert(staging.table(), production.column_names, select), source.query)
-            .add(exp.Commit()))
+            .add(exp.Commit())).freeze()
 
 
 def history_columns(history: TableDefinition) -> HistoryColumns | None:
@@ -268,7 +297,8 @@ def history_columns(history: TableDefinition) -> HistoryColumns | None:
     return None
 
 
-def history_sql(destination: TableDefinition, history: TableDefinition) -> Script:
+@lru_cache(maxsize=4096)
+def history_sql(destination: TableDefinition, history: TableDefinition) -> Generated:
     """Keep a type-2 history of the destination: expire changed and deleted rows, open new
     versions. The history table has every destination column plus a validity pair, Dataduct's
     (``effective_ts``, ``expiration_ts``) or the project's (``effective_start``,
@@ -316,10 +346,11 @@ def history_sql(destination: TableDefinition, history: TableDefinition) -> Scrip
                      .from_(dest.copy()).where(exp.Not(this=current)))
     return (Script().add_text(history.create_if_not_exists(), exp.Create)
             .add(exp.Transaction()).add(expire_changed).add(expire_deleted).add(insert)
-            .add(exp.Commit()))
+            .add(exp.Commit())).freeze()
 
 
-def primary_key_check_sql(table: TableDefinition) -> Script:
+@lru_cache(maxsize=4096)
+def primary_key_check_sql(table: TableDefinition) -> Generated:
     """Fails (a cast error carrying the count) when the primary key has duplicates."""
     if not table.primary_key:
         raise SqlError(f"{table.full_name} has no primary key to check")
@@ -337,31 +368,41 @@ def primary_key_check_sql(table: TableDefinition) -> Script:
                                  true=failure)], default=exp.Literal.number(0))
     statement = exp.select(check).from_(
         exp.Subquery(this=duplicates, alias=exp.TableAlias(this=ident("duplicates"))))
-    return Script().add(statement)
+    return Script().add(statement).freeze()
 
 
-def count_sql(source: Source) -> Script:
+@lru_cache(maxsize=4096)
+def count_sql(source: Source) -> Generated:
     """A statement returning one row count, for the row-count comparison."""
     relation = source.relation("counted")
-    return Script().add(exp.select(exp.Count(this=exp.Star())).from_(relation), source.query)
+    return Script().add(exp.select(exp.Count(this=exp.Star())).from_(relation),
+                        source.query).freeze()
 
 
-def table_name_count_sql(table_name: str) -> Script:
+def table_name_count_sql(table_name: str) -> Generated:
     """A row count of a table named in a manifest (``schema.table``), quoted part by part."""
     parts = table_name.split(".")
     if not 1 <= len(parts) <= 3 or not all(parts):
         raise SqlError(f"'{table_name}' is not a table name (schema.table)")
     table = exp.Table(this=ident(parts[-1]), db=ident(parts[-2]) if len(parts) > 1 else None,
                       catalog=ident(parts[0]) if len(parts) > 2 else None)
-    return Script().add(exp.select(exp.Count(this=exp.Star())).from_(table))
+    return Script().add(exp.select(exp.Count(this=exp.Star())).from_(table)).freeze()
 
 
-def sample_sql(table: TableDefinition) -> Script:
+@lru_cache(maxsize=4096)
+def sample_sql(table: TableDefinition) -> Generated:
     """The destination side of the sampled column comparison, columns named explicitly."""
-    return Script().add(exp.select(*[col(c) for c in table.column_names]).from_(table.table()))
+    return Script().add(exp.select(*[col(c) for c in table.column_names]).from_(
+        table.table())).freeze()
 
 
-def grants_sql(table: TableDefinition, grants: Sequence[tuple[str, str, bool]]) -> Script:
+@lru_cache(maxsize=4096)
+def grants_sql(table: TableDefinition, grants: Grants) -> Generated:
+    """GRANT statements, one per (permission, principal, is_group)."""
+    return _grants_script(table, grants).freeze()
+
+
+def _grants_script(table: TableDefinition, grants: Grants) -> Script:
     """GRANT statements: (permission, principal, is_group) each. Permissions are words the
     config validates (select, all...); principals are quoted names."""
     script = Script()
@@ -377,8 +418,9 @@ def grants_sql(table: TableDefinition, grants: Sequence[tuple[str, str, bool]]) 
     return script
 
 
-def analyze_sql(table: TableDefinition) -> Script:
-    return Script().add(exp.Analyze(tables=[table.table()]))
+@lru_cache(maxsize=4096)
+def analyze_sql(table: TableDefinition) -> Generated:
+    return Script().add(exp.Analyze(tables=[table.table()])).freeze()
 
 
 def wrap_in_transaction(parsed: ParsedSql) -> str:

@@ -126,14 +126,15 @@ def _unterminated(text: str) -> tuple[int, str] | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ParsedSql:
-    """SQL text and its statements, parsed with the Data Pipeline expressions masked."""
+    """SQL text and its statements, parsed with the Data Pipeline expressions masked. Equal
+    (and hashed) by identity: ``parse_sql`` hands out one instance per text."""
 
     text: str
     masked: str
     expressions: tuple[str, ...]
-    statements: tuple[exp.Expression, ...]
+    statements: tuple[exp.Expr, ...]
 
     def restore(self, generated: str) -> str:
         return restore_expressions(generated, self.expressions)
@@ -217,7 +218,7 @@ def end_with_semicolon(parsed: ParsedSql) -> str:
     return parsed.masked[:last.end + 1] + ";" + parsed.masked[last.end + 1:]
 
 
-def statement_types(script: str, dialect: type = DIALECT) -> list[type[exp.Expression]]:
+def statement_types(script: str, dialect: type = DIALECT) -> list[type[exp.Expr]]:
     """The type of each statement of a script, for checks that a script is exactly what was
     meant (no statement more, none less)."""
     return [type(s) for s in parse_sql(script, dialect).statements]

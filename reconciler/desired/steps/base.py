@@ -51,8 +51,14 @@ class StepType(Protocol):
     """A step type: its name, how its parameters are checked, and how it compiles."""
 
     step_type: str
-    produces_output: bool  # whether later steps read its output by default
-    resource: str  # "ec2", "emr" or "none": the resource its activities run on by default
+
+    @property
+    def produces_output(self) -> bool:
+        """Whether later steps read its output by default."""
+
+    @property
+    def resource(self) -> str:
+        """"ec2", "emr" or "none": the resource its activities run on by default."""
 
     def validator(self) -> Draft202012Validator: ...
 

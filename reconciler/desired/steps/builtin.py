@@ -402,15 +402,15 @@ def _source(ctx: StepContext, columns: tuple[str, ...]) -> sqlgen.Source:
     return sqlgen.Source(query=query)
 
 
-def _grants(ctx: StepContext, table: sqlgen.TableDefinition) -> sqlgen.Script:
+def _grants(ctx: StepContext) -> sqlgen.Grants:
+    """The config's database.permissions as (permission, principal, is_group)."""
     grants = []
     for grant in ctx.config.section("database").get("permissions") or []:
         if grant.get("user"):
             grants.append((str(grant["permission"]), str(grant["user"]), False))
         if grant.get("group"):
             grants.append((str(grant["permission"]), str(grant["group"]), True))
-    with ctx.sql_errors():
-        return sqlgen.grants_sql(table, grants)
+    return tuple(grants)
 
 
 def _check_activity(ctx: StepContext, table: sqlgen.TableDefinition, suffix: str = "") -> None:
@@ -441,7 +441,7 @@ class Upsert(BuiltinStep):
         with ctx.sql_errors("sql" if source.query is not None else "source"):
             script = generate(destination, source, dedupe=dedupe,
                               analyze=param(ctx, "analyze_table", True),
-                              grants=_grants(ctx, destination)).text()
+                              grants=_grants(ctx)).text()
         _sql_activity(ctx, script)
         if param(ctx, "history"):
             history = ctx.table("history")
@@ -479,7 +479,7 @@ class DeltaLoad(BuiltinStep):
         with ctx.sql_errors():
             upsert = sqlgen.upsert_sql(production, sqlgen.Source(table=staging), dedupe=False,
                                        analyze=param(ctx, "analyze_table", True),
-                                       grants=_grants(ctx, production)).text()
+                                       grants=_grants(ctx)).text()
         _sql_activity(ctx, upsert)
         _check_activity(ctx, production, "primary_key_check")
         return StepResult()
@@ -501,7 +501,7 @@ class LoadReloadPk(BuiltinStep):
                      f"{', '.join(missing)}", "staging_table_definition")
         with ctx.sql_errors():
             script = sqlgen.reload_sql(production, sqlgen.Source(table=staging),
-                                       grants=_grants(ctx, production)).text()
+                                       grants=_grants(ctx)).text()
         _sql_activity(ctx, script, suffix="reload")
         if production.primary_key:
             _check_activity(ctx, production, "primary_key_check")
@@ -568,9 +568,8 @@ class CreateUpdateSql(BuiltinStep):
         if not param(ctx, "non_transactional", False):
             with ctx.sql_errors():
                 body = sqlgen.wrap_in_transaction(parsed)
-        grant_script = _grants(ctx, table)
         with ctx.sql_errors():
-            grants = grant_script.text() if grant_script.statements else ""
+            grants = sqlgen.grants_sql(table, _grants(ctx)).text() if _grants(ctx) else ""
             analyze = (sqlgen.analyze_sql(table).text()
                        if param(ctx, "analyze_table", True) else "")
         parts = [table.create_if_not_exists(), grants, body, analyze]

@@ -230,14 +230,14 @@ class StepContext:
                 f"{TIMESTAMP_DIR}")
         combined = self.output_node("inputs", path=path)
         commands = []
-        for i, ref in enumerate(r for r in self.step.inputs if self._input_node(r)):
-            sub = ref.subdirectory or f"input{i + 1}"
+        for i, source in enumerate(r for r in self.step.inputs if self._input_node(r)):
+            sub = source.subdirectory or f"input{i + 1}"
             target = f"${{OUTPUT1_STAGING_DIR}}/{sub}"
             commands.append(f"mkdir -p {target} && cp -r ${{INPUT{i + 1}_STAGING_DIR}}/. {target}/")
-        ref = self.activity("ShellCommandActivity", suffix="combine_inputs", inputs=nodes,
-                            outputs=[combined], resource="ec2",
-                            command=" && ".join(commands), stage=True)
-        return OutputNode(combined.ref, combined.path, producer=ref.id)
+        copier = self.activity("ShellCommandActivity", suffix="combine_inputs", inputs=nodes,
+                               outputs=[combined], resource="ec2",
+                               command=" && ".join(commands), stage=True)
+        return OutputNode(combined.ref, combined.path, producer=copier.id)
 
     def _wiring(self, resource: str | None) -> dict[str, Any]:
         """runsOn or workerGroup for an activity on ``resource``."""
@@ -346,20 +346,23 @@ class StepContext:
     def mysql(self, alias: str, database: str, key: str = "host_name") -> Ref:
         cfg = self.mysql_host(alias, key)
         oid = "MysqlDatabase_" + re.sub(r"[^A-Za-z0-9]+", "_", f"{alias}_{database}")
-        return self._builder.shared(make_object(
-            oid, type="JdbcDatabase", jdbcDriverClass="com.mysql.jdbc.Driver",
-            connectionString=f"jdbc:mysql://{cfg.get('HOST')}:{cfg.get('PORT', 3306)}/{database}",
-            username=cfg.get("USERNAME"),
-            **{"*password": self._password("mysql", alias, cfg, f"mysql.{alias}")}))
+        fields: dict[str, Any] = {
+            "type": "JdbcDatabase", "jdbcDriverClass": "com.mysql.jdbc.Driver",
+            "connectionString": f"jdbc:mysql://{cfg.get('HOST')}:{cfg.get('PORT', 3306)}/"
+                                f"{database}",
+            "username": cfg.get("USERNAME"),
+            "*password": self._password("mysql", alias, cfg, f"mysql.{alias}")}
+        return self._builder.shared(make_object(oid, **fields))
 
     def postgres(self) -> Ref:
         cfg = self._section("postgres", "PostgreSQL")
-        return self._builder.shared(make_object(
-            "PostgresDatabase", type="JdbcDatabase", jdbcDriverClass="org.postgresql.Driver",
-            connectionString=(f"jdbc:postgresql://{cfg.get('HOST')}:{cfg.get('PORT', 5432)}/"
-                              f"{cfg.get('DATABASE_NAME', '')}"),
-            username=cfg.get("USERNAME"),
-            **{"*password": self._password("postgres", None, cfg, "postgres")}))
+        fields: dict[str, Any] = {
+            "type": "JdbcDatabase", "jdbcDriverClass": "org.postgresql.Driver",
+            "connectionString": f"jdbc:postgresql://{cfg.get('HOST')}:{cfg.get('PORT', 5432)}/"
+                                f"{cfg.get('DATABASE_NAME', '')}",
+            "username": cfg.get("USERNAME"),
+            "*password": self._password("postgres", None, cfg, "postgres")}
+        return self._builder.shared(make_object("PostgresDatabase", **fields))
 
     def database(self, kind: str, alias: str | None = None, database: str | None = None) -> Ref:
         """A database object by kind: ``redshift``, ``postgres`` or ``mysql`` (with the host

@@ -37,10 +37,12 @@ from .base import OutputNode, StepResult
 from .context import StepContext
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
-_JSON_TYPES = {"string": {"type": "string"}, "integer": {"type": "integer"},
-               "number": {"type": "number"}, "boolean": {"type": "boolean"},
-               "file": {"type": "string", "minLength": 1},
-               "list": {"type": "array", "items": {"type": ["string", "number", "boolean"]}}}
+_JSON_TYPES: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"}, "integer": {"type": "integer"},
+    "number": {"type": "number"}, "boolean": {"type": "boolean"},
+    "file": {"type": "string", "minLength": 1},
+    "list": {"type": "array", "items": {"type": ["string", "number", "boolean"]}},
+}
 
 
 @dataclass
@@ -69,7 +71,7 @@ class TemplateStep:
             props["output_path"] = common["output_path"]
         required = ["step_type"]
         for name, param in (self.spec.get("parameters") or {}).items():
-            schema = dict(_JSON_TYPES[param["type"]])
+            schema: dict[str, Any] = dict(_JSON_TYPES[param["type"]])
             if param.get("description"):
                 schema["description"] = param["description"]
             props[name] = schema
