@@ -34,7 +34,8 @@ def _today() -> date:
 
 
 def _display_path(root: Path, file: str) -> str:
-    absolute = (root / file).resolve() if not os.path.isabs(file) else Path(file)
+    # normpath, not resolve: a link in the repository is shown as the link, not its target
+    absolute = Path(os.path.normpath(root / file)) if not os.path.isabs(file) else Path(file)
     try:
         return os.path.relpath(absolute, Path.cwd())
     except ValueError:  # another drive on Windows

@@ -86,8 +86,9 @@ def test_a_symlink_out_of_the_repository_is_not_followed(repo):
     text, report = validate_with(repo)
     assert text.code == 1
     assert any(x.startswith("pipelines/link.yaml:4:37:") and
-               "symbolic link to /etc/hostname points outside the repository" in x
+               "symbolic link to /etc/hostname leads outside the repository" in x
                for x in text.stderr.splitlines()), text.stderr
+    assert any(x.startswith("tables/escape.sql:1:") for x in text.stderr.splitlines())
     assert_examples_still_valid(report)
 
 

@@ -241,3 +241,117 @@ def test_the_embedded_endpoint_is_started_once_per_process():
     first = embedded_endpoint()
     assert first == embedded_endpoint() and first.startswith("http://127.0.0.1:")
     assert client(first).list_pipelines()["pipelineIdList"] is not None
+
+
+# -- bad input to the embedded service --------------------------------------------------------
+
+
+def raw(endpoint, path="/", body=b"", headers=None, method="POST"):
+    """A hand-made request; (status, content type, body)."""
+    import http.client
+    from urllib.parse import urlparse
+
+    where = urlparse(endpoint)
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    connection.putrequest(method, path)
+    for key, value in (headers or {}).items():
+        connection.putheader(key, value)
+    if "Content-Length" not in (headers or {}):
+        connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders(body)
+    response = connection.getresponse()
+    return response.status, response.getheader("content-type"), response.read()
+
+
+DP = {"Content-Type": "application/x-amz-json-1.1"}
+
+
+@pytest.mark.parametrize("action, body, message", [
+    ("clock", {"advance_seconds": 1e12}, "advance_seconds"),
+    ("clock", {"advance_seconds": -5}, "advance_seconds"),
+    ("clock", {"set": "tomorrow"}, "set"),
+    ("clock", {"set": "9999-12-31T23:59:59"}, "set"),
+    ("outcomes", {"object_id": "a", "fail_times": "abc"}, "fail_times"),
+    ("outcomes", {"fail_times": 1}, "object_id"),
+    ("outcomes", {"object_id": "a", "duration_seconds": 10**12}, "duration_seconds"),
+    ("faults", {"throttle": 0.7, "5xx": 0.7}, "more than 1"),
+    ("faults", {"operation": "DropTables", "5xx": 1}, "no operation 'DropTables'"),
+    ("throttling", {"enabled": "yes"}, "enabled"),
+    ("calls", {"extra": 1}, "extra"),
+    ("clock", [1, 2], "the body"),
+])
+def test_the_control_api_refuses_bad_bodies_and_stays_usable(emulator_server, action, body,
+                                                             message):
+    endpoint = emulator_server.endpoint
+    status, kind, data = raw(endpoint, f"/_reconciler/{action}", json.dumps(body).encode())
+    assert (status, kind) == (400, "application/json")
+    assert message in json.loads(data)["error"]
+    dp = client(endpoint)
+    pid = dp.create_pipeline(name="after", uniqueId="after")["pipelineId"]
+    assert dp.describe_pipelines(pipelineIds=[pid])["pipelineDescriptionList"]
+    assert post(endpoint, "clock", {})["now"] == "2026-11-26T09:00:00"
+
+
+def test_a_control_body_that_is_not_json_is_refused(emulator_server):
+    status, _, data = raw(emulator_server.endpoint, "/_reconciler/clock", b"{not json")
+    assert status == 400 and "not JSON" in json.loads(data)["error"]
+
+
+@pytest.mark.parametrize("headers, body, code", [
+    ({**DP, "X-Amz-Target": "DataPipeline.DropEverything"}, b"{}", "UnknownOperationException"),
+    ({**DP, "X-Amz-Target": "DataPipeline.PollForTask"}, b"{}", "UnknownOperationException"),
+    ({**DP, "X-Amz-Target": "DataPipeline.ListPipelines"}, b"{not json",
+     "SerializationException"),
+    ({**DP, "X-Amz-Target": "DataPipeline.ListPipelines"}, b"[1, 2]", "SerializationException"),
+    ({**DP, "X-Amz-Target": "DataPipeline.DescribePipelines"}, b'{"pipelineIds": "df-1"}',
+     "ValidationException"),
+    ({**DP, "X-Amz-Target": "DataPipeline.CreatePipeline"}, b'{"name": 5}',
+     "ValidationException"),
+    ({**DP, "X-Amz-Target": "DynamoDB_20120810.GetItem"}, b"{}", "UnknownOperationException"),
+    ({"Authorization": "AWS4-HMAC-SHA256 Credential=testing/20261126/us-east-1/dynamodb/"
+                       "aws4_request, SignedHeaders=host, Signature=0"}, b"",
+     "UnknownOperationException"),
+])
+def test_bad_requests_get_aws_shaped_errors(emulator_server, headers, body, code):
+    status, kind, data = raw(emulator_server.endpoint, "/", body, headers)
+    assert (status, kind) == (400, "application/x-amz-json-1.1")
+    assert json.loads(data)["__type"] == code
+
+
+@pytest.mark.parametrize("length, status", [("-1", 400), ("abc", 400),
+                                            (str(10**12), 413)])
+def test_a_bad_content_length_is_refused_before_the_body_is_read(emulator_server, length,
+                                                                 status):
+    started = time.monotonic()
+    got, _, data = raw(emulator_server.endpoint, "/", b"",
+                       {**DP, "X-Amz-Target": "DataPipeline.ListPipelines",
+                        "Content-Length": length})
+    assert got == status and "__type" in json.loads(data)
+    assert time.monotonic() - started < 5
+
+
+def test_the_state_file_is_private_and_holds_no_secret(tmp_path):
+    state = tmp_path / "state.json"
+    server = EmulatorServer(port=0, state_file=str(state))
+    endpoint = server.start()
+    try:
+        dp = client(endpoint)
+        pid = dp.create_pipeline(name="s", uniqueId="s")["pipelineId"]
+        objects = [{"id": "Default", "name": "Default", "fields": [
+            {"key": "scheduleType", "stringValue": "ondemand"},
+            {"key": "role", "stringValue": "R"}, {"key": "resourceRole", "stringValue": "RR"},
+            {"key": "myDbPassword", "stringValue": "#{*myPassword}"}]},
+            {"id": "a", "name": "a", "fields": [
+                {"key": "type", "stringValue": "ShellCommandActivity"},
+                {"key": "command", "stringValue": "echo"},
+                {"key": "workerGroup", "stringValue": "wg"}]}]
+        dp.put_pipeline_definition(
+            pipelineId=pid, pipelineObjects=objects,
+            parameterObjects=[{"id": "*myPassword", "attributes": [
+                {"key": "type", "stringValue": "String"}]}],
+            parameterValues=[{"id": "*myPassword", "stringValue": "hunter2-secret"}])
+    finally:
+        server.stop()
+    assert state.stat().st_mode & 0o777 == 0o600
+    assert "hunter2-secret" not in state.read_text()
+    assert "*myPassword" in state.read_text()  # the parameter is kept, its value is not

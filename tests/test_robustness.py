@@ -318,3 +318,54 @@ def test_the_compiler_leaves_etl_tags_exactly_the_tags_the_reconciler_does_not_u
     from reconciler.live.model import MANAGED_TAGS
 
     assert len(MANAGED_TAGS) == RESERVED_TAGS
+
+
+# -- wrong shapes -------------------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**6) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=3),
+    max_leaves=6)
+PIPELINE_KEYS = ["name", "frequency", "load_time", "description", "topic_arn", "max_retries",
+                 "ec2_resource_config", "emr_cluster_config", "bootstrap", "teardown", "steps",
+                 "variables", "environments", "overrides"]
+STEP_KEYS = ["step_type", "name", "input_node", "depends_on", "max_retries", "sql", "table",
+             "script", "source", "destination", "output_node", "script_arguments", "history",
+             "table_definition", "command", "host_name", "database", "path"]
+
+
+@pytest.mark.parametrize("shape", [
+    "environments: [{}]", "environments: {staging: 1}", "overrides: [1]", "steps: {}",
+    "steps: [[]]", "steps: [{step_type: [x]}]", "variables: [a]", "bootstrap: [1]",
+    "teardown: 3", "steps: [{step_type: transform, command: x, input_node: {a: [1]}}]",
+    "steps: [{step_type: transform, command: x, depends_on: [[a]]}]",
+])
+def test_wrong_shapes_are_errors_not_tracebacks(repo, shape):
+    write(repo, "pipelines/shape.yaml", "name: shape\n" + (
+        "" if shape.startswith("steps") else "steps: []\n") + shape + "\n")
+    result = compile_repo(repo)
+    found = [p for p in result.all_problems() if p.location.file == "pipelines/shape.yaml"]
+    assert found and all(p.code != "internal" for p in found), [p.format() for p in found]
+    assert len([r for r in result.pipelines if r.ok]) == 4
+
+
+def test_fuzzed_shapes_never_crash(fuzz_base):
+    import json
+
+    snapshot, _ = fuzz_base
+
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=not RANDOM_FUZZ,
+              suppress_health_check=list(HealthCheck))
+    @given(st.dictionaries(st.sampled_from(PIPELINE_KEYS), JSON_VALUES, max_size=4),
+           st.dictionaries(st.sampled_from(STEP_KEYS), JSON_VALUES, max_size=5))
+    def check(top, step):
+        document = {"name": "shape", "steps": [{"step_type": "transform", "command": "x",
+                                                **step}], **top}
+        files = {**snapshot.files, "pipelines/shape.yaml": json.dumps(document).encode()}
+        result = compile_project(replace(snapshot, files=files), CompileOptions(START),
+                                 manifests=["pipelines/shape.yaml"])
+        assert all(p.code != "internal" for p in result.all_problems()), [
+            p.format() for p in result.all_problems()]
+
+    check()

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import CompileError, Location, Problem
 from ..snapshot import Snapshot
-from .config import EnvConfig
+from .config import DEFAULT_MAX_SQL_BYTES, EnvConfig
 from .definition import Artifact, Parameter, PipelineObject, Ref, SecretRef
 from .manifest import Manifest
 from .servicemodel import DEFAULT_MAX_OBJECTS
@@ -31,6 +31,7 @@ class CompileOptions:
 
     start_date: date
     max_objects: int = DEFAULT_MAX_OBJECTS
+    max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES
 
 
 class RepositoryPathError(CompileError):
@@ -144,7 +145,10 @@ class PipelineBuilder:
 
     def directory_artifacts(self, path: str) -> tuple[str, list[Artifact]]:
         """All files of a repository directory, under one content-addressed S3 prefix."""
-        norm = self.repo_path(path.rstrip("/"))
+        norm = self.repo_path(path.rstrip("/") or "/")
+        if norm in (".", ""):
+            raise RepositoryPathError(f"'{path}' is the whole repository; name the directory "
+                                      "that holds the scripts")
         names = [n for n in self.snapshot.under(norm) if n not in self.snapshot.rejected]
         if not names:
             raise RepositoryPathError(f"'{path}' is not a directory with files in the "
@@ -164,7 +168,12 @@ class PipelineBuilder:
         return prefix, found
 
     def text(self, path: str) -> str:
-        _norm, content = self._content(path)
+        """A file the compiler parses (SQL): refused over ``max_sql_bytes``, before decoding."""
+        norm, content = self._content(path)
+        if len(content) > self.options.max_sql_bytes:
+            raise CompileError(too_big_to_parse(norm, len(content), self.options.max_sql_bytes),
+                               hint="split it, or raise limits.max_sql_bytes in "
+                                    "reconciler.yaml", location=Location(norm, 1))
         try:
             return content.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -178,6 +187,11 @@ class PipelineBuilder:
         if norm not in self.tables:
             self.tables[norm] = load_table(norm, self.text(norm))
         return self.tables[norm]
+
+
+def too_big_to_parse(path: str, size: int, limit: int) -> str:
+    return (f"{path} is {size:,} bytes, over the limit of {limit:,} bytes for SQL that is "
+            "parsed (limits.max_sql_bytes)")
 
 
 def load_table(path: str, text: str) -> TableDefinition:

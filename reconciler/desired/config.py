@@ -23,6 +23,7 @@ from .schemas import validate_document, validator
 from .yamldoc import YamlDocument, load_yaml
 
 SETTINGS_FILE = "reconciler.yaml"
+DEFAULT_MAX_SQL_BYTES = 64 * 1024
 SECRET_KEYS = ("PASSWORD",)
 SECTIONS = frozenset({"etl", "ec2", "emr", "mysql", "redshift", "postgres", "database",
                       "bootstrap", "teardown", "custom_steps", "logging"})
@@ -76,6 +77,7 @@ class Settings:
     templates_dir: str = "steps"
     tables_dir: str = "tables"
     max_objects: int = 100
+    max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES
     installation: str = "default"
     document: YamlDocument | None = None
 
@@ -117,6 +119,7 @@ def load_settings(snapshot: Snapshot, problems: list[Problem]) -> Settings | Non
         templates_dir=data.get("step_templates", "steps").rstrip("/"),
         tables_dir=data.get("tables", "tables").rstrip("/"),
         max_objects=data.get("limits", {}).get("max_objects_per_pipeline", 100),
+        max_sql_bytes=data.get("limits", {}).get("max_sql_bytes", DEFAULT_MAX_SQL_BYTES),
         installation=data.get("installation", "default"),
         document=doc,
     )
@@ -196,7 +199,9 @@ class EnvConfig:
         for doc in self.documents:
             node: Any = doc.data
             for part in path:
-                if isinstance(node, dict) and part in node:
+                found = (isinstance(node, dict) and part in node) or (
+                    isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
+                if found:
                     node = node[part]
                 else:
                     break

@@ -15,7 +15,7 @@ from jsonschema.exceptions import ValidationError
 
 from ..errors import CompileError, Location, Problem
 from ..snapshot import Snapshot
-from .builder import CompileOptions, load_table
+from .builder import CompileOptions, load_table, too_big_to_parse
 from .compiler import compile_manifest
 from .config import (
     EnvConfig,
@@ -143,7 +143,8 @@ def compile_project(
     result = ProjectResult(settings=settings, problems=problems)
     if settings is None:
         return result
-    options = CompileOptions(options.start_date, max_objects=settings.max_objects)
+    options = CompileOptions(options.start_date, max_objects=settings.max_objects,
+                             max_sql_bytes=settings.max_sql_bytes)
     wanted_envs = _wanted_environments(settings, environments, problems)
     registry = StepRegistry(plugins)
     registry.add_templates(_templates(snapshot, settings, registry, problems))
@@ -155,7 +156,7 @@ def compile_project(
         if path.startswith(settings.pipelines_dir + "/"):
             problems.append(Problem(Location(path), snapshot.rejected[path], code="file"))
     if manifests is None:
-        _check_tables(snapshot, settings, problems)
+        _check_tables(snapshot, settings, options, problems)
     names: dict[str, str] = {}
     for path in _manifest_selection(snapshot, settings, manifests, problems):
         try:
@@ -214,13 +215,20 @@ def _check_modes(settings: Settings, docs: Mapping[str, YamlDocument | None],
                                         code="config"))
 
 
-def _check_tables(snapshot: Snapshot, settings: Settings, problems: list[Problem]) -> None:
+def _check_tables(snapshot: Snapshot, settings: Settings, options: CompileOptions,
+                  problems: list[Problem]) -> None:
     """Every table definition is checked, whether a step uses it yet or not."""
-    for path in snapshot.under(settings.tables_dir):
+    for path in [*snapshot.under(settings.tables_dir),
+                 *(p for p in snapshot.rejected if p.startswith(settings.tables_dir + "/"))]:
         if not path.endswith(".sql"):
             continue
         if path in snapshot.rejected:
             problems.append(Problem(Location(path), snapshot.rejected[path], code="file"))
+            continue
+        if len(snapshot.files[path]) > options.max_sql_bytes:
+            problems.append(Problem(Location(path), too_big_to_parse(
+                path, len(snapshot.files[path]), options.max_sql_bytes), code="file",
+                hint="split it, or raise limits.max_sql_bytes in reconciler.yaml"))
             continue
         try:
             content = snapshot.files[path].decode("utf-8")
@@ -271,6 +279,8 @@ def _compile_file(snapshot: Snapshot, settings: Settings, path: str, wanted_envs
                                  code="reference"))
         names.setdefault(name, path)
     targets = data.get("environments")
+    if not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
+        targets = None  # a wrong shape is reported by the schema, for every environment
     if isinstance(targets, list):
         for env in targets:
             if env not in settings.environments:

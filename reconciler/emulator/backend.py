@@ -65,7 +65,11 @@ class Definition:
     errored: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"objects": self.objects, "parameters": self.parameters, "values": self.values,
+        """For the state file: values of encrypted (``*``) parameters are not kept, so no
+        secret is ever written to disk; put the definition again to activate after a
+        restart."""
+        return {"objects": self.objects, "parameters": self.parameters,
+                "values": [v for v in self.values if not str(v.get("id", "")).startswith("*")],
                 "errored": self.errored}
 
     @classmethod

@@ -23,6 +23,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .backend import utc
 from .clock import CONTROLS, Outcome, format_time
+from .requests import ControlError, check_control, check_request
 from .service import ADMISSION, all_backends, backends, fault_response, install
 
 CONTROL_PREFIX = "/_reconciler/"
@@ -87,6 +88,9 @@ class EmulatorServer:
     # -- WSGI -----------------------------------------------------------------------------------
 
     def _app(self, environ: dict[str, Any], start_response):
+        refusal = check_request(environ)
+        if refusal is not None:
+            return _answer(start_response, *refusal)
         path = environ.get("PATH_INFO", "")
         if path.startswith(CONTROL_PREFIX):
             return self._control(environ, start_response)
@@ -124,15 +128,15 @@ class EmulatorServer:
     def _control(self, environ, start_response):
         action = environ["PATH_INFO"][len(CONTROL_PREFIX):].strip("/")
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = json.loads(environ["wsgi.input"].read(length) or b"{}") if length else {}
-            status, payload = "200 OK", control(action, body)
-        except (KeyError, ValueError, TypeError) as exc:
-            status, payload = "400 Bad Request", {"error": f"{type(exc).__name__}: {exc}"}
-        data = json.dumps(payload).encode()
-        start_response(status, [("content-type", "application/json"),
-                                ("content-length", str(len(data)))])
-        return [data]
+            length = int(environ.get("CONTENT_LENGTH") or 0)  # checked by check_request
+            raw = environ["wsgi.input"].read(length) if length else b""
+            body = json.loads(raw) if raw.strip() else {}
+            status, payload = 200, control(action, body)
+        except ControlError as exc:
+            status, payload = 400, {"error": str(exc)}
+        except ValueError as exc:
+            status, payload = 400, {"error": f"the body is not JSON: {exc}"}
+        return _answer(start_response, status, payload, "application/json")
 
     # -- state file -----------------------------------------------------------------------------
 
@@ -142,7 +146,8 @@ class EmulatorServer:
         with self._save_lock, CONTROLS.lock:
             data = snapshot_state()
             fd, tmp = tempfile.mkstemp(dir=self.state_file.parent or Path("."),
-                                       prefix=".state-")
+                                       prefix=".state-")  # created 0600: only the owner reads
+            os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as out:
                 json.dump(data, out)
             os.replace(tmp, self.state_file)
@@ -150,6 +155,14 @@ class EmulatorServer:
     @staticmethod
     def load(path: Path) -> None:
         restore_state(json.loads(path.read_text()))
+
+
+def _answer(start_response, status: int, payload: Any, content_type: str) -> list[bytes]:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    reason = {200: "OK", 400: "Bad Request", 413: "Payload Too Large"}.get(status, "Error")
+    start_response(f"{status} {reason}", [("content-type", content_type),
+                                          ("content-length", str(len(data)))])
+    return [data]
 
 
 def snapshot_state() -> dict[str, Any]:
@@ -172,8 +185,10 @@ def restore_state(data: dict[str, Any]) -> None:
             backends[account][region].load_json(state)
 
 
-def control(action: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The control API: one function for HTTP and for tests in the same process."""
+def control(action: str, body: Any) -> dict[str, Any]:
+    """The control API: one function for HTTP and for tests in the same process. A body is
+    checked whole before anything changes, so nothing it accepts can break later calls."""
+    check_control(action, body)
     if action == "clock":
         if "set" in body:
             CONTROLS.set_time(utc(body["set"]))
@@ -193,8 +208,6 @@ def control(action: str, body: dict[str, Any]) -> dict[str, Any]:
     if action == "faults":
         rates: dict[str, float] = {k: float(body[k]) for k in ("throttle", "5xx", "drop")
                                    if k in body}
-        if sum(rates.values()) > 1:
-            raise ValueError("fault rates add up to more than 1")
         CONTROLS.faults[body.get("operation", "*")] = rates
         return {"faults": {op: r for op, r in CONTROLS.faults.items()}}
     if action == "calls":
@@ -205,8 +218,7 @@ def control(action: str, body: dict[str, Any]) -> dict[str, Any]:
             backend.store.clear()
             backend.by_token.clear()
         return {"reset": True}
-    raise KeyError(f"unknown control action '{action}'; use clock, outcomes, throttling, "
-                   "faults, calls or reset")
+    raise ControlError(f"unknown control action '{action}'")  # check_control refused it
 
 
 _embedded: EmulatorServer | None = None

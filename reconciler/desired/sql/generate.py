@@ -423,6 +423,29 @@ def analyze_sql(table: TableDefinition) -> Generated:
     return Script().add(exp.Analyze(tables=[table.table()])).freeze()
 
 
+def join_scripts(*scripts: str) -> str:
+    """Scripts one after the other, each ended with ``;`` after its last statement, checked to
+    parse back as exactly the statements of the parts (none merged, none added)."""
+    texts, expected, expressions = [], 0, []
+    for script in scripts:
+        if not script.strip():
+            continue
+        part = parse_sql(script, commands=REDSHIFT_COMMANDS)
+        expected += len(part.statements)
+        texts.append(end_with_semicolon(part).strip())
+        expressions.append(part.expressions)
+    # each part's placeholders restart at 0: restore each part's own before joining
+    restored = [restore_expressions(text, exprs) for text, exprs in zip(texts, expressions,
+                                                                        strict=True)]
+    joined = "\n".join(restored)
+    found = len(parse_sql(joined, commands=REDSHIFT_COMMANDS).statements)
+    if found != expected:
+        raise SqlError(f"the script parses back as {found} statements, not the {expected} of "
+                       "its parts", hint="end every statement with ';' and close comments and "
+                                         "strings")
+    return joined
+
+
 def wrap_in_transaction(parsed: ParsedSql) -> str:
     """A person's statements between BEGIN and COMMIT. The ``;`` that ends their last
     statement goes right after its last token, so a trailing ``-- comment`` cannot swallow

@@ -175,6 +175,7 @@ class ExtractRedshift(BuiltinStep):
     produces_output = True
 
     def compile(self, ctx: StepContext) -> StepResult:
+        _plain_names(ctx, "table", param(ctx, "schema"), param(ctx, "table"))
         full = f"{param(ctx, 'schema')}.{param(ctx, 'table')}"
         query = _select_all(_table_of(full, ctx, "table", "redshift"), "redshift")
         return _copy_to_s3(ctx, ctx.redshift(), full, query)
@@ -258,6 +259,10 @@ class EmrStreaming(BuiltinStep):
         reducer = ctx.file_uri("reducer") if param(ctx, "reducer") else None
         if reducer:
             files.append(reducer)
+        for key, uri in (("mapper", mapper), ("reducer", reducer or "")):
+            if "," in uri:
+                ctx.fail(f"'{uri.rsplit('/', 1)[-1]}' has a comma, which would split the EMR "
+                         "step's arguments", key, "rename the file")
         inputs = ctx.inputs()
         if not inputs:
             ctx.fail("emr-streaming reads an input; no earlier step writes one", "input_node")
@@ -329,7 +334,23 @@ def _copy_options(ctx: StepContext) -> list[str]:
     return options
 
 
-def _redshift_node(ctx: StepContext, table: sqlgen.TableDefinition, suffix: str) -> OutputNode:
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+
+def _plain_names(ctx: StepContext, key: str, *names: Any) -> None:
+    """Names the service writes into its own SQL (RedshiftCopyActivity's COPY, SqlDataNode):
+    they must be plain identifiers, as the service does not quote them."""
+    for name in names:
+        if name is not None and not all(_IDENTIFIER.fullmatch(part)
+                                        for part in str(name).split(".")):
+            ctx.fail(f"'{name}' is not a plain table or column name; AWS Data Pipeline puts it "
+                     "into SQL as it is", key,
+                     "use letters, digits, '_' and '$' (and '.' between schema and table)")
+
+
+def _redshift_node(ctx: StepContext, table: sqlgen.TableDefinition, suffix: str,
+                   key: str) -> OutputNode:
+    _plain_names(ctx, key, table.schema, table.name, *table.primary_key)
     ref = ctx.add(suffix, "RedshiftDataNode", database=ctx.redshift(), tableName=table.name,
                   schemaName=table.schema, createTableSql=table.create_sql,
                   primaryKeys=list(table.primary_key) or None)
@@ -361,6 +382,7 @@ class LoadRedshift(BuiltinStep):
                 ctx.fail(f"compression '{compression}' is not one of {', '.join(COMPRESSIONS)}",
                          "compression")
             options.append(compression)
+        _plain_names(ctx, "table", param(ctx, "schema"), param(ctx, "table"))
         target = ctx.add("table", "RedshiftDataNode", database=ctx.redshift(),
                          tableName=param(ctx, "table"), schemaName=param(ctx, "schema"))
         ctx.activity("RedshiftCopyActivity", inputs=inputs, outputs=[OutputNode(target, "")],
@@ -374,7 +396,7 @@ class CreateLoadRedshift(BuiltinStep):
     def compile(self, ctx: StepContext) -> StepResult:
         table = ctx.table("table_definition")
         inputs = _load_input(ctx)
-        node = _redshift_node(ctx, table, "table")
+        node = _redshift_node(ctx, table, "table", "table_definition")
         ctx.activity("RedshiftCopyActivity", inputs=inputs, outputs=[node],
                      insertMode="TRUNCATE", commandOptions=_copy_options(ctx))
         return StepResult()
@@ -402,10 +424,18 @@ def _source(ctx: StepContext, columns: tuple[str, ...]) -> sqlgen.Source:
     return sqlgen.Source(query=query)
 
 
+_PRIVILEGE = re.compile(r"[A-Za-z]+( [A-Za-z]+)*")
+
+
 def _grants(ctx: StepContext) -> sqlgen.Grants:
     """The config's database.permissions as (permission, principal, is_group)."""
     grants = []
-    for grant in ctx.config.section("database").get("permissions") or []:
+    for index, grant in enumerate(ctx.config.section("database").get("permissions") or []):
+        if not _PRIVILEGE.fullmatch(str(grant.get("permission", ""))):
+            ctx.fail(f"permission '{grant.get('permission')}' is not a privilege such as "
+                     "SELECT or ALL", hint="write one privilege (select, insert, all...)",
+                     location=ctx.config.locate("database", "permissions", index,
+                                                "permission"))
         if grant.get("user"):
             grants.append((str(grant["permission"]), str(grant["user"]), False))
         if grant.get("group"):
@@ -492,7 +522,7 @@ class LoadReloadPk(BuiltinStep):
         staging = ctx.table("staging_table_definition")
         production = ctx.table("production_table_definition")
         inputs = _load_input(ctx)
-        node = _redshift_node(ctx, staging, "staging_table")
+        node = _redshift_node(ctx, staging, "staging_table", "staging_table_definition")
         ctx.activity("RedshiftCopyActivity", suffix="load", inputs=inputs, outputs=[node],
                      insertMode="TRUNCATE", commandOptions=_copy_options(ctx))
         missing = [c for c in production.column_names if c not in staging.column_names]
@@ -514,6 +544,7 @@ class LoadPostgres(BuiltinStep):
     def compile(self, ctx: StepContext) -> StepResult:
         inputs = _load_input(ctx)
         insert = param(ctx, "insert_query")
+        _plain_names(ctx, "table", param(ctx, "table"))
         if insert is not None:
             ctx.parse(ctx.inline_sql("insert_query"), dialect=sqlglot_dialect("postgres"))
         target = ctx.add("table", "SqlDataNode", database=ctx.postgres(),
@@ -572,8 +603,8 @@ class CreateUpdateSql(BuiltinStep):
             grants = sqlgen.grants_sql(table, _grants(ctx)).text() if _grants(ctx) else ""
             analyze = (sqlgen.analyze_sql(table).text()
                        if param(ctx, "analyze_table", True) else "")
-        parts = [table.create_if_not_exists(), grants, body, analyze]
-        _sql_activity(ctx, "\n".join(p for p in parts if p))
+            script = sqlgen.join_scripts(table.create_if_not_exists(), grants, body, analyze)
+        _sql_activity(ctx, script)
         return StepResult()
 
 

@@ -34,6 +34,7 @@ from .base import OutputNode, StepResult, StepType
 TIMESTAMP_DIR = "#{format(@scheduledStartTime, 'YYYY-MM-dd-HH-mm-ss')}"
 _STAGING_VAR = re.compile(r"(?<![${A-Za-z0-9_])((?:INPUT|OUTPUT)\d+_STAGING_DIR)\b")
 T = TypeVar("T")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 def staging_vars(value: Any) -> str:
@@ -232,8 +233,12 @@ class StepContext:
         commands = []
         for i, source in enumerate(r for r in self.step.inputs if self._input_node(r)):
             sub = source.subdirectory or f"input{i + 1}"
-            target = f"${{OUTPUT1_STAGING_DIR}}/{sub}"
-            commands.append(f"mkdir -p {target} && cp -r ${{INPUT{i + 1}_STAGING_DIR}}/. {target}/")
+            if not _PLAIN_NAME.fullmatch(sub):
+                self.fail(f"input_node sub-directory '{sub}' must be a plain name (letters, "
+                          "digits, '.', '_', '-')", "input_node")
+            target = f'"${{OUTPUT1_STAGING_DIR}}/{sub}"'
+            commands.append(f'mkdir -p {target} && cp -r "${{INPUT{i + 1}_STAGING_DIR}}/." '
+                            f"{target}/")
         copier = self.activity("ShellCommandActivity", suffix="combine_inputs", inputs=nodes,
                                outputs=[combined], resource="ec2",
                                command=" && ".join(commands), stage=True)
