@@ -99,24 +99,35 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("root", default=".", type=click.Path(exists=True, file_okay=False))
+@click.argument("target", default=".", type=click.Path(exists=True))
 @click.option("--env", "environments", multiple=True,
               help="Only this environment (repeatable; default: all).")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]),
               default="text", show_default=True, help="json lists problems for machines.")
 @start_date_option
-def validate(root: str, environments: tuple[str, ...], output_format: str,
+def validate(target: str, environments: tuple[str, ...], output_format: str,
              start_date: datetime | None) -> None:
-    """Check every manifest of the repository at ROOT for every environment.
+    """Check the manifests repository at TARGET (a directory), or one manifest (a file).
 
     Loads each file safely, checks it against the JSON Schemas, resolves steps, inputs and
-    dependencies, compiles it and checks the result against the AWS Data Pipeline object
-    model and limits. Every problem is listed as file:line:column with what to do.
+    dependencies, compiles it for every environment and checks the result against the AWS
+    Data Pipeline object model and limits. Every problem is listed as file:line:column with
+    what to do.
+
+    \b
+    Examples:
+      reconciler validate manifests/
+      reconciler validate manifests/pipelines/users.yaml --env prod
+      reconciler validate . --format json     # for CI annotations
 
     Exit status: 0 when everything is valid, 1 otherwise.
     """
-    base, result = _compile(root, start_date.date() if start_date else None,
-                            environments or None)
+    manifests = None
+    if Path(target).is_file():
+        root, manifest = _manifest_of(target)
+        target, manifests = str(root), [manifest]
+    base, result = _compile(target, start_date.date() if start_date else None,
+                            environments or None, manifests)
     problems = result.all_problems()
     errors = [p for p in problems if p.severity == "error"]
     if output_format == "json":
@@ -134,8 +145,8 @@ def validate(root: str, environments: tuple[str, ...], output_format: str,
     else:
         _print_problems(base, problems)
         ok = sum(1 for r in result.pipelines if r.ok)
-        manifests = len({r.manifest for r in result.pipelines})
-        summary = (f"{manifests} manifest(s), {ok} of {len(result.pipelines)} pipeline "
+        count = len({r.manifest for r in result.pipelines})
+        summary = (f"{count} manifest(s), {ok} of {len(result.pipelines)} pipeline "
                    f"build(s) valid, {len(errors)} error(s)")
         click.secho(summary, fg="red" if errors else "green", err=bool(errors))
     sys.exit(EXIT_INVALID if errors else EXIT_OK)
@@ -264,7 +275,11 @@ root_argument = click.argument("root", default=".",
                                type=click.Path(exists=True, file_okay=False))
 env_option = click.option("--env", "environments", multiple=True,
                           help="Only this environment (repeatable; default: all).")
-EXIT_CHANGES = 2
+pipeline_option = click.option("--pipeline", "pipelines", multiple=True, metavar="NAME",
+                               help="Only this pipeline (repeatable; default: all). Other "
+                                    "pipelines are neither planned nor touched.")
+EXIT_CHANGES = 2  # plan: git and AWS differ
+EXIT_BLOCKED = 3  # apply, sync: everything applied, but a policy held something back
 
 
 def _configure_logging(level: int) -> None:
@@ -285,28 +300,42 @@ KILL_AFTER = "RECONCILER_TEST_KILL_AFTER"
 
 def _kill_after(call: str) -> None:
     """Fault injection for the crash-safety tests: $RECONCILER_TEST_KILL_AFTER names an AWS
-    call (CreatePipeline, PutPipelineDefinition, ActivatePipeline...) after which this
-    process kills itself with SIGKILL, as a crash would."""
-    if os.environ.get(KILL_AFTER) == call:
+    call (CreatePipeline, PutPipelineDefinition, ActivatePipeline, AddTags, PutObject,
+    DeactivatePipeline, DeletePipeline), optionally with ``:N`` for its Nth call, after which
+    this process kills itself with SIGKILL, as a crash would."""
+    wanted, _, count = os.environ.get(KILL_AFTER, "").partition(":")
+    if wanted != call:
+        return
+    _kill_after.seen = getattr(_kill_after, "seen", 0) + 1  # type: ignore[attr-defined]
+    if _kill_after.seen >= int(count or 1):  # type: ignore[attr-defined]
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _run(root: str, environments, *, apply: bool, confirm=None):
+def _run(root: str, options, *, confirm=None):
     import logging
 
     from .engine import run
 
-    _configure_logging(logging.INFO if apply else logging.WARNING)
+    _configure_logging(logging.INFO if options.apply else logging.WARNING)
     base = find_root(root)
-    result = run(base, environments=list(environments) or None, apply=apply, today=_today(),
-                 confirm=confirm, after_call=_kill_after if os.environ.get(KILL_AFTER) else None)
+    result = run(base, options, now=datetime.now(UTC), confirm=confirm,
+                 after_call=_kill_after if os.environ.get(KILL_AFTER) else None)
     _print_problems(base, result.problems)
+    if result.embedded_state is not None:
+        where = _display_path(Path.cwd(), str(result.embedded_state))
+        click.secho(f"embedded AWS: state kept in {where} (delete it to start afresh)",
+                    fg="cyan", err=True)
+    if result.git.dirty:
+        click.secho(f"the checkout has uncommitted changes: revision {result.revision}",
+                    fg="yellow", err=True)
+    if result.error:
+        click.secho(f"error: {result.error}", fg="red", err=True)
     return result
 
 
 def _plans(result):
-    plans = [e.plan for e in result.environments if e.plan is not None]
-    errors = {e.environment: e.error for e in result.environments if e.error}
+    plans = [e.plan for e in result.wanted if e.plan is not None]
+    errors = {e.environment: e.error for e in result.wanted if e.error}
     return plans, errors
 
 
@@ -321,7 +350,7 @@ def _echo_plan_text(result) -> None:
 
 
 def _echo_results(result) -> None:
-    for env in result.environments:
+    for env in result.wanted:
         for item in env.results:
             colour = "red" if item.failed else "green"
             detail = "; ".join(item.messages)
@@ -330,26 +359,69 @@ def _echo_results(result) -> None:
                         fg=colour if sys.stdout.isatty() else None)
 
 
+def _apply_exit(result) -> int:
+    """0 every environment converged; 3 a policy held something back; 1 anything failed."""
+    if result.failed:
+        return EXIT_INVALID
+    blocked = result.blocked
+    if blocked:
+        click.secho(f"{len(blocked)} change(s) held back by a policy:", fg="magenta", err=True)
+        for line in blocked:
+            click.secho(f"  {line}", fg="magenta", err=True)
+        return EXIT_BLOCKED
+    return EXIT_OK
+
+
+def _options(environments, pipelines, *, apply: bool, allow_replace=(), allow_rollback=False,
+             allow_dirty=False):
+    from .engine import PassOptions
+
+    return PassOptions(environments=tuple(environments), pipelines=frozenset(pipelines),
+                       apply=apply, allow_replace=frozenset(allow_replace),
+                       allow_rollback=allow_rollback, allow_dirty=allow_dirty)
+
+
+allow_replace_option = click.option(
+    "--allow-replace", "allow_replace", multiple=True, metavar="NAME",
+    help="Approve a replace of this pipeline for this run, where the environment's policy "
+         "forbids it (repeatable).")
+allow_rollback_option = click.option(
+    "--allow-rollback", is_flag=True,
+    help="Apply even where git's revision is older than (or unrelated to) the one a pipeline "
+         "runs: a deliberate rollback.")
+allow_dirty_option = click.option(
+    "--allow-dirty", is_flag=True,
+    help="Apply a checkout with uncommitted changes; the pipelines are tagged <commit>-dirty.")
+
+
 @main.command()
 @root_argument
 @env_option
+@pipeline_option
 @click.option("--format", "output_format", type=click.Choice(["text", "json", "markdown"]),
               default="text", show_default=True,
               help="text for terminals, json for machines, markdown for a PR comment.")
-def plan(root: str, environments: tuple[str, ...], output_format: str) -> None:
+def plan(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
+         output_format: str) -> None:
     """Show what apply would change in each environment, and why.
 
     Compiles the repository at ROOT, reads the live pipelines of each environment (by their
     tags; definitions only where the digest differs) and lists one action per pipeline:
     create, update (in place, then re-activate), replace (AWS refuses the change on an
-    activated pipeline), delete, activate, blocked (a policy forbids it; the reason says how
-    to allow it) or unknown (its manifest does not compile: never touched).
+    activated pipeline), delete, activate, deactivate (suspend: true), adopt (a rename with
+    previous_names), blocked (a policy forbids it; the reason says how to allow it) or
+    unknown (its manifest does not compile: never touched). Changed scripts and SQL are
+    shown as unified diffs. Works on a checkout with uncommitted changes, and says so.
 
-    Exit status (as terraform plan -detailed-exitcode): 0 no changes, 2 changes, 1 error.
+    \b
+    Exit status (as terraform plan -detailed-exitcode):
+      0  in sync
+      2  changes, or blocked actions (git and AWS differ)
+      1  errors, including manifests that do not compile
     """
     from .plan.render import as_json, as_markdown
 
-    result = _run(root, environments, apply=False)
+    result = _run(root, _options(environments, pipelines, apply=False))
     plans, errors = _plans(result)
     if output_format == "json":
         click.echo(as_json(plans, errors, result.revision, [
@@ -359,8 +431,7 @@ def plan(root: str, environments: tuple[str, ...], output_format: str) -> None:
         click.echo(as_markdown(plans, errors, result.revision), nl=False)
     else:
         _echo_plan_text(result)
-    if errors or any(p.severity == "error" for p in result.problems) or \
-            result.project.settings is None:
+    if result.failed:
         sys.exit(EXIT_INVALID)
     sys.exit(EXIT_CHANGES if result.has_changes else EXIT_OK)
 
@@ -368,15 +439,25 @@ def plan(root: str, environments: tuple[str, ...], output_format: str) -> None:
 @main.command()
 @root_argument
 @env_option
+@pipeline_option
+@allow_replace_option
+@allow_rollback_option
+@allow_dirty_option
 @click.option("--yes", is_flag=True, help="Apply without asking.")
-def apply(root: str, environments: tuple[str, ...], yes: bool) -> None:
+def apply(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
+          allow_replace: tuple[str, ...], allow_rollback: bool, allow_dirty: bool,
+          yes: bool) -> None:
     """Apply the plan of each environment: show it, ask, apply, print the results.
 
     Pipelines are applied one by one; one failure is reported and the others go on. Secrets
     are read from where the config says (environment variables, mounted files) at this
-    moment and never printed.
+    moment and never printed. A checkout with uncommitted changes is refused (--allow-dirty).
 
-    Exit status: 0 when everything applied, 1 when anything failed.
+    \b
+    Exit status:
+      0  every environment converged
+      3  applied, but a policy held something back (listed)
+      1  anything failed, or a manifest does not compile
     """
     from .plan.render import as_text
 
@@ -385,31 +466,43 @@ def apply(root: str, environments: tuple[str, ...], yes: bool) -> None:
         return yes or click.confirm(f"Apply these changes to {plan.environment}?",
                                     default=False)
 
-    result = _run(root, environments, apply=True, confirm=confirm)
+    result = _run(root, _options(environments, pipelines, apply=True,
+                                 allow_replace=allow_replace, allow_rollback=allow_rollback,
+                                 allow_dirty=allow_dirty), confirm=confirm)
     _echo_results(result)
-    for env in result.environments:
+    for env in result.wanted:
         if env.error:
             click.secho(f"{env.environment}: error: {env.error}", fg="red", err=True)
         elif env.plan is not None and not env.plan.has_changes:
             click.echo(f"{env.environment}: no changes")
-    sys.exit(EXIT_INVALID if result.failed else EXIT_OK)
+    sys.exit(_apply_exit(result))
 
 
 @main.command()
 @root_argument
 @env_option
+@pipeline_option
+@allow_rollback_option
+@allow_dirty_option
 @click.option("--once", is_flag=True, help="One pass over every environment, then exit.")
-def sync(root: str, environments: tuple[str, ...], once: bool) -> None:
+def sync(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
+         allow_rollback: bool, allow_dirty: bool, once: bool) -> None:
     """Plan and apply every environment without asking: one pass of the controller.
 
-    Exit status: 0 when everything is in sync or applied, 1 when anything failed.
+    \b
+    Exit status:
+      0  every environment converged
+      3  applied, but a policy held something back (listed)
+      1  anything failed, or a manifest does not compile
     """
     if not once:
-        raise click.UsageError("this version runs one pass at a time: use sync --once")
-    result = _run(root, environments, apply=True)
+        raise click.UsageError("sync runs one pass: use sync --once (the controller that "
+                               "keeps running is reconciler run)")
+    result = _run(root, _options(environments, pipelines, apply=True,
+                                 allow_rollback=allow_rollback, allow_dirty=allow_dirty))
     _echo_plan_text(result)
     _echo_results(result)
-    sys.exit(EXIT_INVALID if result.failed else EXIT_OK)
+    sys.exit(_apply_exit(result))
 
 
 def _interrupt(*_args) -> None:

@@ -4,7 +4,7 @@ repository: create, steady state, update in place, replace, prune, and the guard
 import json
 import subprocess
 import textwrap
-from datetime import date
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -12,13 +12,15 @@ import pytest
 import yaml
 
 from reconciler import emulator
-from reconciler.engine import run
+from reconciler.engine import PassOptions, run
 from reconciler.live.aws import RETRIES, AwsEnvironment
 from reconciler.plan.planner import Action
 
 SECRETS = {"MAESTRO_PASSWORD": "maestro-secret-value-1",
            "REDSHIFT_PASSWORD": "redshift-secret-value-2",
            "POSTGRES_PASSWORD": "postgres-secret-value-3"}
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)  # the emulator's frozen clock
+SECRETS = {**SECRETS, "RECONCILER_SECRETS_KEY": "test-installation-key"}
 WRITES = ("CreatePipeline", "PutPipelineDefinition", "ActivatePipeline", "DeactivatePipeline",
           "DeletePipeline", "AddTags", "RemoveTags")
 
@@ -48,10 +50,11 @@ class World:
         return AwsEnvironment(env, installation, session.client("datapipeline", config=RETRIES),
                               session.client("s3", config=RETRIES))
 
-    def run(self, apply=True, environments=None):
+    def run(self, apply=True, environments=None, now=NOW, environ=None, **options):
         emulator.CONTROLS.calls.clear()
-        return run(self.repo, apply=apply, today=date(2026, 11, 26), environ=SECRETS,
-                   connect=self.connect, environments=environments)
+        return run(self.repo, PassOptions(environments=tuple(environments or ()), apply=apply,
+                                          **options),
+                   now=now, environ={**SECRETS, **(environ or {})}, connect=self.connect)
 
     def edit(self, path: str, old: str, new: str) -> None:
         target = self.repo / path
@@ -349,8 +352,7 @@ def test_an_unreachable_environment_does_not_stop_the_others(world):
             return AwsEnvironment.connect(env, installation, environ={})
         return world.connect(env, installation, environ)
 
-    result = run(world.repo, apply=True, today=date(2026, 11, 26), environ=SECRETS,
-                 connect=connect)
+    result = run(world.repo, PassOptions(apply=True), now=NOW, environ=SECRETS, connect=connect)
     by_env = {e.environment: e for e in result.environments}
     assert by_env["prod"].error and "ListPipelines" in by_env["prod"].error.replace(
         "list_pipelines", "ListPipelines")
@@ -382,6 +384,10 @@ def test_drift_made_outside_git_is_found_by_the_drift_checks(world):
     unnoticed = world.run(environments=["staging"], apply=False)
     assert actions(unnoticed, "staging")["users"][0] == Action.NOOP  # no drift checks
     policy(world, "staging", drift_checks_per_pass=2)
+    reported = world.run(environments=["staging"])
+    action, reason = actions(reported, "staging")["users"]
+    assert action == Action.BLOCKED and reason.startswith("changed outside git (1 change(s))")
+    policy(world, "staging", drift_checks_per_pass=2, self_heal=True)
     found = world.run(environments=["staging"])
     action, reason = actions(found, "staging")["users"]
     assert action == Action.UPDATE and reason.startswith("drifted from git")
@@ -407,3 +413,75 @@ def test_name_prefix_and_tags_of_the_config_reach_aws_and_follow_edits(world):
     assert not world.run(environments=["staging"]).failed
     (users,) = world.pipelines()[("staging", "users")]
     assert "team" not in {t["key"] for t in users["tags"]}
+
+
+def test_suspend_deactivates_and_leaves_the_pipeline_alone(world):
+    assert not world.run(environments=["staging"]).failed
+    world.edit("pipelines/users.yaml", "frequency: daily", "frequency: daily\nsuspend: true")
+    suspended = world.run(environments=["staging"])
+    assert actions(suspended, "staging")["users"][0] == Action.DEACTIVATE
+    assert world.state("staging", "users") == "INACTIVE"
+    world.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 3"')
+    left = world.run(environments=["staging"])
+    assert actions(left, "staging")["users"][0] == Action.NOOP and writes() == 0
+    world.edit("pipelines/users.yaml", "suspend: true\n", "")
+    resumed = world.run(environments=["staging"])
+    assert actions(resumed, "staging")["users"][0] == Action.UPDATE
+    assert world.state("staging", "users") == "SCHEDULED"
+
+
+def test_a_pipeline_deactivated_by_hand_is_drift_reactivated_only_with_self_heal(world):
+    assert not world.run(environments=["staging"]).failed
+    world.client.deactivate_pipeline(pipelineId=world.pipeline_id("staging", "users"))
+    reported = world.run(environments=["staging"])
+    action, reason = actions(reported, "staging")["users"]
+    assert action == Action.BLOCKED and "deactivated outside git" in reason
+    assert world.state("staging", "users") == "INACTIVE"
+    policy(world, "staging", self_heal=True)
+    world.run(environments=["staging"])
+    assert world.state("staging", "users") == "SCHEDULED"
+
+
+def test_a_rename_with_previous_names_adopts_instead_of_running_two(world):
+    assert not world.run(environments=["staging"]).failed
+    pid = world.pipeline_id("staging", "users")
+    world.edit("pipelines/users.yaml", "name: users", "name: members\nprevious_names: [users]")
+    renamed = world.run(environments=["staging"])
+    action, reason = actions(renamed, "staging")["members"]
+    # the log path has the name in it: the rename is an update in place, never a replace
+    assert action == Action.UPDATE and reason.startswith("renamed from users")
+    assert world.pipeline_id("staging", "members") == pid
+    assert ("staging", "users") not in world.pipelines()
+
+
+def test_a_rename_without_previous_names_warns_before_two_pipelines_load_one_table(world):
+    assert not world.run(environments=["staging"]).failed
+    world.edit("pipelines/users.yaml", "name: users", "name: members")
+    plan = world.run(environments=["staging"], apply=False)
+    (env,) = plan.environments
+    assert any("members will run beside users, and both write prod.users" in w
+               for w in env.plan.warnings)
+
+
+def test_a_finished_one_time_pipeline_is_left_alone(world):
+    world.edit("pipelines/users.yaml", "frequency: daily", "frequency: one-time")
+    world.edit("pipelines/users.yaml", "load_time: 12:00", "load_time: 01:00")
+    assert not world.run(environments=["staging"]).failed
+    emulator.CONTROLS.advance(6 * 3600)
+    assert world.state("staging", "users") == "FINISHED"
+    again = world.run(environments=["staging"], now=NOW + timedelta(hours=6))
+    assert actions(again, "staging")["users"][0] == Action.NOOP and writes() == 0
+
+
+def test_the_secrets_tag_is_an_hmac_under_the_installations_key(world):
+    import hashlib
+    import hmac
+
+    assert not world.run(environments=["staging"]).failed
+    (users,) = world.pipelines()[("staging", "users")]
+    tag = {t["key"]: t["value"] for t in users["tags"]}["dataduct-reconciler/secrets"]
+    text = ("users\0*myMysqlMaestroPassword=" + SECRETS["MAESTRO_PASSWORD"]
+            + "\0*myRedshiftPassword=" + SECRETS["REDSHIFT_PASSWORD"])
+    assert tag == hmac.new(b"test-installation-key", text.encode(),
+                           hashlib.sha256).hexdigest()[:32]
+    assert tag != hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -161,11 +161,15 @@ def test_checks_run_as_sql_or_through_the_qa_runner(steps_repo):
     assert objects["orders_unique"].type == "SqlActivity"
     logged = objects["customers_unique_logged"]
     assert logged.type == "ShellCommandActivity"
-    assert shlex.split(logged.get("command")) == ["dataduct-qa", "primary-key-check", "$@"]
+    assert shlex.split(logged.get("command").split("\n")[0]) == [
+        "dataduct-qa", "primary-key-check", "--passwords_from_stdin", "$@",
+        "<<DATADUCT_QA_PASSWORDS"]
     count = objects["customers_counted"].get_all("scriptArgument")
     assert "--source_sql=SELECT COUNT(*) FROM (\nSELECT customer_id FROM customers\n) AS " \
            "counted" in count
-    assert "--source_password=#{*myMysqlMaestroPassword}" in count
+    assert not [a for a in count if "password" in a.lower()]
+    assert "source_password=#{*myMysqlMaestroPassword}" in \
+        objects["customers_counted"].get("command").splitlines()
     sample = objects["customers_sampled"].get_all("scriptArgument")
     assert "--source_sql=SELECT customer_id, full_name, country, signed_up FROM customers " \
            "ORDER BY RAND() LIMIT 20" in sample
@@ -174,8 +178,17 @@ def test_checks_run_as_sql_or_through_the_qa_runner(steps_repo):
 def test_pipeline_dependencies_waits_with_the_qa_runner(steps_repo):
     step = by_id(compiled(steps_repo, "checks.yaml"))["wait_for_loads"]
     assert shlex.split(step.get("command")) == ["dataduct-qa", "wait-for-pipelines", "$@"]
-    assert "--pipelines=loads,extracts" in step.get_all("scriptArgument")
-    assert "--ok_to_fail=extracts" in step.get_all("scriptArgument")
+    # the runner looks pipelines up by their names in AWS (the environment's prefix)
+    assert "--pipelines=staging-loads,staging-extracts" in step.get_all("scriptArgument")
+    assert "--ok_to_fail=staging-extracts" in step.get_all("scriptArgument")
+
+
+def test_a_dependency_on_a_pipeline_no_manifest_defines_suggests_one(steps_repo):
+    checks = steps_repo / "pipelines/checks.yaml"
+    checks.write_text(checks.read_text().replace("[loads, extracts]", "[laods, extracts]"))
+    result = compile_repo(steps_repo, ["staging"])
+    assert any("no pipeline named 'laods' is deployed to staging" in p.message
+               and "did you mean 'loads'?" in (p.hint or "") for p in result.errors)
 
 
 def test_bootstrap_comes_before_every_activity_on_the_instance_and_teardown_last(steps_repo):
@@ -202,3 +215,20 @@ def test_sql_written_in_a_manifest_is_parsed_where_it_is_written(repo):
     result = compile_repo(repo, ["staging"])
     (problem,) = [p for p in result.errors if p.location.file == "pipelines/bad_sql.yaml"]
     assert problem.location.line == 4 and "SQL does not parse" in problem.message
+
+
+def test_every_generated_shell_command_splits_into_the_intended_words(steps_repo):
+    commands = {o.id: o.get("command") for name in ("transforms.yaml", "checks.yaml")
+                for o in compiled(steps_repo, name).objects if o.get("command")}
+    summarise = shlex.split(commands["summarise_first"])
+    assert summarise[:3] == ["aws", "s3", "cp"] and summarise[4:] == [
+        "./summarise.py", "&&", "chmod", "+x", "./summarise.py", "&&", "./summarise.py", "$@"]
+    first, *passwords, end = commands["customers_counted"].splitlines()
+    assert shlex.split(first) == ["dataduct-qa", "count-check", "--passwords_from_stdin", "$@",
+                                  "<<DATADUCT_QA_PASSWORDS"]
+    assert end == "DATADUCT_QA_PASSWORDS" and len(passwords) == 2
+    assert shlex.split(commands["split_combine_inputs"]) == [
+        "mkdir", "-p", "${OUTPUT1_STAGING_DIR}/first", "&&", "cp", "-r",
+        "${INPUT1_STAGING_DIR}/.", "${OUTPUT1_STAGING_DIR}/first/", "&&",
+        "mkdir", "-p", "${OUTPUT1_STAGING_DIR}/second", "&&", "cp", "-r",
+        "${INPUT2_STAGING_DIR}/.", "${OUTPUT1_STAGING_DIR}/second/"]

@@ -1,11 +1,20 @@
 """Applies an environment's plan, pipeline by pipeline.
 
-The order of calls makes every crash repairable by the next pass and never duplicates a
-pipeline: artifacts first (content-addressed, skipped when present), then CreatePipeline
-with a uniqueId derived from the desired state and a ``pending`` digest tag, then
-PutPipelineDefinition (stopping on ``errored`` with the service's messages), activation, and
-the digest, revision and secrets tags last. Replace and delete archive the run history
-(instances and attempts, JSON lines) under the pipeline's log prefix before deleting.
+The order of calls makes every crash repairable by the next pass and never leaves a manifest
+without its pipeline or with two:
+
+* create: artifacts (content-addressed, skipped when present), CreatePipeline with a uniqueId
+  that depends only on the installation, environment and pipeline (two passes racing on two
+  revisions get the same pipeline), tagged ``pending``; PutPipelineDefinition (stopping on
+  ``errored`` with the service's messages); ActivatePipeline; the digest, revision and
+  secrets tags last.
+* replace, create before delete: the new pipeline (its uniqueId names the pipeline it
+  replaces), its definition put and accepted, then the old one's run history archived and
+  the old one deleted, then the new one activated and tagged. A failure before the delete
+  leaves the old pipeline running; a crash anywhere leaves at most a pending duplicate, which
+  the next pass resolves.
+* delete: run history archived (instances and attempts, JSON lines) under the pipeline's log
+  URI, deactivated, deleted.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from ..live.model import (
 )
 from ..plan.diff import anchor_like_live
 from ..plan.planner import Action, EnvironmentPlan, PlannedAction
-from .secrets import secrets_digest
+from .secrets import SecretsKey, secrets_digest
 
 
 @dataclass
@@ -49,15 +58,15 @@ class ActionResult:
         return self.outcome == "failed"
 
 
+class ApplyError(ReconcilerError):
+    """A pipeline that cannot be applied as planned; the message says why."""
+
+
 def _live_id(planned: PlannedAction) -> str:
     """The live pipeline an update, activation, replace or delete acts on."""
     if planned.live is None:
         raise ApplyError(f"{planned.action.value} of {planned.pipeline} has no live pipeline")
     return planned.live.pipeline_id
-
-
-class ApplyError(ReconcilerError):
-    """A pipeline that cannot be applied as planned; the message says why."""
 
 
 @dataclass
@@ -66,11 +75,13 @@ class Applier:
     files: Mapping[str, bytes]
     secret_values: Mapping[str, Mapping[str, str]]  # pipeline -> {parameter id: value}
     revision: str
+    key: SecretsKey | None = None  # the installation's key for the secrets tag
     clock: Callable[[], float] = time.monotonic
     after_call: Callable[[str], None] | None = None  # test hook: crash points
 
     def apply(self, plan: EnvironmentPlan) -> list[ActionResult]:
         results = []
+        self.kept: set[str] = set()  # pipelines this apply created or updated
         for planned in plan.actions:
             if not planned.action.changes_something:
                 continue
@@ -84,6 +95,8 @@ class Applier:
                 result.outcome = "failed"
                 result.messages.append(str(exc))
             result.seconds = round(self.clock() - started, 3)
+            if result.pipeline_id and planned.action is not Action.DELETE:
+                self.kept.add(result.pipeline_id)
             results.append(result)
         return results
 
@@ -92,8 +105,10 @@ class Applier:
     def _create(self, planned: PlannedAction, result: ActionResult) -> None:
         desired = self._desired(planned)
         self._upload(desired, result)
-        result.pipeline_id = self._create_pipeline(desired, result)
-        self._put_activate_tag(desired, result.pipeline_id, None, result)
+        unique_id = f"{self.aws.installation}:{self.aws.env.name}:{desired.name}"
+        result.pipeline_id = self._create_pipeline(desired, unique_id, result)
+        self._put(desired, result.pipeline_id, None, result)
+        self._activate_and_tag(desired, result.pipeline_id, result)
 
     def _update(self, planned: PlannedAction, result: ActionResult) -> None:
         desired = self._desired(planned)
@@ -102,33 +117,56 @@ class Applier:
         if live is None:
             raise ApplyError(f"{pipeline_id} is gone; the next pass creates it again")
         self._upload(desired, result)
-        self._put_activate_tag(desired, pipeline_id, live.objects, result)
-        assert planned.live is not None
-        stale = [k for k in planned.live.tags if k not in MANAGED_TAGS and
-                 k not in dict(desired.tags)]
-        self.aws.untag(pipeline_id, stale)
+        self._put(desired, pipeline_id, live.objects, result)
+        self._activate_and_tag(desired, pipeline_id, result)
+        self._drop_stale_tags(planned, desired, pipeline_id)
 
     def _activate(self, planned: PlannedAction, result: ActionResult) -> None:
-        self.aws.activate(_live_id(planned))
-        self._mark("ActivatePipeline")
-        result.messages.append("activated")
+        desired = self._desired(planned)
+        pipeline_id = _live_id(planned)
+        self._activate_and_tag(desired, pipeline_id, result)
+
+    def _deactivate(self, planned: PlannedAction, result: ActionResult) -> None:
+        self.aws.deactivate(_live_id(planned))
+        self._mark("DeactivatePipeline")
+        result.messages.append("deactivated (suspend: true); running attempts finish")
+
+    def _adopt(self, planned: PlannedAction, result: ActionResult) -> None:
+        desired = self._desired(planned)
+        pipeline_id = _live_id(planned)
+        self.aws.tag(pipeline_id, self._identity(desired))
+        self._mark("AddTags")
+        result.messages.append(f"adopted {pipeline_id} as {desired.name}")
 
     def _replace(self, planned: PlannedAction, result: ActionResult) -> None:
         desired = self._desired(planned)
         old = _live_id(planned)
         self._upload(desired, result)
+        unique_id = f"{self.aws.installation}:{self.aws.env.name}:{desired.name}:replaces:{old}"
+        new = self._create_pipeline(desired, unique_id, result)
+        result.pipeline_id = new
+        try:
+            self._put(desired, new, None, result)
+        except ApplyError:
+            self.aws.delete(new)  # the old pipeline keeps running; leave no pending duplicate
+            self._mark("DeletePipeline")
+            result.messages.append(f"deleted {new} again; {old} keeps running")
+            raise
         self._archive_and_delete(planned, result)
-        result.pipeline_id = self._create_pipeline(desired, result)
+        self._activate_and_tag(desired, new, result)
         result.messages.append(f"replaced {old}")
-        self._put_activate_tag(desired, result.pipeline_id, None, result)
 
     def _delete(self, planned: PlannedAction, result: ActionResult) -> None:
+        if _live_id(planned) in self.kept:
+            raise ApplyError(f"{_live_id(planned)} is the pipeline this apply just made "
+                             f"current for {planned.pipeline}; it is not deleted")
         self._archive_and_delete(planned, result)
 
     # -- steps ----------------------------------------------------------------------------------
 
     def _desired(self, planned: PlannedAction) -> CompiledPipeline:
-        assert planned.desired is not None
+        if planned.desired is None:
+            raise ApplyError(f"{planned.action.value} of {planned.pipeline} has no definition")
         if planned.pipeline not in self.secret_values and planned.desired.secrets:
             raise ApplyError("its secrets could not be read (see the plan's errors)")
         return planned.desired
@@ -149,18 +187,18 @@ class Applier:
                 TAG_ENVIRONMENT: self.aws.env.name, TAG_PIPELINE: desired.name,
                 TAG_MANIFEST: desired.manifest}
 
-    def _create_pipeline(self, desired: CompiledPipeline, result: ActionResult) -> str:
-        unique_id = (f"{self.aws.installation}:{self.aws.env.name}:{desired.name}:"
-                     f"{desired.digest[:20]}")
+    def _create_pipeline(self, desired: CompiledPipeline, unique_id: str,
+                         result: ActionResult) -> str:
         pipeline_id = self.aws.create(self.aws.env.name_prefix + desired.aws_name, unique_id,
                                       desired.description,
-                                      {**self._identity(desired), TAG_DIGEST: PENDING})
+                                      {**self._identity(desired), TAG_DIGEST: PENDING,
+                                       TAG_REVISION: self.revision})
         self._mark("CreatePipeline")
         result.messages.append(f"created {pipeline_id}")
         return pipeline_id
 
-    def _put_activate_tag(self, desired: CompiledPipeline, pipeline_id: str,
-                          live_objects, result: ActionResult) -> None:
+    def _put(self, desired: CompiledPipeline, pipeline_id: str, live_objects,
+             result: ActionResult) -> None:
         api = desired.api_form()
         objects = api["pipelineObjects"]
         if live_objects is not None:
@@ -177,13 +215,26 @@ class Applier:
         for warning in answer.get("validationWarnings", []):
             for message in warning.get("warnings", []):
                 result.messages.append(f"warning: {warning.get('id')}: {message}")
+
+    def _activate_and_tag(self, desired: CompiledPipeline, pipeline_id: str,
+                          result: ActionResult) -> None:
         self.aws.activate(pipeline_id)
         self._mark("ActivatePipeline")
+        secrets = self.secret_values.get(desired.name, {})
         self.aws.tag(pipeline_id, {**self._identity(desired), TAG_DIGEST: desired.digest,
                                    TAG_REVISION: self.revision,
-                                   TAG_SECRETS: secrets_digest(desired, secrets)})
+                                   TAG_SECRETS: secrets_digest(desired, secrets, self.key)})
         self._mark("AddTags")
         result.messages.append(f"definition {desired.digest[:12]} applied and activated")
+
+    def _drop_stale_tags(self, planned: PlannedAction, desired: CompiledPipeline,
+                         pipeline_id: str) -> None:
+        """Tags etl.TAGS no longer gives are removed."""
+        live_tags = planned.live.tags if planned.live else {}
+        stale = [k for k in live_tags if k not in MANAGED_TAGS and k not in dict(desired.tags)]
+        if stale:
+            self.aws.untag(pipeline_id, stale)
+            self._mark("RemoveTags")
 
     def _archive_and_delete(self, planned: PlannedAction, result: ActionResult) -> None:
         pipeline_id = _live_id(planned)
@@ -193,13 +244,21 @@ class Applier:
             return
         log_uri = next((f.get("stringValue") for o in live.objects if o["id"] == "Default"
                         for f in o.get("fields", []) if f["key"] == "pipelineLogUri"), None)
-        if not log_uri:
+        never_ran = planned.live is not None and planned.live.state == "PENDING"
+        if log_uri:
+            history = [json.dumps(item, sort_keys=True)
+                       for item in self.aws.run_history(pipeline_id)]
+            target = f"{log_uri.rstrip('/')}/archive/{pipeline_id}.jsonl"
+            self.aws.write(target, ("\n".join(history) + "\n").encode() if history else b"")
+            self._mark("PutObject")
+            result.messages.append(f"archived {len(history)} run record(s) to {target}")
+        elif not never_ran:
             raise ApplyError(f"{pipeline_id} has no pipelineLogUri to archive its run history "
                              "under; nothing was deleted")
-        history = [json.dumps(item, sort_keys=True) for item in self.aws.run_history(pipeline_id)]
-        target = f"{log_uri.rstrip('/')}/archive/{pipeline_id}.jsonl"
-        self.aws.write(target, ("\n".join(history) + "\n").encode() if history else b"")
-        result.messages.append(f"archived {len(history)} run record(s) to {target}")
+        if planned.live is not None and planned.live.state not in ("PENDING", "INACTIVE",
+                                                                   "FINISHED"):
+            self.aws.deactivate(pipeline_id)
+            self._mark("DeactivatePipeline")
         self.aws.delete(pipeline_id)
         self._mark("DeletePipeline")
         result.messages.append(f"deleted {pipeline_id}")

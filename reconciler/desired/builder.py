@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -32,6 +33,8 @@ class CompileOptions:
     start_date: date
     max_objects: int = DEFAULT_MAX_OBJECTS
     max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES
+    # per environment: the repository's pipelines deployed there -> their names in AWS
+    pipeline_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 class RepositoryPathError(CompileError):

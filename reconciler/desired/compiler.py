@@ -111,6 +111,9 @@ def compile_manifest(
         artifacts=tuple(sorted(builder.artifacts.values(), key=lambda a: a.path)),
         aws_name=pipeline_name_in_aws(manifest, config),
         tags=tuple(sorted(tags.items())),
+        suspend=bool(manifest.data.get("suspend", False)),
+        replace_allowed=manifest.data.get("replace") == "allowed",
+        previous_names=tuple(manifest.data.get("previous_names") or ()),
     )
     _check_service_model(compiled, manifest, options, problems)
     if any(p.severity == "error" for p in problems[before:]):

@@ -53,6 +53,7 @@ class Policy:
     max_delete_percent: float = 30.0
     promote_from: str | None = None
     drift_checks_per_pass: int = 0
+    self_heal: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ def _environment(name: str, env: dict[str, Any]) -> Environment:
             max_delete_percent=float(policy.get("max_delete_percent", 30)),
             promote_from=policy.get("promote_from"),
             drift_checks_per_pass=policy.get("drift_checks_per_pass", 0),
+            self_heal=policy.get("self_heal", False),
         ),
     )
 

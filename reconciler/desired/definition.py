@@ -163,7 +163,9 @@ class CompiledPipeline:
     artifacts: tuple[Artifact, ...] = ()
     aws_name: str = ""  # the pipeline's name in AWS before the environment's prefix
     tags: tuple[tuple[str, str], ...] = ()  # the config's etl.TAGS for this pipeline
-
+    suspend: bool = False  # suspend: true: deactivated and left alone
+    replace_allowed: bool = False  # replace: allowed, whatever the environment's policy
+    previous_names: tuple[str, ...] = ()  # names a live pipeline may have, to adopt it
     def __post_init__(self) -> None:
         if not self.aws_name:
             object.__setattr__(self, "aws_name", self.name)

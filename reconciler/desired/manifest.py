@@ -170,6 +170,11 @@ def _for_environment(doc: YamlDocument, environment: str, problems: list[Problem
                                     "overrides cannot change name or steps", code="schema"))
     if environment in overrides:
         data = deep_merge(data, overrides[environment])
+        where = doc.locate(("overrides", environment))
+        for problem in validate_document(validator("pipeline"), doc, data):
+            problems.append(Problem(where, f"{problem.message} after overrides.{environment} "
+                                    "is applied", problem.key_path, hint=problem.hint,
+                                    code="schema"))
     data.pop("environments", None)
     return data
 
@@ -229,7 +234,9 @@ def _name_steps(specs: list[StepSpec], problems: list[Problem]) -> None:
                                     hint="give each step a unique name", code="reference"))
         explicit.setdefault(spec.name, spec)
     taken = set(explicit)
-    for spec in specs:
+    # the pipeline's own steps are named first: a bootstrap or teardown step from the config
+    # never takes a name that would rename one of them
+    for spec in sorted(specs, key=lambda s: s.phase != "main"):
         if spec.name:
             continue
         base = default_step_name(spec.raw)

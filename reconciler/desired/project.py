@@ -157,11 +157,15 @@ def compile_project(
             problems.append(Problem(Location(path), snapshot.rejected[path], code="file"))
     if manifests is None:
         _check_tables(snapshot, settings, options, problems)
-    names: dict[str, str] = {}
+    documents = {path: _load(snapshot, path) for path in manifest_paths(snapshot, settings)}
+    names = _pipeline_names(documents)
+    options = replace(options, pipeline_names=_names_in_aws(documents, names, settings,
+                                                            configs))
     for path in _manifest_selection(snapshot, settings, manifests, problems):
         try:
-            result.pipelines.extend(_compile_file(snapshot, settings, path, wanted_envs,
-                                                  configs, registry, options, names, problems))
+            result.pipelines.extend(_compile_file(documents[path], settings, path, wanted_envs,
+                                                  configs, registry, options, names, snapshot,
+                                                  problems))
         except Exception as exc:  # a bug must cost one manifest, never the whole pass
             problem = Problem(Location(path), f"{path} could not be compiled: "
                               f"{type(exc).__name__}: {exc}", code="internal",
@@ -260,27 +264,74 @@ def _manifest_selection(snapshot: Snapshot, settings: Settings, manifests: Itera
     return paths
 
 
-def _compile_file(snapshot: Snapshot, settings: Settings, path: str, wanted_envs: list[str],
-                  configs: Mapping[str, EnvConfig | None], registry: StepRegistry,
-                  options: CompileOptions, names: dict[str, str], problems: list[Problem]
-                  ) -> list[PipelineResult]:
-    """One manifest for every wanted environment it is deployed to."""
+Loaded = tuple[YamlDocument | None, list[Problem]]
+
+
+def _load(snapshot: Snapshot, path: str) -> Loaded:
     local: list[Problem] = []
-    doc = load_document(snapshot, path, local)
+    return load_document(snapshot, path, local), local
+
+
+def _name_of(doc: YamlDocument | None) -> str | None:
+    data = doc.data if doc is not None and isinstance(doc.data, dict) else {}
+    return data.get("name") if isinstance(data.get("name"), str) else None
+
+
+def _targets(doc: YamlDocument) -> list[str] | None:
+    """The environments a manifest is deployed to; None: all (or a wrong shape, which the
+    schema reports for every environment)."""
+    targets = doc.data.get("environments") if isinstance(doc.data, dict) else None
+    if isinstance(targets, list) and all(isinstance(t, str) for t in targets):
+        return targets
+    return None
+
+
+def _pipeline_names(documents: Mapping[str, Loaded]) -> dict[str, str]:
+    """Pipeline name -> the manifest that defines it (the first, for a duplicate name)."""
+    names: dict[str, str] = {}
+    for path, (doc, _) in documents.items():
+        name = _name_of(doc)
+        if name is not None:
+            names.setdefault(name, path)
+    return names
+
+
+def _names_in_aws(documents: Mapping[str, Loaded], names: Mapping[str, str],
+                  settings: Settings, configs: Mapping[str, EnvConfig | None]
+                  ) -> dict[str, dict[str, str]]:
+    """Per environment, each pipeline deployed there and the name it has in AWS (the
+    environment's name_prefix, then Dataduct's etl.NAME_PREFIX), for steps that name other
+    pipelines."""
+    out: dict[str, dict[str, str]] = {}
+    for env, config in configs.items():
+        prefix = config.get("etl", "NAME_PREFIX") if config is not None else None
+        found: dict[str, str] = {}
+        for name, path in names.items():
+            doc = documents[path][0]
+            targets = _targets(doc) if doc is not None else None
+            if targets is None or env in targets:
+                found[name] = (settings.environments[env].name_prefix
+                               + (f"{prefix}_{name}" if prefix else name))
+        out[env] = found
+    return out
+
+
+def _compile_file(loaded: Loaded, settings: Settings, path: str, wanted_envs: list[str],
+                  configs: Mapping[str, EnvConfig | None], registry: StepRegistry,
+                  options: CompileOptions, names: Mapping[str, str], snapshot: Snapshot,
+                  problems: list[Problem]) -> list[PipelineResult]:
+    """One manifest for every wanted environment it is deployed to."""
+    doc, loaded_problems = loaded
+    local = list(loaded_problems)
     if doc is None:
         return [PipelineResult(path, env, None, None, list(local)) for env in wanted_envs]
-    data = doc.data if isinstance(doc.data, dict) else {}
-    name = data.get("name") if isinstance(data.get("name"), str) else None
-    if name is not None:
-        if name in names:
-            local.append(Problem(doc.locate(("name",)), f"pipeline name '{name}' is also "
-                                 f"used by {names[name]}", ("name",),
-                                 hint="pipeline names are unique in a repository",
-                                 code="reference"))
-        names.setdefault(name, path)
-    targets = data.get("environments")
-    if not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
-        targets = None  # a wrong shape is reported by the schema, for every environment
+    name = _name_of(doc)
+    if name is not None and names.get(name) != path:
+        local.append(Problem(doc.locate(("name",)), f"pipeline name '{name}' is also "
+                             f"used by {names[name]}", ("name",),
+                             hint="pipeline names are unique in a repository",
+                             code="reference"))
+    targets = _targets(doc)
     if isinstance(targets, list):
         for env in targets:
             if env not in settings.environments:

@@ -228,15 +228,16 @@ _embedded_lock = threading.Lock()
 STATE_VARIABLE = "RECONCILER_EMBEDDED_STATE"
 
 
-def embedded_endpoint() -> str:
+def embedded_endpoint(state_file: str | None = None) -> str:
     """The endpoint of this process's embedded service, started on first use (loopback, a
     free port): what ``endpoint_url: embedded`` in reconciler.yaml means. Its pipelines live
-    in memory, or in the file named by $RECONCILER_EMBEDDED_STATE, which lets one run of the
-    command line see what the previous one did."""
+    in memory, or in ``state_file`` (default $RECONCILER_EMBEDDED_STATE), which lets one run
+    of the command line see what the previous one did."""
     global _embedded
     with _embedded_lock:
         if _embedded is None:
-            server = EmulatorServer(port=0, state_file=os.environ.get(STATE_VARIABLE) or None)
+            state_file = state_file or os.environ.get(STATE_VARIABLE) or None
+            server = EmulatorServer(port=0, state_file=state_file)
             server.start()
             _embedded = server
         return _embedded.endpoint

@@ -76,9 +76,9 @@ def endpoint_for(env: Environment, environ: Mapping[str, str]) -> str | None:
     if environ.get("AWS_ENDPOINT_URL"):
         return environ["AWS_ENDPOINT_URL"]
     if env.endpoint_url == EMBEDDED:
-        from ..emulator.server import embedded_endpoint
+        from ..emulator.server import STATE_VARIABLE, embedded_endpoint
 
-        return embedded_endpoint()
+        return embedded_endpoint(environ.get(STATE_VARIABLE))
     return env.endpoint_url
 
 
@@ -192,6 +192,18 @@ class AwsEnvironment:
         if start is not None:
             kwargs["startTimestamp"] = start
         self._call("activate_pipeline", **kwargs)
+
+    def deactivate(self, pipeline_id: str, cancel_active: bool = False) -> None:
+        """Stop scheduling runs; running ones finish unless ``cancel_active``."""
+        self._call("deactivate_pipeline", pipelineId=pipeline_id, cancelActive=cancel_active)
+
+    def validate(self, pipeline_id: str, definition: LiveDefinition) -> bool:
+        """Whether the service accepts ``definition`` for the pipeline (nothing is saved)."""
+        answer = self._call("validate_pipeline_definition", pipelineId=pipeline_id,
+                            pipelineObjects=list(definition.objects),
+                            parameterObjects=list(definition.parameters),
+                            parameterValues=list(definition.values))
+        return not answer.get("errored")
 
     def tag(self, pipeline_id: str, tags: Mapping[str, str]) -> None:
         self._call("add_tags", pipelineId=pipeline_id,

@@ -38,8 +38,8 @@ class Change:
 
 
 def _show(values: tuple[str, ...]) -> str:
-    text = ", ".join(values)
-    return text if len(text) <= 120 else text[:117] + "..."
+    """The values whole: a plan never hides part of a change."""
+    return ", ".join(values)
 
 
 def normalise(objects: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, tuple[str, ...]]]:

@@ -1,21 +1,28 @@
 """From the desired and the live state of an environment to one action per pipeline.
 
-``plan_environment`` is a pure function: data in, a :class:`EnvironmentPlan` out. The safety
-guards of the policy live here and only here: pruning, replacing, emptying an environment,
-deleting too large a share, and the promotion gate.
+``plan_environment`` is a pure function: data in, an :class:`EnvironmentPlan` out. The clock,
+the git history and the service's answers arrive as data in :class:`DesiredEnvironment` and
+:class:`LiveState`. The safety guards live here and only here: pruning, replacing, emptying an
+environment, deleting too large a share, the promotion gate, rollbacks, suspended pipelines,
+drift outside git and duplicates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from ..desired.config import Policy
-from ..desired.definition import CompiledPipeline
-from ..desired.servicemodel import edits_refused_after_activation
-from ..live.model import PENDING, LiveDefinition, LivePipeline, LiveState
+from ..desired.definition import CompiledPipeline, PipelineObject, make_object
+from ..desired.servicemodel import edits_refused_after_activation, period_seconds
+from ..live.model import PENDING, TAG_SECRETS, LiveDefinition, LivePipeline, LiveState
+from ..snapshot import Relation
 from .diff import Change, anchor_like_live, field_changes
+from .tables import tables_written
+
+DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 
 class Action(StrEnum):
@@ -24,6 +31,8 @@ class Action(StrEnum):
     REPLACE = "replace"
     DELETE = "delete"
     ACTIVATE = "activate"
+    DEACTIVATE = "deactivate"
+    ADOPT = "adopt"
     NOOP = "noop"
     BLOCKED = "blocked"
     UNKNOWN = "unknown"
@@ -31,7 +40,7 @@ class Action(StrEnum):
     @property
     def changes_something(self) -> bool:
         return self in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE,
-                        Action.ACTIVATE)
+                        Action.ACTIVATE, Action.DEACTIVATE, Action.ADOPT)
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,8 @@ class PlannedAction:
     live: LivePipeline | None = None
     blocked: Action | None = None  # the action a policy forbade
     secrets_digest: str | None = None
+    repair: bool = False  # removes a duplicate: not pruning, never counted as one
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -55,10 +66,17 @@ class EnvironmentPlan:
     environment: str
     actions: list[PlannedAction] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def has_changes(self) -> bool:
-        return any(a.action.changes_something for a in self.actions)
+        """Something to apply, or git and AWS differ in a way a policy blocks."""
+        return any(a.action.changes_something or a.action is Action.BLOCKED
+                   for a in self.actions)
+
+    @property
+    def blocked(self) -> list[PlannedAction]:
+        return [a for a in self.actions if a.action is Action.BLOCKED]
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -69,29 +87,46 @@ class EnvironmentPlan:
 
 @dataclass(frozen=True)
 class DesiredEnvironment:
-    """What git says for one environment."""
+    """What git says for one environment, and what the pass knows that the planner cannot
+    read itself (the time, the history of the repository, the operator's approvals)."""
 
     environment: str
     pipelines: tuple[CompiledPipeline, ...]
     failed_manifests: frozenset[str] = frozenset()  # manifests that did not compile
     secrets_digests: Mapping[str, str] = field(default_factory=dict)
     promoted: Mapping[str, bool] | None = None  # pipeline -> ready to promote (gate on)
+    now: datetime | None = None  # replacements start at their next scheduled time after it
+    revision: str = ""
+    relations: Mapping[str, Relation] = field(default_factory=dict)  # live revision -> relation
+    allow_rollback: bool = False
+    allow_replace: frozenset[str] = frozenset()  # pipelines a replace is approved for, once
+    valid: Mapping[str, bool] = field(default_factory=dict)  # pending pipeline id -> valid
 
 
 def needs_definition(desired: DesiredEnvironment, live: LiveState, drift_budget: int = 0,
                      last_checked: Mapping[str, float] | None = None) -> list[str]:
     """Ids of the live pipelines whose definition the plan must read: those whose digest
-    differs from the desired one, plus ``drift_budget`` of those in sync, the ones checked
-    longest ago (or never) first."""
+    differs from the desired one, every duplicate, adoption candidates, plus ``drift_budget``
+    of those in sync, the ones checked longest ago (or never) first."""
     wanted = {p.name: p for p in desired.pipelines}
+    previous = {old: p for p in desired.pipelines for old in p.previous_names}
     last_checked = last_checked or {}
+    counts: dict[str, int] = {}
+    for pipeline in live.pipelines:
+        counts[pipeline.pipeline] = counts.get(pipeline.pipeline, 0) + 1
+    creates = set(wanted) - set(counts)
     differ: list[str] = []
     same: list[str] = []
     for pipeline in live.pipelines:
-        target = wanted.get(pipeline.pipeline)
+        target = wanted.get(pipeline.pipeline) or previous.get(pipeline.pipeline)
         if target is None:
+            if creates:  # an orphan a new pipeline may be meant to replace: see what it writes
+                differ.append(pipeline.pipeline_id)
             continue
-        (same if pipeline.digest == target.digest else differ).append(pipeline.pipeline_id)
+        if pipeline.digest != target.digest or counts[pipeline.pipeline] > 1:
+            differ.append(pipeline.pipeline_id)
+        else:
+            same.append(pipeline.pipeline_id)
     same.sort(key=lambda pid: (last_checked.get(pid, float("-inf")), pid))
     return differ + same[:drift_budget]
 
@@ -106,98 +141,255 @@ def plan_environment(desired: DesiredEnvironment, live: LiveState, policy: Polic
     live_by_name: dict[str, list[LivePipeline]] = {}
     for pipeline in live.pipelines:
         live_by_name.setdefault(pipeline.pipeline, []).append(pipeline)
-
+    wanted_names = {p.name for p in desired.pipelines}
     for wanted in sorted(desired.pipelines, key=lambda p: p.name):
         found = live_by_name.pop(wanted.name, [])
-        current, duplicates = _pick(found, wanted)
-        plan.actions.append(_plan_one(desired, wanted, current, definitions, policy))
+        adopted = None
+        if not found:
+            adopted = _adoptable(wanted, live_by_name, wanted_names)
+            found = [adopted] if adopted is not None else []
+        current, duplicates = _pick(found, wanted, definitions, desired.valid)
+        # duplicates go first: a replace may create (and keep) the pipeline a pending
+        # duplicate was, since both have the same uniqueId
         for extra in duplicates:
             assert current is not None
-            plan.actions.append(_guarded_delete(env, extra, policy,
-                                                f"duplicate of {current.pipeline_id} for the "
-                                                "same manifest"))
-    for name, pipelines in sorted(live_by_name.items()):
+            plan.actions.append(PlannedAction(
+                env, wanted.name, Action.DELETE,
+                f"duplicate of {current.pipeline_id} for {wanted.manifest}: archived, "
+                "deactivated and deleted whatever prune says (the manifest still exists)",
+                wanted.manifest, live=extra, repair=True))
+        context = _Context(desired, wanted, current, definitions, policy)
+        plan.actions.append(context.adopt() if adopted is not None else context.plan())
+    for _name, pipelines in sorted(live_by_name.items()):
         for pipeline in pipelines:
-            if pipeline.manifest in desired.failed_manifests:
-                plan.actions.append(PlannedAction(
-                    env, name, Action.UNKNOWN, f"{pipeline.manifest} does not compile; the "
-                    "pipeline is left as it is until it does", pipeline.manifest,
-                    live=pipeline))
-            else:
-                plan.actions.append(_guarded_delete(
-                    env, pipeline, policy, f"no manifest defines it for {env} any more"))
+            plan.actions.append(_orphan(desired, pipeline, policy))
+    _warn_side_by_side(plan, definitions)
     _guard_mass_deletion(plan, desired, live, policy)
     return plan
 
 
-def _pick(found: list[LivePipeline], wanted: CompiledPipeline
+# -- which live pipeline is the one ---------------------------------------------------------
+
+
+def _matches(pipeline: LivePipeline, wanted: CompiledPipeline,
+             definitions: Mapping[str, LiveDefinition], valid: Mapping[str, bool]) -> bool:
+    if pipeline.digest == wanted.digest:
+        return True
+    definition = definitions.get(pipeline.pipeline_id)
+    if definition is None:
+        return False
+    target = anchor_like_live([o.api() for o in wanted.objects], definition.objects)
+    if field_changes(definition.objects, target):
+        return False
+    # a pending pipeline holds the definition but was never activated: only a definition the
+    # service accepts makes it the one to keep
+    return pipeline.state != "PENDING" or valid.get(pipeline.pipeline_id, False)
+
+
+def _pick(found: list[LivePipeline], wanted: CompiledPipeline,
+          definitions: Mapping[str, LiveDefinition], valid: Mapping[str, bool]
           ) -> tuple[LivePipeline | None, list[LivePipeline]]:
+    """The pipeline to keep for a manifest, and its duplicates: the one that matches the
+    desired definition, else the newest activated one, else the newest."""
     if not found:
         return None, []
-    ranked = sorted(found, key=lambda p: (p.digest != wanted.digest, p.digest == PENDING,
-                                          p.pipeline_id))
+    newest_first = sorted(found, key=lambda p: (p.fields.get("@creationTime", ""),
+                                                p.pipeline_id), reverse=True)
+    ranked = sorted(newest_first, key=lambda p: (not _matches(p, wanted, definitions, valid),
+                                                 p.digest == PENDING))
     return ranked[0], ranked[1:]
 
 
-def _plan_one(desired: DesiredEnvironment, wanted: CompiledPipeline,
-              current: LivePipeline | None, definitions: Mapping[str, LiveDefinition],
-              policy: Policy) -> PlannedAction:
-    env = desired.environment
-    secrets = desired.secrets_digests.get(wanted.name)
+def _adoptable(wanted: CompiledPipeline, live_by_name: dict[str, list[LivePipeline]],
+               wanted_names: set[str]) -> LivePipeline | None:
+    """The live pipeline of a previous name (``previous_names``), when no manifest has that
+    name any more and exactly one pipeline has it."""
+    for old in wanted.previous_names:
+        if old in wanted_names:
+            continue
+        candidates = live_by_name.get(old, [])
+        if len(candidates) == 1:
+            return live_by_name.pop(old)[0]
+    return None
 
-    def act(action: Action, reason: str, changes=(), live=current) -> PlannedAction:
-        planned = PlannedAction(env, wanted.name, action, reason, wanted.manifest, changes,
-                                wanted, live, secrets_digest=secrets)
-        return _gate(planned, desired, policy)
 
-    if current is None:
-        return act(Action.CREATE, "not in AWS yet")
-    definition = definitions.get(current.pipeline_id)
-    same_digest = current.digest == wanted.digest
-    secrets_changed = secrets is not None and current.tags.get(
-        "dataduct-reconciler/secrets") not in (None, secrets)
-    if same_digest and definition is None:
-        if secrets_changed:
-            return act(Action.UPDATE, "a secret's value changed")
-        if current.state in ("PENDING", "INACTIVE"):
-            return act(Action.ACTIVATE, f"definition is current; the pipeline is "
-                       f"{current.state.lower()}")
-        return act(Action.NOOP, "in sync")
-    if definition is None:
-        return act(Action.UPDATE, "definition changed (live definition not read)")
-    target = anchor_like_live([o.api() for o in wanted.objects], definition.objects)
-    changes = field_changes(definition.objects, target)
-    if not changes and same_digest and not secrets_changed:
-        if current.state in ("PENDING", "INACTIVE"):
-            return act(Action.ACTIVATE, f"definition is current; the pipeline is "
-                       f"{current.state.lower()}")
-        return act(Action.NOOP, "in sync (definition checked)")
-    if not changes:
-        reason = ("a secret's value changed" if secrets_changed
-                  else "definition applied but not recorded; finishing the apply")
-        return act(Action.UPDATE, reason)
-    reason = "drifted from git" if same_digest else "definition changed"
-    def replace_or_block(why: str) -> PlannedAction:
-        if not policy.allow_replace:
-            return PlannedAction(env, wanted.name, Action.BLOCKED,
-                                 f"needs replace ({why}), and replace is not allowed in "
-                                 f"{env}: set policy.allow_replace: true", wanted.manifest,
-                                 changes, wanted, current, blocked=Action.REPLACE,
-                                 secrets_digest=secrets)
-        return act(Action.REPLACE, why, changes)
+# -- one pipeline ---------------------------------------------------------------------------
 
-    if current.state == "FINISHED":
-        return replace_or_block("the pipeline has FINISHED, and AWS refuses a new definition "
-                                "for it")
-    if current.activated:
-        refused = edits_refused_after_activation(definition.objects, target)
-        if refused:
-            oid, message = refused[0]
-            more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-            return replace_or_block(f"AWS refuses this change on an activated pipeline: {oid}: "
-                           f"{message}{more}")
-    return act(Action.UPDATE, f"{reason}: {len(changes)} change(s), applied in place and "
-               "re-activated", changes)
+
+class _Context:
+    """Planning one desired pipeline against the live one that is kept for it."""
+
+    def __init__(self, desired: DesiredEnvironment, wanted: CompiledPipeline,
+                 current: LivePipeline | None, definitions: Mapping[str, LiveDefinition],
+                 policy: Policy):
+        self.desired, self.wanted, self.current = desired, wanted, current
+        self.definitions, self.policy = definitions, policy
+        self.env = desired.environment
+        self.secrets = desired.secrets_digests.get(wanted.name)
+
+    def act(self, action: Action, reason: str, changes: tuple[Change, ...] = (),
+            wanted: CompiledPipeline | None = None) -> PlannedAction:
+        planned = PlannedAction(self.env, self.wanted.name, action, reason,
+                                self.wanted.manifest, changes, wanted or self.wanted,
+                                self.current, secrets_digest=self.secrets)
+        return _gate(_guard_rollback(planned, self.desired), self.desired, self.policy)
+
+    def block(self, action: Action, reason: str, changes: tuple[Change, ...] = ()
+              ) -> PlannedAction:
+        return PlannedAction(self.env, self.wanted.name, Action.BLOCKED, reason,
+                             self.wanted.manifest, changes, self.wanted, self.current,
+                             blocked=action, secrets_digest=self.secrets)
+
+    def plan(self) -> PlannedAction:
+        current, wanted = self.current, self.wanted
+        if current is None:
+            if wanted.suspend:
+                return self.act(Action.NOOP, "suspended (suspend: true); not created until the "
+                                "flag goes")
+            return self.act(Action.CREATE, "not in AWS yet")
+        if wanted.suspend:
+            return self.suspended()
+        definition = self.definitions.get(current.pipeline_id)
+        same_digest = current.digest == wanted.digest
+        secrets_changed = self.secrets is not None and current.tags.get(TAG_SECRETS) not in (
+            None, self.secrets)
+        if definition is None:
+            if not same_digest:
+                return self.act(Action.UPDATE, "definition changed (live definition not read)")
+            if secrets_changed:
+                return self.act(Action.UPDATE, "a secret's value changed")
+            return self.in_sync("in sync")
+        target = anchor_like_live([o.api() for o in wanted.objects], definition.objects)
+        changes = field_changes(definition.objects, target)
+        if not changes:
+            if same_digest and not secrets_changed:
+                return self.in_sync("in sync (definition checked)")
+            if current.state == "PENDING" and not secrets_changed:
+                return self.act(Action.ACTIVATE, "the definition is in place; the pipeline was "
+                                "never activated (an apply did not finish)")
+            return self.act(Action.UPDATE, "a secret's value changed" if secrets_changed else
+                            "definition applied but not recorded; finishing the apply")
+        if same_digest and not self.policy.self_heal:
+            return self.block(Action.UPDATE, f"changed outside git ({len(changes)} change(s)); "
+                              "set policy.self_heal: true to revert such edits", changes)
+        return self.changed(definition, target, changes, same_digest)
+
+    def in_sync(self, reason: str) -> PlannedAction:
+        state = self.current.state if self.current else ""
+        if state == "PENDING":
+            return self.act(Action.ACTIVATE, "definition is current; the pipeline was never "
+                            "activated (an apply did not finish)")
+        if state == "INACTIVE":
+            if self.policy.self_heal:
+                return self.act(Action.ACTIVATE, "deactivated outside git; self_heal "
+                                "re-activates it")
+            return self.block(Action.ACTIVATE, "deactivated outside git; set "
+                              "policy.self_heal: true to re-activate it, or suspend: true in "
+                              "the manifest to keep it deactivated")
+        return self.act(Action.NOOP, reason)
+
+    def suspended(self) -> PlannedAction:
+        assert self.current is not None
+        if self.current.state not in ("PENDING", "INACTIVE", "DEACTIVATING", "FINISHED"):
+            return self.act(Action.DEACTIVATE, "suspend: true in the manifest")
+        return self.act(Action.NOOP, f"suspended (suspend: true); {self.current.state.lower()}")
+
+    def changed(self, definition: LiveDefinition, target: list[dict], changes: tuple[Change, ...],
+                same_digest: bool) -> PlannedAction:
+        current = self.current
+        assert current is not None
+        reason = "drifted from git" if same_digest else "definition changed"
+        if current.state == "FINISHED":
+            return self.replace("the pipeline has FINISHED, and AWS refuses a new definition "
+                                "for it", changes)
+        if current.activated:
+            refused = edits_refused_after_activation(definition.objects, target)
+            if refused:
+                oid, message = refused[0]
+                more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+                return self.replace(f"AWS refuses this change on an activated pipeline: "
+                                    f"{oid}: {message}{more}", changes)
+        return self.act(Action.UPDATE, f"{reason}: {len(changes)} change(s), applied in place "
+                        "and re-activated", changes)
+
+    def replace(self, why: str, changes: tuple[Change, ...]) -> PlannedAction:
+        approved = (self.policy.allow_replace or self.wanted.replace_allowed
+                    or self.wanted.name in self.desired.allow_replace)
+        if not approved:
+            return self.block(Action.REPLACE, f"needs replace ({why}), and replace is not "
+                              f"allowed in {self.env}: approve it once with apply "
+                              f"--allow-replace {self.wanted.name}, or write replace: allowed "
+                              "in the manifest, or set policy.allow_replace: true", changes)
+        replacement = starting_after(self.wanted, self.desired.now)
+        start = _schedule_start(replacement)
+        note = f"; the new pipeline starts at {start}" if start else ""
+        return self.act(Action.REPLACE, why + note, changes, replacement)
+
+    def adopt(self) -> PlannedAction:
+        assert self.current is not None
+        old = self.current.pipeline
+        planned = self.plan()
+        if planned.action in (Action.BLOCKED, Action.UNKNOWN):
+            return planned
+        if planned.action is Action.NOOP:
+            return replace(planned, action=Action.ADOPT,
+                           reason=f"renamed from {old} (previous_names): its tags are rewritten")
+        return replace(planned, reason=f"renamed from {old} (previous_names); "
+                                       f"{planned.reason}")
+
+
+def starting_after(pipeline: CompiledPipeline, now: datetime | None) -> CompiledPipeline:
+    """The pipeline with its recurring schedules moved to their next start after ``now``, so
+    a replacement does not run again what the pipeline it replaces already ran. One-time
+    schedules (``occurrences``) keep their start."""
+    if now is None:
+        return pipeline
+    objects: list[PipelineObject] = []
+    for obj in pipeline.objects:
+        start, period = obj.get("startDateTime"), obj.get("period")
+        seconds = period_seconds(period) if period else None
+        if obj.type != "Schedule" or not start or not seconds or obj.get("occurrences"):
+            objects.append(obj)
+            continue
+        try:
+            moment = datetime.strptime(start, DATETIME_FORMAT).replace(tzinfo=now.tzinfo)
+        except ValueError:
+            objects.append(obj)
+            continue
+        if moment <= now:
+            steps = int((now - moment).total_seconds() // seconds) + 1
+            moment += timedelta(seconds=steps * seconds)
+        fields = {f.key: f.value for f in obj.fields}
+        fields["startDateTime"] = moment.strftime(DATETIME_FORMAT)
+        objects.append(make_object(obj.id, obj.name, origin=obj.origin, **fields))
+    return replace(pipeline, objects=tuple(objects))
+
+
+def _schedule_start(pipeline: CompiledPipeline) -> str | None:
+    return next((o.get("startDateTime") for o in pipeline.objects if o.type == "Schedule"), None)
+
+
+# -- guards -----------------------------------------------------------------------------------
+
+
+def _guard_rollback(planned: PlannedAction, desired: DesiredEnvironment) -> PlannedAction:
+    """Never apply the past: a change to a pipeline that runs a newer revision than git's (a
+    stale checkout, a forced rollback) must be asked for with --allow-rollback."""
+    live = planned.live
+    if live is None or not planned.action.changes_something or desired.allow_rollback:
+        return planned
+    running = live.tags.get("dataduct-reconciler/revision", "")
+    relation = desired.relations.get(running, Relation.UNVERSIONED)
+    if relation not in (Relation.OLDER, Relation.UNRELATED, Relation.UNKNOWN):
+        return planned
+    what = {Relation.OLDER: f"git's revision {desired.revision[:12]} is older than "
+                            f"{running[:12]}, which the pipeline runs",
+            Relation.UNRELATED: f"git's revision {desired.revision[:12]} is not a descendant "
+                                f"of {running[:12]}, which the pipeline runs (a force-push?)",
+            Relation.UNKNOWN: f"the pipeline runs {running[:12]}, which this checkout does not "
+                              "have (fetch it)"}[relation]
+    return replace(planned, action=Action.BLOCKED, blocked=planned.action,
+                   reason=f"{what}: a rollback is applied only with --allow-rollback")
 
 
 def _gate(planned: PlannedAction, desired: DesiredEnvironment, policy: Policy
@@ -213,21 +405,45 @@ def _gate(planned: PlannedAction, desired: DesiredEnvironment, policy: Policy
                           f"(policy.promote_from: {policy.promote_from})")
 
 
-def _guarded_delete(env: str, pipeline: LivePipeline, policy: Policy, reason: str
-                    ) -> PlannedAction:
+def _orphan(desired: DesiredEnvironment, pipeline: LivePipeline, policy: Policy
+            ) -> PlannedAction:
+    env, name = desired.environment, pipeline.pipeline
+    if pipeline.manifest in desired.failed_manifests:
+        return PlannedAction(env, name, Action.UNKNOWN, f"{pipeline.manifest} does not compile; "
+                             "the pipeline is left as it is until it does", pipeline.manifest,
+                             live=pipeline)
+    reason = f"no manifest defines it for {env} any more"
     if not policy.prune:
-        return PlannedAction(env, pipeline.pipeline, Action.BLOCKED,
-                             f"{reason}; prune is off in {env} (set policy.prune: true to "
-                             "delete it)", pipeline.manifest, live=pipeline,
-                             blocked=Action.DELETE)
-    return PlannedAction(env, pipeline.pipeline, Action.DELETE, reason, pipeline.manifest,
-                         live=pipeline)
+        return PlannedAction(env, name, Action.BLOCKED, f"{reason}; prune is off in {env} (set "
+                             "policy.prune: true to delete it)", pipeline.manifest,
+                             live=pipeline, blocked=Action.DELETE)
+    return PlannedAction(env, name, Action.DELETE, reason, pipeline.manifest, live=pipeline)
+
+
+def _warn_side_by_side(plan: EnvironmentPlan, definitions: Mapping[str, LiveDefinition]) -> None:
+    """A new pipeline that writes the tables a pipeline about to be left behind writes is
+    probably a rename without previous_names: two pipelines would load the same table."""
+    leaving = [a for a in plan.actions if a.live is not None and a.desired is None
+               and a.live.pipeline_id in definitions]
+    for index, action in enumerate(plan.actions):
+        if action.action is not Action.CREATE or action.desired is None:
+            continue
+        written = tables_written([o.api() for o in action.desired.objects])
+        for old in leaving:
+            assert old.live is not None
+            shared = written & tables_written(definitions[old.live.pipeline_id].objects)
+            if shared:
+                message = (f"{action.pipeline} will run beside {old.pipeline}, and both write "
+                           f"{', '.join(sorted(shared))}: if it is a rename, add previous_names: "
+                           f"[{old.pipeline}] to its manifest")
+                plan.warnings.append(message)
+                plan.actions[index] = replace(action, warnings=(*action.warnings, message))
 
 
 def _guard_mass_deletion(plan: EnvironmentPlan, desired: DesiredEnvironment, live: LiveState,
                          policy: Policy) -> None:
-    deletes = [a for a in plan.actions if a.action is Action.DELETE]
-    managed = len(live.pipelines)
+    deletes = [a for a in plan.actions if a.action is Action.DELETE and not a.repair]
+    managed = len({p.pipeline for p in live.pipelines})
     if not deletes or not managed:
         return
     refusal = None
@@ -242,4 +458,4 @@ def _guard_mass_deletion(plan: EnvironmentPlan, desired: DesiredEnvironment, liv
         return
     plan.errors.append(refusal)
     plan.actions = [replace(a, action=Action.BLOCKED, reason=refusal, blocked=Action.DELETE)
-                    if a.action is Action.DELETE else a for a in plan.actions]
+                    if a.action is Action.DELETE and not a.repair else a for a in plan.actions]

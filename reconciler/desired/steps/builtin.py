@@ -76,8 +76,24 @@ def _qa_runner(ctx: StepContext) -> list[str]:
     return words
 
 
-def _qa_command(ctx: StepContext, check: str) -> str:
-    return " ".join(_quote(w) for w in [*_qa_runner(ctx), check]) + ' "$@"'
+# Passwords reach a check on its standard input, never its argument list: a here-document
+# with a quoted delimiter, so the shell expands nothing in them.
+SECRETS_DELIMITER = "DATADUCT_QA_PASSWORDS"
+
+
+def _with_passwords(command: str, passwords: dict[str, str]) -> str:
+    """``command`` reading ``name=value`` lines (the encrypted parameters) on stdin."""
+    if not passwords:
+        return command
+    lines = "\n".join(f"{k}={v}" for k, v in sorted(passwords.items()))
+    return f"{command} <<'{SECRETS_DELIMITER}'\n{lines}\n{SECRETS_DELIMITER}"
+
+
+def _qa_command(ctx: StepContext, check: str, passwords: dict[str, str] | None = None) -> str:
+    words = " ".join(_quote(w) for w in [*_qa_runner(ctx), check])
+    if passwords:
+        words += " --passwords_from_stdin"
+    return _with_passwords(words + ' "$@"', passwords or {})
 
 
 def _qa_log_args(ctx: StepContext) -> list[str]:
@@ -447,11 +463,13 @@ def _check_activity(ctx: StepContext, table: sqlgen.TableDefinition, suffix: str
     """The primary-key check of a table: SQL on Redshift, or the QA runner when its result is
     logged to S3 (``log_to_s3``)."""
     if param(ctx, "log_to_s3", False):
+        passwords: dict[str, str] = {}
+        arguments = [f"--table={table.full_name}",
+                     f"--primary_key={','.join(table.primary_key)}",
+                     *_redshift_args(ctx, passwords), *_qa_log_args(ctx)]
         ctx.activity("ShellCommandActivity", suffix=suffix,
-                     command=_qa_command(ctx, "primary-key-check"),
-                     scriptArgument=[f"--table={table.full_name}",
-                                     f"--primary_key={','.join(table.primary_key)}",
-                                     *_redshift_args(ctx), *_qa_log_args(ctx)])
+                     command=_qa_command(ctx, "primary-key-check", passwords),
+                     scriptArgument=arguments)
         return
     with ctx.sql_errors():
         _sql_activity(ctx, sqlgen.primary_key_check_sql(table).text(), suffix=suffix)
@@ -628,17 +646,21 @@ class PrimaryKeyCheck(BuiltinStep):
         return StepResult()
 
 
-def _source_args(ctx: StepContext) -> list[str]:
+def _source_args(ctx: StepContext, passwords: dict[str, str]) -> list[str]:
+    """Where the source database is; its password goes into ``passwords``."""
     login = ctx.mysql_login(param(ctx, "source_host"), "source_host")
-    return [f"--source_host={login.host}", f"--source_user={login.user}",
-            f"--source_password={login.password}"]
+    passwords["source_password"] = login.password
+    return [f"--source_host={login.host}", f"--source_port={login.port}",
+            f"--source_database={login.database}", f"--source_user={login.user}"]
 
 
-def _redshift_args(ctx: StepContext) -> list[str]:
+def _redshift_args(ctx: StepContext, passwords: dict[str, str]) -> list[str]:
+    """Where Redshift is; its password goes into ``passwords``."""
     ctx.redshift()
     login = ctx.redshift_login()
-    return [f"--destination_database={login.database}", f"--destination_user={login.user}",
-            f"--destination_password={login.password}"]
+    passwords["destination_password"] = login.password
+    return [f"--destination_host={login.host}", f"--destination_port={login.port}",
+            f"--destination_database={login.database}", f"--destination_user={login.user}"]
 
 
 def _mysql_source(ctx: StepContext, key: str, text: str) -> str:
@@ -671,12 +693,14 @@ class CountCheck(BuiltinStep):
             else:
                 destination = sqlgen.table_name_count_sql(
                     str(param(ctx, "destination_table_name"))).text()
-        command = (_run_script_command(ctx.file_uri("script")) if param(ctx, "script")
-                   else _qa_command(ctx, "count-check"))
-        ctx.activity("ShellCommandActivity", command=command, scriptArgument=[
-            f"--source_sql={source}", f"--destination_sql={destination}",
-            f"--tolerance={param(ctx, 'tolerance', 1)}", *_source_args(ctx),
-            *_redshift_args(ctx), *_qa_log_args(ctx), *_args(param(ctx, "script_arguments"))])
+        passwords: dict[str, str] = {}
+        arguments = [f"--source_sql={source}", f"--destination_sql={destination}",
+                     f"--tolerance={param(ctx, 'tolerance', 1)}", *_source_args(ctx, passwords),
+                     *_redshift_args(ctx, passwords), *_qa_log_args(ctx),
+                     *_args(param(ctx, "script_arguments"))]
+        command = (_with_passwords(_run_script_command(ctx.file_uri("script")), passwords)
+                   if param(ctx, "script") else _qa_command(ctx, "count-check", passwords))
+        ctx.activity("ShellCommandActivity", command=command, scriptArgument=arguments)
         return StepResult()
 
 
@@ -696,13 +720,14 @@ class ColumnCheck(BuiltinStep):
         else:
             destination = str(param(ctx, "destination_sql"))
             ctx.parse(ctx.inline_sql("destination_sql"), query=True, what="destination_sql")
-        command = (_run_script_command(ctx.file_uri("script")) if param(ctx, "script")
-                   else _qa_command(ctx, "column-check"))
-        ctx.activity("ShellCommandActivity", command=command, scriptArgument=[
-            f"--source_sql={source}", f"--destination_sql={destination}",
-            f"--sample_size={sample}", f"--tolerance={param(ctx, 'tolerance', 1)}",
-            *_source_args(ctx), *_redshift_args(ctx), *_qa_log_args(ctx),
-            *_args(param(ctx, "script_arguments"))])
+        passwords: dict[str, str] = {}
+        arguments = [f"--source_sql={source}", f"--destination_sql={destination}",
+                     f"--sample_size={sample}", f"--tolerance={param(ctx, 'tolerance', 1)}",
+                     *_source_args(ctx, passwords), *_redshift_args(ctx, passwords),
+                     *_qa_log_args(ctx), *_args(param(ctx, "script_arguments"))]
+        command = (_with_passwords(_run_script_command(ctx.file_uri("script")), passwords)
+                   if param(ctx, "script") else _qa_command(ctx, "column-check", passwords))
+        ctx.activity("ShellCommandActivity", command=command, scriptArgument=arguments)
         return StepResult()
 
 
@@ -710,10 +735,13 @@ class PipelineDependencies(BuiltinStep):
     step_type = "pipeline-dependencies"
 
     def compile(self, ctx: StepContext) -> StepResult:
-        args = [f"--pipelines={','.join(param(ctx, 'dependent_pipelines'))}",
+        names = [ctx.pipeline_in_aws(n, "dependent_pipelines")
+                 for n in param(ctx, "dependent_pipelines")]
+        args = [f"--pipelines={','.join(names)}",
                 f"--refresh_rate={int(param(ctx, 'refresh_rate', 300))}",
                 f"--start_date={param(ctx, 'start_date', SCHEDULED_DAY)}"]
-        ok_to_fail = param(ctx, "dependent_pipelines_ok_to_fail", [])
+        ok_to_fail = [ctx.pipeline_in_aws(n, "dependent_pipelines_ok_to_fail")
+                      for n in param(ctx, "dependent_pipelines_ok_to_fail", [])]
         if ok_to_fail:
             args.append(f"--ok_to_fail={','.join(ok_to_fail)}")
         ctx.activity("ShellCommandActivity", command=_qa_command(ctx, "wait-for-pipelines"),

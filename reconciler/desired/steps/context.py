@@ -125,6 +125,15 @@ class StepContext:
     def s3_base(self) -> str:
         return self._builder.s3_base
 
+    def pipeline_in_aws(self, name: str, key: str) -> str:
+        """The name in AWS of another pipeline of the repository, deployed to this
+        environment; a name no manifest has is an error with a suggestion."""
+        known = self._builder.options.pipeline_names.get(self.config.environment, {})
+        if name not in known:
+            self.fail(f"no pipeline named '{name}' is deployed to {self.config.environment}",
+                      key, did_you_mean(name, known) or "name a pipeline of this repository")
+        return known[name]
+
     # -- SQL -----------------------------------------------------------------------------------
 
     def sql_source(self, inline: str, file_key: str = "script") -> SqlSource:
