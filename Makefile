@@ -7,9 +7,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install tools run test lint types contracts unit benchmarks clean
+.PHONY: install tools wheelhouse seed run test lint types contracts unit benchmarks clean
 
-install: $(STAMP) tools
+install: $(STAMP) tools wheelhouse
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,20 @@ tools:
 	      || echo "could not install graphviz; svg tests will skip"; \
 	  else echo "graphviz's dot is missing and cannot be installed here; svg tests will skip"; fi; \
 	fi
+
+# The QA runner's driver wheels for the pipelines' EC2 resources (Linux x86-64, CPython
+# 3.11-3.13), uploaded next to the runner's wheel so the resources install without an index.
+WHEELHOUSE := build/wheelhouse
+wheelhouse: $(WHEELHOUSE)/.complete
+
+$(WHEELHOUSE)/.complete: $(STAMP) tools/build_wheelhouse.py
+	$(BIN)/python tools/build_wheelhouse.py $(WHEELHOUSE)
+	touch $@
+
+# The example repository's seed data, into the local PostgreSQL and MySQL (README: "Run a step
+# locally"). RECONCILER_DSN and RECONCILER_SOURCE_DSN point elsewhere.
+seed: $(STAMP)
+	$(BIN)/python tools/load_seed.py
 
 # The controller's pass, twice, on the embedded AWS (no account needed): the first creates the
 # example pipelines in staging and prod, the second finds everything in sync. The embedded

@@ -28,6 +28,7 @@ import yaml
 from reconciler.desired import sql as sqlgen
 from reconciler.desired.compiler import CompileOptions
 from reconciler.desired.project import compile_project
+from reconciler.qa.bundle import qa_runner
 from reconciler.source import read_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +122,7 @@ def main() -> int:
         generate(root, args.manifests)
         snapshot = read_snapshot(root)
     files = [snapshot.files[p] for p in sorted(snapshot.files) if p.startswith("pipelines/")]
-    options = CompileOptions(date(2026, 11, 26))
+    options = CompileOptions(date(2026, 11, 26), qa_runner=qa_runner())
 
     def parse_only():
         for content in files:

@@ -24,6 +24,7 @@ from reconciler import emulator
 from reconciler.desired.compiler import CompileOptions
 from reconciler.desired.project import compile_project
 from reconciler.emulator.server import EmulatorServer, control
+from reconciler.qa.bundle import qa_runner
 from reconciler.source import read_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,8 @@ CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing
 
 
 def users_definition() -> dict:
-    result = compile_project(read_snapshot(ROOT / "manifests"), CompileOptions(date.today()),
+    options = CompileOptions(date.today(), qa_runner=qa_runner())
+    result = compile_project(read_snapshot(ROOT / "manifests"), options,
                              environments=["staging"])
     pipeline = next(p for p in result.compiled("staging") if p.name == "users")
     return pipeline.api_form()

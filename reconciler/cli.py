@@ -24,6 +24,7 @@ from .desired.graph import pipeline_graph
 from .desired.project import ProjectResult, compile_project
 from .errors import Problem, ReconcilerError
 from .plugins import installed_step_plugins
+from .qa.bundle import qa_runner
 from .source import find_root, read_snapshot
 
 EXIT_OK, EXIT_INVALID = 0, 1
@@ -55,7 +56,7 @@ def _compile(path: str, start_date: date | None, environments=None, manifests=No
              ) -> tuple[Path, ProjectResult]:
     root = find_root(path)
     snapshot = read_snapshot(root)
-    options = CompileOptions(start_date=start_date or _today())
+    options = CompileOptions(start_date=start_date or _today(), qa_runner=qa_runner())
     result = compile_project(snapshot, options, plugins=installed_step_plugins(),
                              environments=environments, manifests=manifests)
     return root, result
@@ -229,6 +230,177 @@ def graph(file: str, environment: str | None, output_format: str, activities_onl
         sys.stdout.buffer.write(data)
     else:
         click.echo(data, nl=False)
+
+
+# -- one step, locally --------------------------------------------------------------------------
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+scheduled_time_option = click.option(
+    "--scheduled-time", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+    default=None, help="The run's @scheduledStartTime, UTC (default: now): the Data Pipeline "
+                       "expressions of the SQL are evaluated for it.")
+
+
+def _compiled_step(file: str, step: str, environment: str):
+    from .local import step_activities
+
+    root, manifest = _manifest_of(file)
+    base, result = _compile(str(root), None, [environment], [manifest])
+    _print_problems(base, result.all_problems())
+    compiled = result.compiled(environment)
+    if not compiled:
+        if not result.errors:
+            click.secho(f"{manifest} is not deployed to {environment}", fg="red", err=True)
+        sys.exit(EXIT_INVALID)
+    return compiled[0], step_activities(compiled[0], step)
+
+
+@main.command("sql")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("step")
+@click.option("--env", "environment", required=True, help="Environment to compile for.")
+@click.option("--dialect", type=click.Choice(["redshift", "postgres"]), default="redshift",
+              show_default=True, help="postgres: as `run-step` runs it (expressions evaluated, "
+                                      "Redshift-only clauses dropped).")
+@scheduled_time_option
+def sql(file: str, step: str, environment: str, dialect: str,
+        scheduled_time: datetime | None) -> None:
+    """Print the SQL that STEP of the pipeline in FILE runs, for review in a pull request.
+
+    SQL activities print their whole script; QA activities print the queries they give the
+    QA runner. STEP is the step's name (its `name:`, or the one derived from its type).
+
+    \b
+    Examples:
+      reconciler sql manifests/pipelines/users.yaml upsert_users --env prod
+      reconciler sql manifests/pipelines/users.yaml upsert_users --env prod \\
+          --dialect postgres --scheduled-time 2026-11-27T12:00:00
+    """
+    from .local import evaluation
+    from .local.steps import postgres_statements
+
+    compiled, activities = _compiled_step(file, step, environment)
+    moment = scheduled_time or datetime.now(UTC)
+    for activity in activities:
+        obj = activity.object
+        click.echo(f"-- {obj.id} ({obj.type})")
+        if activity.kind == "sql":
+            if dialect == "postgres":
+                statements = postgres_statements(obj, evaluation(compiled, obj, moment))
+                click.echo("\n".join(s + ";" for s in statements))
+            else:
+                click.echo(obj.get("script") or f"-- script at {obj.get('scriptUri')}")
+        elif activity.kind == "qa":
+            for argument in obj.get_all("scriptArgument"):
+                name, _, value = argument.partition("=")
+                if name.endswith("_sql"):
+                    click.echo(f"-- {name.lstrip('-')}:\n{value.rstrip(';')};")
+        else:
+            click.echo("-- (runs no SQL)")
+        click.echo()
+
+
+@main.command("run-step")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("step")
+@click.option("--env", "environment", required=True, help="Environment to compile for.")
+@click.option("--dsn", default=DEFAULT_DSN, show_default=True,
+              help="PostgreSQL standing in for Redshift. No password in it: libpq reads "
+                   "PGPASSWORD and ~/.pgpass.")
+@click.option("--source-dsn", default=None,
+              help="MySQL standing in for the RDS source of count and column checks, e.g. "
+                   "mysql://root@127.0.0.1:3306/test (password: DATADUCT_QA_SOURCE_PASSWORD).")
+@scheduled_time_option
+@click.option("--echo", is_flag=True, help="Print each statement before it runs.")
+def run_step(file: str, step: str, environment: str, dsn: str, source_dsn: str | None,
+             scheduled_time: datetime | None, echo: bool) -> None:
+    """Run STEP of the pipeline in FILE against databases you point at.
+
+    SQL activities run on PostgreSQL: expressions such as
+    #{format(@scheduledStartTime,'YYYY-MM-dd')} are evaluated for --scheduled-time, the
+    Redshift SQL is transpiled (DISTKEY, SORTKEY, DISTSTYLE and ENCODE are dropped) and run
+    statement by statement, its transactions kept. QA activities (primary-key, count, column
+    checks) run the QA runner on --dsn and --source-dsn. Steps that copy from S3 or run
+    programs are not run locally.
+
+    \b
+    Examples:
+      reconciler run-step manifests/pipelines/users.yaml upsert_users --env prod \\
+          --dsn postgresql://postgres@127.0.0.1:5432/test --scheduled-time 2026-11-27
+      reconciler run-step manifests/pipelines/users.yaml count_users --env prod \\
+          --dsn postgresql://postgres@127.0.0.1:5432/test \\
+          --source-dsn mysql://root@127.0.0.1:3306/test
+
+    Exit status: 0 when every activity succeeded, 1 when one failed (the first failure
+    stops the step), 2 when a QA check could not run.
+    """
+    from .local import LocalRunError, evaluation, qa_invocation, run_sql
+    from .local.steps import postgres_statements
+    from .qa.cli import main as qa_main
+
+    compiled, activities = _compiled_step(file, step, environment)
+    unsupported = [a.id for a in activities if a.kind == "other"]
+    if unsupported:
+        click.secho(f"error: {step} has activities that do not run locally (they copy from S3 "
+                    f"or run programs): {', '.join(unsupported)}", fg="red", err=True)
+        sys.exit(EXIT_INVALID)
+    moment = scheduled_time or datetime.now(UTC)
+    for activity in activities:
+        obj = activity.object
+        evaluate = evaluation(compiled, obj, moment)
+        click.secho(f"== {obj.id} ({obj.type})", bold=True, err=True)
+        if activity.kind == "qa":
+            code = qa_main(qa_invocation(obj, evaluate, dsn, source_dsn))
+            if code:
+                sys.exit(code)
+            continue
+        statements = postgres_statements(obj, evaluate)
+        with _postgres(dsn) as connection:
+            try:
+                run_sql(connection, statements, obj.id,
+                        echo=(lambda s: click.echo(s + ";", err=True)) if echo
+                        else (lambda _: None))
+            except LocalRunError as exc:
+                click.secho(f"error: {exc}", fg="red", err=True)
+                sys.exit(EXIT_INVALID)
+        click.secho(f"   {len(statements)} statement(s) ran", fg="green", err=True)
+
+
+def _postgres(dsn: str):
+    from .qa.databases import POSTGRES, QaError, login_from_url
+
+    try:
+        login = login_from_url(dsn, "destination")
+        if login.kind != POSTGRES:
+            raise QaError("--dsn must be a postgresql:// URL")
+        import psycopg
+    except QaError as exc:
+        raise click.BadParameter(str(exc).replace("--destination_dsn", "--dsn"),
+                                 param_hint="--dsn") from None
+    except ImportError:
+        click.secho("error: run-step needs psycopg: pip install 'dataduct-reconciler[qa]'",
+                    fg="red", err=True)
+        sys.exit(EXIT_INVALID)
+    try:
+        return psycopg.connect(host=login.host, port=login.port, dbname=login.database,
+                               user=login.user or None, autocommit=True,
+                               application_name="reconciler-run-step")
+    except psycopg.Error as exc:
+        click.secho(f"error: cannot connect to {login.describe()}: {exc}", fg="red", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+@main.command("qa", add_help_option=False,
+              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def qa(arguments: tuple[str, ...]) -> None:
+    """Run one QA check (what compiled QA steps run): reconciler qa CHECK --help.
+
+    Checks: primary-key, count, column, dependencies. Same as python -m reconciler.qa.
+    """
+    from .qa.cli import main as qa_main
+
+    sys.exit(qa_main(list(arguments)))
 
 
 @main.command()

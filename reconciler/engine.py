@@ -35,6 +35,7 @@ from .plan.planner import (
     plan_environment,
 )
 from .plugins import installed_step_plugins
+from .qa.bundle import qa_runner, runner_wheel, wheelhouse
 from .snapshot import Relation, Snapshot
 from .source import GitState, git_state, read_snapshot, revision_relation
 
@@ -149,7 +150,7 @@ def run(root: str | os.PathLike[str], options: PassOptions, *, now: datetime,
     declared = load_settings(snapshot, [])
     wanted = list(options.environments) or (list(declared.environments) if declared else [])
     gates = _gates(declared, wanted) if options.environments else set()
-    project = compile_project(snapshot, CompileOptions(now.date()),
+    project = compile_project(snapshot, CompileOptions(now.date(), qa_runner=qa_runner()),
                               plugins=installed_step_plugins(),
                               environments=[*wanted, *sorted(gates)] if options.environments
                               else None)
@@ -219,8 +220,11 @@ def _run_environment(result: Run, env_run: EnvironmentRun, settings: Settings,
         if (options.apply and not env_run.for_gate_only
                 and any(a.action.changes_something for a in plan.actions)
                 and (confirm is None or confirm(plan))):
-            applier = Applier(aws, snapshot.files, secret_values, result.revision, key,
-                              after_call=after_call)
+            runner = runner_wheel()
+            files = {**snapshot.files, qa_runner().artifact_path: runner.content}
+            applier = Applier(aws, files, secret_values, result.revision, key,
+                              after_call=after_call,
+                              wheelhouse=lambda: wheelhouse(environ))
             env_run.results = applier.apply(plan)
             for item in env_run.results:
                 bound.info("applied", pipeline=item.pipeline, action=item.action.value,

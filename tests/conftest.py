@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.desired.compiler import CompileOptions
+from reconciler.desired.definition import QaRunner
 from reconciler.desired.project import ProjectResult, compile_project
+from reconciler.qa.bundle import qa_runner
 from reconciler.source import read_snapshot
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -65,8 +67,35 @@ def require_reference(path: Path) -> Path:
     return path
 
 
-def compile_repo(root: Path, environments=None) -> ProjectResult:
-    return compile_project(read_snapshot(root), CompileOptions(START), environments=environments)
+@pytest.fixture
+def pg():
+    """A PostgreSQL schema of the test's own (tests/databases.py)."""
+    from .databases import postgres_schema
+
+    with postgres_schema() as schema:
+        yield schema
+
+
+@pytest.fixture
+def mysql():
+    """A MySQL database of the test's own (tests/databases.py)."""
+    from .databases import mysql_database
+
+    with mysql_database() as database:
+        yield database
+
+
+# A QA runner that does not change with the code, for golden files (the real one's wheel, and
+# so its hash, changes with every edit of the package).
+GOLDEN_RUNNER = QaRunner("0.1.0", "dataduct_reconciler-0.1.0-py3-none-any.whl", "0" * 64, 1024,
+                         ("dataduct-reconciler==0.1.0", "psycopg", "psycopg-binary", "PyMySQL",
+                          "typing-extensions"))
+
+
+def compile_repo(root: Path, environments=None, runner: QaRunner | None = None
+                 ) -> ProjectResult:
+    options = CompileOptions(START, qa_runner=runner or qa_runner())
+    return compile_project(read_snapshot(root), options, environments=environments)
 
 
 @dataclass

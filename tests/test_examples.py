@@ -11,7 +11,7 @@ import pytest
 from reconciler.desired import sql as sqlgen
 from reconciler.desired.definition import to_json
 
-from .conftest import DATADUCT_EXAMPLES, compile_repo, require_reference, run_cli
+from .conftest import DATADUCT_EXAMPLES, GOLDEN_RUNNER, compile_repo, require_reference, run_cli
 
 GOLDEN = Path(__file__).parent / "golden"
 EXAMPLES = sorted(p.name for p in DATADUCT_EXAMPLES.glob("*.yaml"))
@@ -57,8 +57,8 @@ def test_every_example_table_parses(path):
     assert table.primary_key and table.column_names
 
 
-def compiled(repo, manifest, env="staging"):
-    result = compile_repo(repo, [env])
+def compiled(repo, manifest, env="staging", runner=None):
+    result = compile_repo(repo, [env], runner)
     (found,) = [r.compiled for r in result.pipelines if r.manifest == f"pipelines/{manifest}"]
     assert found is not None
     return found
@@ -68,7 +68,7 @@ def compiled(repo, manifest, env="staging"):
 @pytest.mark.parametrize("name", ["users", "discussion_votes"])
 def test_golden_definitions(repo, env, name):
     """Reviewed by eye; regenerate with UPDATE_GOLDEN=1 and review the diff."""
-    rendered = to_json(compiled(repo, f"{name}.yaml", env).render("api"))
+    rendered = to_json(compiled(repo, f"{name}.yaml", env, GOLDEN_RUNNER).render("api"))
     golden = GOLDEN / env / f"{name}.json"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.parent.mkdir(parents=True, exist_ok=True)

@@ -58,10 +58,11 @@ def test_the_start_date_of_a_live_schedule_is_kept_when_only_the_date_differs():
 def test_the_digest_ignores_the_start_date_but_not_the_load_time(repo):
     from reconciler.desired.compiler import CompileOptions
     from reconciler.desired.project import compile_project
+    from reconciler.qa.bundle import qa_runner
     from reconciler.source import read_snapshot
 
     def digests(day):
-        result = compile_project(read_snapshot(repo), CompileOptions(day))
+        result = compile_project(read_snapshot(repo), CompileOptions(day, qa_runner=qa_runner()))
         return {p.name: p.digest for p in result.compiled("staging")}
 
     assert digests(date(2026, 1, 1)) == digests(date(2026, 11, 26))

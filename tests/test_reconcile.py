@@ -293,14 +293,14 @@ def test_promotion_waits_for_the_earlier_environment(world):
 def test_a_definition_aws_refuses_fails_that_pipeline_only(world):
     from reconciler.emulator.service import backends
 
-    # users compiles to 12 objects, discussion_votes to 13 (staging has no alarm)
-    backends["123456789012"]["us-east-1"].max_objects = 12
+    # users compiles to 15 objects, discussion_votes to 13 (staging has no alarm)
+    backends["123456789012"]["us-east-1"].max_objects = 14
     result = world.run(environments=["staging"])
     outcome = {r.pipeline: r for r in result.environments[0].results}
-    assert outcome["discussion_votes"].failed
-    assert "InvalidRequestException: the definition has 13 objects; at most 12" in \
-        outcome["discussion_votes"].messages[-1]
-    assert not outcome["users"].failed
+    assert outcome["users"].failed
+    assert "InvalidRequestException: the definition has 15 objects; at most 14" in \
+        outcome["users"].messages[-1]
+    assert not outcome["discussion_votes"].failed
     assert result.failed
 
 
@@ -445,7 +445,8 @@ def test_a_pipeline_deactivated_by_hand_is_drift_reactivated_only_with_self_heal
 def test_a_rename_with_previous_names_adopts_instead_of_running_two(world):
     assert not world.run(environments=["staging"]).failed
     pid = world.pipeline_id("staging", "users")
-    world.edit("pipelines/users.yaml", "name: users", "name: members\nprevious_names: [users]")
+    world.edit("pipelines/users.yaml", "name: users\nfrequency",
+               "name: members\nprevious_names: [users]\nfrequency")
     renamed = world.run(environments=["staging"])
     action, reason = actions(renamed, "staging")["members"]
     # the log path has the name in it: the rename is an update in place, never a replace
@@ -456,7 +457,7 @@ def test_a_rename_with_previous_names_adopts_instead_of_running_two(world):
 
 def test_a_rename_without_previous_names_warns_before_two_pipelines_load_one_table(world):
     assert not world.run(environments=["staging"]).failed
-    world.edit("pipelines/users.yaml", "name: users", "name: members")
+    world.edit("pipelines/users.yaml", "name: users\nfrequency", "name: members\nfrequency")
     plan = world.run(environments=["staging"], apply=False)
     (env,) = plan.environments
     assert any("members will run beside users, and both write prod.users" in w

@@ -22,9 +22,12 @@ from reconciler.desired.project import compile_project
 from reconciler.errors import ReconcilerError
 from reconciler.live.aws import AwsError, call
 from reconciler.plugins import BrokenPlugin
+from reconciler.qa.bundle import qa_runner
 from reconciler.source import read_snapshot
 
 from .conftest import START, compile_repo, run_cli
+
+OPTIONS = CompileOptions(START, qa_runner=qa_runner())
 
 
 def write(repo, path, text):
@@ -59,7 +62,7 @@ class BadValidator(Exploding):
 def test_a_step_plugin_that_raises_costs_only_its_pipeline(repo):
     write(repo, "pipelines/boom.yaml", "name: boom\nsteps:\n- step_type: explode\n")
     plugins = {"explode": Exploding(), "bad-validator": BadValidator()}
-    result = compile_project(read_snapshot(repo), CompileOptions(START), plugins=plugins)
+    result = compile_project(read_snapshot(repo), OPTIONS, plugins=plugins)
     ok = {r.manifest for r in result.pipelines if r.ok}
     assert ok == {"pipelines/users.yaml", "pipelines/discussion_votes.yaml"}
     (problem,) = {replace(p, environments=()) for p in result.errors}
@@ -70,7 +73,7 @@ def test_a_step_plugin_that_raises_costs_only_its_pipeline(repo):
 
 def test_a_plugin_whose_validator_raises_reports_its_steps(repo):
     write(repo, "pipelines/v.yaml", "name: v\nsteps:\n- step_type: bad-validator\n")
-    result = compile_project(read_snapshot(repo), CompileOptions(START),
+    result = compile_project(read_snapshot(repo), OPTIONS,
                              plugins={"bad-validator": BadValidator()}, manifests=[
                                  "pipelines/v.yaml"])
     assert any("validator() raised KeyError" in p.message for p in result.errors)
@@ -80,7 +83,7 @@ def test_a_plugin_that_fails_to_load_stands_in_with_its_reason(repo):
     broken = BrokenPlugin("notify", "step plugin notify (acme:Notify) failed to load: "
                           "ImportError: no module named acme")
     write(repo, "pipelines/n.yaml", "name: n\nsteps:\n- {step_type: notify}\n")
-    result = compile_project(read_snapshot(repo), CompileOptions(START),
+    result = compile_project(read_snapshot(repo), OPTIONS,
                              plugins={"notify": broken})
     (problem,) = {replace(p, environments=()) for p in result.errors}
     assert problem.location.file == "pipelines/n.yaml" and "failed to load" in problem.message
@@ -284,7 +287,7 @@ def test_fuzzed_manifests_never_crash_and_every_problem_has_a_line(fuzz_base):
     @given(mutated(texts))
     def check(text):
         files = {**snapshot.files, "pipelines/fuzzed.yaml": text.encode("utf-8", "replace")}
-        result = compile_project(replace(snapshot, files=files), CompileOptions(START),
+        result = compile_project(replace(snapshot, files=files), OPTIONS,
                                  manifests=["pipelines/fuzzed.yaml"])
         for problem in result.all_problems():
             assert problem.location.file and problem.location.line >= 1, problem
@@ -363,7 +366,7 @@ def test_fuzzed_shapes_never_crash(fuzz_base):
         document = {"name": "shape", "steps": [{"step_type": "transform", "command": "x",
                                                 **step}], **top}
         files = {**snapshot.files, "pipelines/shape.yaml": json.dumps(document).encode()}
-        result = compile_project(replace(snapshot, files=files), CompileOptions(START),
+        result = compile_project(replace(snapshot, files=files), OPTIONS,
                                  manifests=["pipelines/shape.yaml"])
         assert all(p.code != "internal" for p in result.all_problems()), [
             p.format() for p in result.all_problems()]

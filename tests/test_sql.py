@@ -186,8 +186,8 @@ def test_generated_sql_parses_back_as_exactly_the_statements_meant(name):
 def test_the_upsert_is_one_transaction_of_named_columns():
     text = generated_scripts()["upsert"].text()
     kinds = [k.__name__ for k in sqlgen.statement_types(text)]
-    assert kinds == ["Transaction", "Create", "Create", "Insert", "Delete", "Insert", "Commit",
-                     "Analyze"]
+    assert kinds == ["Transaction", "Create", "Select", "Create", "Insert", "Delete", "Insert",
+                     "Commit", "Analyze"]
     assert ('DELETE FROM "prod"."users" USING "users_dataduct_staging" WHERE '
             '"prod"."users"."id" = "users_dataduct_staging"."id";') in text
     assert ('INSERT INTO "prod"."users" ("id", "user_name", "user_email") SELECT "id", '

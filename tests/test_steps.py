@@ -114,8 +114,8 @@ def test_upsert_with_history_runs_the_history_after_the_load(steps_repo):
     history = objects["upsert_customers_history"].get("script")
     assert objects["upsert_customers_history"].get_all("dependsOn") == ["upsert_customers"]
     assert [k.__name__ for k in sqlgen.statement_types(upsert)] == [
-        "Transaction", "Create", "Create", "Insert", "Delete", "Insert", "Grant", "Commit",
-        "Analyze"]
+        "Transaction", "Create", "Select", "Create", "Insert", "Delete", "Insert", "Grant",
+        "Commit", "Analyze"]
     assert "\"expiration_ts\" = CAST('9999-12-31 23:59:59.999999' AS TIMESTAMP)" in history
 
 
@@ -161,9 +161,18 @@ def test_checks_run_as_sql_or_through_the_qa_runner(steps_repo):
     assert objects["orders_unique"].type == "SqlActivity"
     logged = objects["customers_unique_logged"]
     assert logged.type == "ShellCommandActivity"
-    assert shlex.split(logged.get("command").split("\n")[0]) == [
-        "dataduct-qa", "primary-key-check", "--passwords_from_stdin", "$@",
-        "<<DATADUCT_QA_PASSWORDS"]
+    lines = logged.get("command").split("\n")
+    run = next(i for i, line in enumerate(lines) if "-m reconciler.qa" in line)
+    assert shlex.split(lines[run]) == [
+        "$runner/bin/python", "-m", "reconciler.qa", "primary-key", "--passwords_from_stdin",
+        "$@", "<<DATADUCT_QA_PASSWORDS"]
+    # the runner is installed first, from the artifacts bucket, without a package index
+    wheel = next(a for a in compiled(steps_repo, "checks.yaml").artifacts
+                 if a.path.startswith("<qa-runner>/"))
+    install = "\n".join(lines[:run])
+    assert f"aws s3 cp --quiet {wheel.s3_uri} " in install and "--no-index" in install
+    assert lines[run + 1:] == ["destination_password=#{*myRedshiftPassword}",
+                               "DATADUCT_QA_PASSWORDS"]
     count = objects["customers_counted"].get_all("scriptArgument")
     assert "--source_sql=SELECT COUNT(*) FROM (\nSELECT customer_id FROM customers\n) AS " \
            "counted" in count
@@ -177,7 +186,8 @@ def test_checks_run_as_sql_or_through_the_qa_runner(steps_repo):
 
 def test_pipeline_dependencies_waits_with_the_qa_runner(steps_repo):
     step = by_id(compiled(steps_repo, "checks.yaml"))["wait_for_loads"]
-    assert shlex.split(step.get("command")) == ["dataduct-qa", "wait-for-pipelines", "$@"]
+    assert shlex.split(step.get("command").splitlines()[-1]) == [
+        "$runner/bin/python", "-m", "reconciler.qa", "dependencies", "$@"]
     # the runner looks pipelines up by their names in AWS (the environment's prefix)
     assert "--pipelines=staging-loads,staging-extracts" in step.get_all("scriptArgument")
     assert "--ok_to_fail=staging-extracts" in step.get_all("scriptArgument")
@@ -223,10 +233,13 @@ def test_every_generated_shell_command_splits_into_the_intended_words(steps_repo
     summarise = shlex.split(commands["summarise_first"])
     assert summarise[:3] == ["aws", "s3", "cp"] and summarise[4:] == [
         "./summarise.py", "&&", "chmod", "+x", "./summarise.py", "&&", "./summarise.py", "$@"]
-    first, *passwords, end = commands["customers_counted"].splitlines()
-    assert shlex.split(first) == ["dataduct-qa", "count-check", "--passwords_from_stdin", "$@",
-                                  "<<DATADUCT_QA_PASSWORDS"]
-    assert end == "DATADUCT_QA_PASSWORDS" and len(passwords) == 2
+    *install, run, source, destination, end = commands["customers_counted"].splitlines()
+    assert all(shlex.split(line) for line in install)
+    assert shlex.split(run) == ["$runner/bin/python", "-m", "reconciler.qa", "count",
+                                "--passwords_from_stdin", "$@", "<<DATADUCT_QA_PASSWORDS"]
+    assert (source.split("=")[0], destination.split("=")[0]) == ("destination_password",
+                                                                 "source_password")
+    assert end == "DATADUCT_QA_PASSWORDS"
     assert shlex.split(commands["split_combine_inputs"]) == [
         "mkdir", "-p", "${OUTPUT1_STAGING_DIR}/first", "&&", "cp", "-r",
         "${INPUT1_STAGING_DIR}/.", "${OUTPUT1_STAGING_DIR}/first/", "&&",

@@ -78,10 +78,13 @@ class Applier:
     key: SecretsKey | None = None  # the installation's key for the secrets tag
     clock: Callable[[], float] = time.monotonic
     after_call: Callable[[str], None] | None = None  # test hook: crash points
+    # the QA runner's driver wheels (file name -> content), uploaded for pipelines running it
+    wheelhouse: Callable[[], Mapping[str, bytes]] = dict
 
     def apply(self, plan: EnvironmentPlan) -> list[ActionResult]:
         results = []
         self.kept: set[str] = set()  # pipelines this apply created or updated
+        self.present: set[str] = set()  # S3 objects known to be uploaded
         for planned in plan.actions:
             if not planned.action.changes_something:
                 continue
@@ -172,12 +175,26 @@ class Applier:
         return planned.desired
 
     def _upload(self, desired: CompiledPipeline, result: ActionResult) -> None:
-        uploaded = 0
+        uploads = []
         for artifact in desired.artifacts:
             content = self.files.get(artifact.path)
             if content is None:
                 raise ApplyError(f"{artifact.path} is not in the repository snapshot")
-            uploaded += self.aws.upload(artifact.s3_uri, content)
+            uploads.append((artifact.s3_uri, content))
+        if desired.qa_wheelhouse:
+            wheels = self.wheelhouse()
+            if not wheels:
+                result.messages.append(
+                    f"warning: no QA runner wheelhouse to upload (RECONCILER_WHEELHOUSE); its "
+                    f"QA steps install only if {desired.qa_wheelhouse} holds the drivers' "
+                    "wheels already")
+            uploads += [(desired.qa_wheelhouse + name, content)
+                        for name, content in sorted(wheels.items())]
+        uploaded = 0
+        for uri, content in uploads:
+            if uri not in self.present:
+                uploaded += self.aws.upload(uri, content)
+                self.present.add(uri)
         if uploaded:
             result.messages.append(f"uploaded {uploaded} file(s)")
 

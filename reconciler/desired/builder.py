@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import CompileError, Location, Problem
 from ..snapshot import Snapshot
 from .config import DEFAULT_MAX_SQL_BYTES, EnvConfig
-from .definition import Artifact, Parameter, PipelineObject, Ref, SecretRef
+from .definition import Artifact, Parameter, PipelineObject, QaRunner, Ref, SecretRef
 from .manifest import Manifest
 from .servicemodel import DEFAULT_MAX_OBJECTS
 from .sql import TableDefinition, TableDefinitionError, parse_table_definition
@@ -35,6 +35,9 @@ class CompileOptions:
     max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES
     # per environment: the repository's pipelines deployed there -> their names in AWS
     pipeline_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # the QA runner the QA steps install (reconciler.qa.bundle.qa_runner()); a QA step
+    # compiled without one is an error
+    qa_runner: QaRunner | None = None
 
 
 class RepositoryPathError(CompileError):
@@ -65,6 +68,7 @@ class PipelineBuilder:
         self.artifacts: dict[str, Artifact] = {}
         self.tables: dict[str, TableDefinition] = {}
         self.uses_resource: set[str] = set()
+        self.qa_wheelhouse: str | None = None
 
     # -- objects -------------------------------------------------------------------------------
 
@@ -145,6 +149,17 @@ class PipelineBuilder:
             uri = f"{self.s3_base}/artifacts/{digest[:32]}/{posixpath.basename(norm)}"
             self.artifacts[norm] = Artifact(norm, uri, digest, len(content))
         return self.artifacts[norm]
+
+    def qa_runner(self) -> tuple[Artifact, str]:
+        """The QA runner's wheel (an artifact) and the S3 prefix of its drivers' wheels."""
+        runner = self.options.qa_runner
+        if runner is None:
+            raise CompileError("the compilation was given no QA runner")
+        uri = f"{self.s3_base}/artifacts/{runner.sha256[:32]}/{runner.wheel_name}"
+        artifact = Artifact(runner.artifact_path, uri, runner.sha256, runner.size)
+        self.artifacts[artifact.path] = artifact
+        self.qa_wheelhouse = f"{self.s3_base}/qa-runner/wheelhouse/"
+        return artifact, self.qa_wheelhouse
 
     def directory_artifacts(self, path: str) -> tuple[str, list[Artifact]]:
         """All files of a repository directory, under one content-addressed S3 prefix."""

@@ -114,6 +114,9 @@ def compile_manifest(
         suspend=bool(manifest.data.get("suspend", False)),
         replace_allowed=manifest.data.get("replace") == "allowed",
         previous_names=tuple(manifest.data.get("previous_names") or ()),
+        qa_wheelhouse=builder.qa_wheelhouse,
+        step_activities=tuple((spec.name, tuple(results[spec.name].activities))
+                              for spec in manifest.steps),
     )
     _check_service_model(compiled, manifest, options, problems)
     if any(p.severity == "error" for p in problems[before:]):

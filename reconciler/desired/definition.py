@@ -148,6 +148,26 @@ class Artifact:
     size: int
 
 
+# Where an artifact that is not a repository file lives: the QA runner's wheel.
+QA_RUNNER_PATH = "<qa-runner>/"
+
+
+@dataclass(frozen=True)
+class QaRunner:
+    """The QA runner the compiled QA steps install and run: this package's wheel at the
+    version that compiles them (``reconciler.qa.bundle``)."""
+
+    version: str
+    wheel_name: str
+    sha256: str
+    size: int
+    requirements: tuple[str, ...]  # what pip installs, this package pinned first
+
+    @property
+    def artifact_path(self) -> str:
+        return QA_RUNNER_PATH + self.wheel_name
+
+
 @dataclass(frozen=True)
 class CompiledPipeline:
     """One pipeline manifest compiled for one environment."""
@@ -166,6 +186,10 @@ class CompiledPipeline:
     suspend: bool = False  # suspend: true: deactivated and left alone
     replace_allowed: bool = False  # replace: allowed, whatever the environment's policy
     previous_names: tuple[str, ...] = ()  # names a live pipeline may have, to adopt it
+    # the S3 prefix of the QA runner's driver wheels, when a step runs the runner
+    qa_wheelhouse: str | None = None
+    # each step's activities, in the order they run (``reconciler sql``, ``run-step``)
+    step_activities: tuple[tuple[str, tuple[str, ...]], ...] = ()
     def __post_init__(self) -> None:
         if not self.aws_name:
             object.__setattr__(self, "aws_name", self.name)

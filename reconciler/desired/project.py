@@ -27,6 +27,7 @@ from .config import (
 )
 from .definition import CompiledPipeline
 from .manifest import parse_manifest
+from .sql import TableDefinition, TableDefinitionError, creation_order
 from .steps.base import StepType
 from .steps.builtin import builtin_steps
 from .steps.templates import TemplateStep, load_template
@@ -144,7 +145,7 @@ def compile_project(
     if settings is None:
         return result
     options = CompileOptions(options.start_date, max_objects=settings.max_objects,
-                             max_sql_bytes=settings.max_sql_bytes)
+                             max_sql_bytes=settings.max_sql_bytes, qa_runner=options.qa_runner)
     wanted_envs = _wanted_environments(settings, environments, problems)
     registry = StepRegistry(plugins)
     registry.add_templates(_templates(snapshot, settings, registry, problems))
@@ -221,7 +222,9 @@ def _check_modes(settings: Settings, docs: Mapping[str, YamlDocument | None],
 
 def _check_tables(snapshot: Snapshot, settings: Settings, options: CompileOptions,
                   problems: list[Problem]) -> None:
-    """Every table definition is checked, whether a step uses it yet or not."""
+    """Every table definition is checked, whether a step uses it yet or not, and their
+    foreign keys must allow an order to create them in."""
+    loaded: dict[str, TableDefinition] = {}
     for path in [*snapshot.under(settings.tables_dir),
                  *(p for p in snapshot.rejected if p.startswith(settings.tables_dir + "/"))]:
         if not path.endswith(".sql"):
@@ -236,7 +239,7 @@ def _check_tables(snapshot: Snapshot, settings: Settings, options: CompileOption
             continue
         try:
             content = snapshot.files[path].decode("utf-8")
-            load_table(path, content)
+            loaded[path] = load_table(path, content)
         except UnicodeDecodeError as exc:
             line = snapshot.files[path].count(b"\n", 0, exc.start) + 1
             problems.append(Problem(Location(path, line), f"not UTF-8 text: {exc.reason} at "
@@ -245,6 +248,11 @@ def _check_tables(snapshot: Snapshot, settings: Settings, options: CompileOption
         except CompileError as exc:
             problems.append(Problem(exc.location or Location(path), str(exc), hint=exc.hint,
                                     code="sql"))
+    try:
+        creation_order(loaded.values())
+    except TableDefinitionError as exc:
+        first = next(p for p, t in loaded.items() if t.full_name in str(exc))
+        problems.append(Problem(Location(first), str(exc), hint=exc.hint, code="sql"))
 
 
 def _manifest_selection(snapshot: Snapshot, settings: Settings, manifests: Iterable[str] | None,

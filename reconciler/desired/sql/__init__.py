@@ -10,6 +10,7 @@ from .generate import (
     Script,
     Source,
     analyze_sql,
+    columns_check,
     count_sql,
     delta_select,
     grants_sql,
@@ -24,17 +25,25 @@ from .generate import (
     upsert_sql,
     wrap_in_transaction,
 )
-from .tables import Column, TableDefinition, TableDefinitionError, parse_table_definition
+from .tables import (
+    Column,
+    TableDefinition,
+    TableDefinitionError,
+    creation_order,
+    parse_table_definition,
+)
 from .text import (
     REDSHIFT_COMMANDS,
     ParsedSql,
     SqlError,
     mask_expressions,
+    parse_condition,
     parse_query,
     parse_sql,
     restore_expressions,
     statement_types,
 )
+from .transpile import REDSHIFT_ONLY, to_postgres
 
 
 def clear_caches() -> None:
@@ -50,14 +59,44 @@ def clear_caches() -> None:
 
 
 __all__ = [
-    "DIALECT", "HISTORY_CONVENTIONS", "REDSHIFT_COMMANDS", "Column", "DataductRedshift",
-    "Generated", "Grants",
+    "DIALECT",
+    "HISTORY_CONVENTIONS",
+    "REDSHIFT_COMMANDS",
+    "REDSHIFT_ONLY",
+    "Column",
+    "DataductRedshift",
+    "Generated",
+    "Grants",
     "InterleavedSortKeyProperty",
-    "ParsedSql", "Script", "Source", "SqlError", "TableDefinition", "TableDefinitionError",
-    "analyze_sql", "clear_caches", "count_sql", "delta_select", "grants_sql", "history_sql",
+    "ParsedSql",
+    "Script",
+    "Source",
+    "SqlError",
+    "TableDefinition",
+    "TableDefinitionError",
+    "analyze_sql",
+    "clear_caches",
+    "columns_check",
+    "count_sql",
+    "creation_order",
+    "delta_select",
+    "grants_sql",
+    "history_sql",
     "join_scripts",
-    "mask_expressions", "parse_query", "parse_sql", "parse_table_definition",
-    "primary_key_check_sql", "reload_sql", "restore_expressions", "sample_sql",
-    "source_select", "stage_delta_sql", "statement_types", "table_name_count_sql",
-    "upsert_sql", "wrap_in_transaction",
+    "mask_expressions",
+    "parse_condition",
+    "parse_query",
+    "parse_sql",
+    "parse_table_definition",
+    "primary_key_check_sql",
+    "reload_sql",
+    "restore_expressions",
+    "sample_sql",
+    "source_select",
+    "stage_delta_sql",
+    "statement_types",
+    "table_name_count_sql",
+    "to_postgres",
+    "upsert_sql",
+    "wrap_in_transaction",
 ]

@@ -33,6 +33,7 @@ from .text import (
 
 # Where a person's query goes in a generated statement; replaced after generation.
 _QUERY_MARKER = "__dataduct_source_query__"
+_FILTER_MARKER = "__dataduct_source_filter__"
 STAGING_SUFFIX = "_dataduct_staging"
 ROW_NUMBER = "dataduct_row_number"
 
@@ -104,20 +105,23 @@ def _qualified(column: str, table: exp.Table | None, name: str) -> exp.Column:
 
 @dataclass
 class Script:
-    """Statements in order, each with the kind it must parse back as."""
+    """Statements in order, each with the kind it must parse back as. A person's text (a
+    source query, a filter) is put in as written, on lines of its own, where the generator
+    left a marker."""
 
     statements: list[str] = field(default_factory=list)
     kinds: list[type[exp.Expression]] = field(default_factory=list)
-    expressions: tuple[str, ...] = ()  # Data Pipeline expressions of embedded queries
 
-    def add(self, statement: exp.Expression, query: ParsedSql | None = None) -> Script:
+    def add(self, statement: exp.Expression, source: Source | None = None) -> Script:
         text = statement.sql(dialect=DIALECT, identify=True)
-        if query is not None:
-            if text.count(f'"{_QUERY_MARKER}"') != 1:
-                raise AssertionError("the query marker must appear exactly once")
-            body = query.masked.strip().rstrip(";")
-            text = text.replace(f'"{_QUERY_MARKER}"', f"(\n{body}\n)")
-            self.expressions = query.expressions
+        for marker, parsed in ((_QUERY_MARKER, source.query if source else None),
+                               (_FILTER_MARKER, source.filter if source else None)):
+            if parsed is None:
+                continue
+            if text.count(f'"{marker}"') != 1:
+                raise AssertionError(f"the marker {marker} must appear exactly once")
+            body = parsed.text.strip().rstrip(";")
+            text = text.replace(f'"{marker}"', f"(\n{body}\n)")
         self.statements.append(text + ";")
         self.kinds.append(type(statement))
         return self
@@ -131,7 +135,6 @@ class Script:
     def extend(self, other: Script) -> Script:
         self.statements += other.statements
         self.kinds += other.kinds
-        self.expressions = self.expressions or other.expressions
         return self
 
     def text(self) -> str:
@@ -139,9 +142,9 @@ class Script:
         return self.freeze().text()
 
     def freeze(self) -> Generated:
-        masked = "\n".join(self.statements)
-        _verify(masked, tuple(self.kinds))
-        return Generated(restore_expressions(masked, self.expressions), tuple(self.kinds))
+        text = "\n".join(self.statements)
+        _verify(text, tuple(self.kinds))
+        return Generated(text, tuple(self.kinds))
 
 
 @dataclass(frozen=True)
@@ -156,10 +159,10 @@ class Generated:
 
 
 @lru_cache(maxsize=8192)
-def _verify(masked: str, kinds: tuple[type[exp.Expr], ...]) -> None:
+def _verify(text: str, kinds: tuple[type[exp.Expr], ...]) -> None:
     """Parse a generated script back; its statements must be exactly ``kinds``."""
     try:
-        found = tuple(type(s) for s in parse_sql(masked).statements)
+        found = tuple(type(s) for s in parse_sql(text).statements)
     except SqlError as error:
         raise SqlError(f"the generated SQL does not parse back ({error}); the query "
                        "embedded in it is probably incomplete") from None
@@ -178,6 +181,7 @@ class Source:
 
     table: TableDefinition | None = None
     query: ParsedSql | None = None
+    filter: ParsedSql | None = None  # a condition on the source's rows (filter_clause)
 
     def relation(self, alias: str) -> exp.Table:
         if self.table is not None:
@@ -187,15 +191,20 @@ class Source:
 
 def source_select(columns: Sequence[str], source: Source,
                   dedupe_on: Sequence[str] = ()) -> exp.Select:
-    """SELECT ``columns`` by name from the source, optionally one row per key."""
+    """SELECT ``columns`` by name from the source (its rows where the filter holds),
+    optionally one row per key."""
     picked = [col(c, "source") for c in columns]
+    where = exp.Column(this=ident(_FILTER_MARKER)) if source.filter is not None else None
     if not dedupe_on:
-        return exp.select(*picked).from_(source.relation("source"))
+        select = exp.select(*picked).from_(source.relation("source"))
+        return select.where(where) if where is not None else select
     order = [col(k, "source") for k in dedupe_on]
     window = exp.Window(this=exp.RowNumber(), partition_by=order,
                         order=exp.Order(expressions=[exp.Ordered(this=o.copy()) for o in order]))
     inner = exp.select(*picked, exp.alias_(window, ident(ROW_NUMBER))).from_(
         source.relation("source"))
+    if where is not None:
+        inner = inner.where(where)
     return (exp.select(*[col(c) for c in columns])
             .from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=ident("ranked"))))
             .where(exp.EQ(this=col(ROW_NUMBER), expression=exp.Literal.number(1))))
@@ -213,6 +222,49 @@ def _insert(table: exp.Table, columns: Sequence[str], select: exp.Query) -> exp.
 Grants = tuple[tuple[str, str, bool], ...]  # (permission, principal, is_group) each
 
 
+def columns_check(table: TableDefinition) -> exp.Select:
+    """A statement that fails (a cast error naming a column) when the table exists with
+    columns other than its definition's, so rows are never loaded into a table that drifted.
+
+    Two probes over the catalog: one row per unexpected column, and one row naming the first
+    missing column (a flat CASE, so its size grows linearly with the columns). Only functions
+    Redshift's leader node runs on catalog tables (COUNT, MAX, CASE)."""
+    info = exp.Table(this=ident("columns"), db=ident("information_schema"))
+    schema: exp.Expression = (exp.Literal.string(table.schema) if table.schema
+                              else exp.CurrentSchema())
+    in_table = exp.and_(exp.EQ(this=col("table_schema"), expression=schema),
+                        exp.EQ(this=col("table_name"), expression=exp.Literal.string(table.name)))
+    expected = [exp.Literal.string(c) for c in table.column_names]
+    unexpected = exp.select(exp.alias_(exp.DPipe(this=exp.Literal.string("unexpected column "),
+                                                 expression=col("column_name")),
+                                       ident("problem"))).from_(info.copy()).where(
+        exp.and_(in_table.copy(), exp.Not(this=exp.In(this=col("column_name"),
+                                                      expressions=expected))))
+
+    def seen(name: exp.Literal) -> exp.Expression:
+        return exp.Max(this=exp.Case(ifs=[exp.If(
+            this=exp.EQ(this=col("column_name"), expression=name.copy()),
+            true=exp.Literal.number(1))]))
+
+    first_missing = exp.Case(
+        ifs=[exp.If(this=exp.EQ(this=exp.Count(this=exp.Star()),
+                                expression=exp.Literal.number(0)), true=exp.Null()),
+             *[exp.If(this=exp.Is(this=seen(name), expression=exp.Null()),
+                      true=exp.Literal.string(f"missing column {name.this}"))
+               for name in expected]])
+    missing = exp.select(exp.alias_(first_missing, ident("problem"))).from_(info.copy()).where(
+        in_table.copy())
+    probes = exp.union(unexpected, missing, distinct=False)
+    label = (f"columns of {table.full_name} differ from its definition "
+             f"({', '.join(table.column_names)}): ")
+    failure = exp.Cast(this=exp.DPipe(this=exp.Literal.string(label),
+                                      expression=col("problem", "drift")),
+                       to=exp.DataType.build("INTEGER"))
+    return (exp.select(failure)
+            .from_(exp.Subquery(this=probes, alias=exp.TableAlias(this=ident("drift"))))
+            .where(exp.Not(this=exp.Is(this=col("problem", "drift"), expression=exp.Null()))))
+
+
 def _swap_in(destination: TableDefinition, select: exp.Select, source: Source,
              delete: exp.Delete, grants: Grants, analyze: bool) -> Generated:
     """Load the rows into a temporary staging table, delete what they replace and insert
@@ -224,8 +276,9 @@ def _swap_in(destination: TableDefinition, select: exp.Select, source: Source,
         properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
     script = Script().add(exp.Transaction())
     script.add_text(destination.create_if_not_exists(), exp.Create)
+    script.add(columns_check(destination))
     script.add(like)
-    script.add(_insert(_table_ref(staging), columns, select), source.query)
+    script.add(_insert(_table_ref(staging), columns, select), source)
     script.add(delete)
     script.add(_insert(destination.table(), columns,
                        exp.select(*[col(c) for c in columns]).from_(_table_ref(staging))))
@@ -286,7 +339,7 @@ def stage_delta_sql(staging: TableDefinition, production: TableDefinition, selec
     return (Script().add_text(staging.create_if_not_exists(), exp.Create)
             .add(exp.Transaction())
             .add(exp.Delete(this=staging.table()))
-            .add(_insert(staging.table(), production.column_names, select), source.query)
+            .add(_insert(staging.table(), production.column_names, select), source)
             .add(exp.Commit())).freeze()
 
 
@@ -376,7 +429,7 @@ def count_sql(source: Source) -> Generated:
     """A statement returning one row count, for the row-count comparison."""
     relation = source.relation("counted")
     return Script().add(exp.select(exp.Count(this=exp.Star())).from_(relation),
-                        source.query).freeze()
+                        source).freeze()
 
 
 def table_name_count_sql(table_name: str) -> Generated:

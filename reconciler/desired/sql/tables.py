@@ -7,6 +7,8 @@ case), and every name the generator writes back is quoted, so a table called
 
 from __future__ import annotations
 
+import graphlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -42,8 +44,9 @@ class TableDefinition:
     name: str
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
-    create_sql: str
+    create_sql: str  # as written (normalised), with IF NOT EXISTS when it had it
     references: tuple[str, ...] = ()  # full names of the tables its foreign keys point at
+    create_if_missing_sql: str = ""  # the same statement with IF NOT EXISTS
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -66,7 +69,7 @@ class TableDefinition:
         return next((c for c in self.columns if c.name == name), None)
 
     def create_if_not_exists(self) -> str:
-        return self.create_sql.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1)
+        return self.create_if_missing_sql or self.create_sql
 
 
 def _constraint_kinds(column: exp.ColumnDef) -> list[exp.Expression]:
@@ -147,6 +150,8 @@ def parse_table_definition(text: str) -> TableDefinition:
         columns = [c if c.name not in primary else
                    Column(c.name, c.type, False, True, c.unique, c.default, c.identity)
                    for c in columns]
+    if_missing = create.copy()
+    if_missing.set("exists", True)
     return TableDefinition(
         schema=table.db or None,
         name=table.name,
@@ -154,6 +159,7 @@ def parse_table_definition(text: str) -> TableDefinition:
         primary_key=tuple(dict.fromkeys(primary)),
         create_sql=create.sql(dialect=DIALECT, identify=True) + ";",
         references=tuple(r for r in dict.fromkeys(references) if r),
+        create_if_missing_sql=if_missing.sql(dialect=DIALECT, identify=True) + ";",
     )
 
 
@@ -163,3 +169,28 @@ def _referenced(reference: exp.Reference) -> str:
     if not isinstance(table, exp.Table):
         return ""
     return f"{table.db}.{table.name}" if table.db else table.name
+
+
+def creation_order(tables: Iterable[TableDefinition]) -> list[TableDefinition]:
+    """The tables in an order that creates each after the tables its foreign keys reference
+    (references to tables outside ``tables`` must exist already). Ties keep the given order.
+    A cycle raises :class:`TableDefinitionError` naming its tables."""
+    given = list(tables)
+    by_name = {t.full_name: t for t in given}
+    graph = {t.full_name: [r for r in t.references if r in by_name and r != t.full_name]
+             for t in given}
+    sorter = graphlib.TopologicalSorter(graph)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        cycle = " -> ".join(exc.args[1])
+        raise TableDefinitionError(f"foreign keys form a cycle ({cycle}); no order creates "
+                                   "these tables",
+                                   hint="drop one REFERENCES of the cycle") from None
+    position = {t.full_name: i for i, t in enumerate(given)}
+    ordered: list[TableDefinition] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        ordered += [by_name[name] for name in ready]
+        sorter.done(*ready)
+    return ordered

@@ -195,6 +195,34 @@ def parse_query(text: str, dialect: type = DIALECT, *, what: str = "the query") 
     return parsed
 
 
+_CONDITION_PREFIX = "SELECT 1 WHERE\n"
+
+
+@lru_cache(maxsize=4096)
+def parse_condition(text: str, dialect: type = DIALECT, *, what: str = "the filter"
+                    ) -> ParsedSql:
+    """One boolean condition (a WHERE clause without WHERE, e.g. ``filter_clause``). Returned
+    as the text as written, parsed inside ``SELECT 1 WHERE (...)``; errors point into it."""
+    body = text.strip()
+    if body.endswith(";"):
+        raise SqlError(f"{what} is a condition, not a statement: remove the ';'",
+                       body.count("\n") + 1, len(body.rsplit("\n", 1)[-1]))
+    try:
+        wrapped = parse_sql(_CONDITION_PREFIX + text, dialect)
+    except SqlError as error:
+        line = error.line - 1 if error.line and error.line > 1 else error.line
+        raise SqlError(str(error).replace(_CONDITION_PREFIX.strip(), "").strip(), line,
+                       error.column, error.hint) from None
+    statement = wrapped.statements[0] if len(wrapped.statements) == 1 else None
+    extra = [k for k, v in statement.args.items() if v and k not in ("expressions", "where")
+             ] if isinstance(statement, exp.Select) else ["statements"]
+    if statement is None or extra:
+        raise SqlError(f"{what} must be one condition (what follows WHERE), e.g. "
+                       "\"updated_at >= '2026-01-01'\"", 1, 1)
+    return ParsedSql(text, wrapped.masked[len(_CONDITION_PREFIX):], wrapped.expressions,
+                     wrapped.statements)
+
+
 def _statement_start(parsed: ParsedSql, index: int) -> tuple[int | None, int | None]:
     """Line and column where statement ``index`` starts (for 'one statement only' errors)."""
     tokens: list[Token] = DIALECT().tokenize(parsed.masked)

@@ -8,9 +8,10 @@ located in their file or YAML line. Every value put into a shell command is quot
 ``shlex.split`` of a command gives exactly the intended arguments.
 
 The checks that compare two databases (count-check, column-check), primary-key-check with
-``log_to_s3``, and pipeline-dependencies run the QA runner installed on the resource
-(``etl.QA_RUNNER``): Data Pipeline has no native object that compares two databases or waits
-for another pipeline.
+``log_to_s3``, and pipeline-dependencies run the QA runner (``reconciler.qa``): Data Pipeline
+has no native object that compares two databases or waits for another pipeline. The
+activity installs the runner on its resource from the artifacts bucket when that version is
+not there yet (or runs the config's ``etl.QA_RUNNER`` instead).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..schemas import step_validator
 from .base import OutputNode, StepResult, param
 from .context import SqlSource, StepContext, staging_vars
 
-DEFAULT_QA_RUNNER = "dataduct-qa"
+DEFAULT_QA_PYTHON = "python3"
 STREAMING_JAR = "/home/hadoop/contrib/streaming/hadoop-streaming.jar"
 SCHEDULED_DAY = "#{format(@scheduledStartTime, 'YYYY-MM-dd')}"
 COMPRESSIONS = ("GZIP", "BZIP2", "LZOP", "ZSTD")
@@ -63,17 +64,49 @@ def _run_script_command(uri: str) -> str:
             f'{_quote(local)} "$@"')
 
 
-def _qa_runner(ctx: StepContext) -> list[str]:
-    """The QA runner's command words (``etl.QA_RUNNER``, split like a shell would)."""
-    runner = str(ctx.config.get("etl", "QA_RUNNER", DEFAULT_QA_RUNNER))
+def _custom_qa_runner(ctx: StepContext) -> list[str] | None:
+    """The command words of a QA runner the config names instead of the bundled one
+    (``etl.QA_RUNNER``, split like a shell would)."""
+    runner = ctx.config.get("etl", "QA_RUNNER")
+    if runner in (None, ""):
+        return None
     try:
-        words = shlex.split(runner)
+        words = shlex.split(str(runner))
     except ValueError as exc:
         ctx.fail(f"etl.QA_RUNNER '{runner}' is not a command: {exc}")
     if not words or not all(re.fullmatch(r"[A-Za-z0-9_./=:@+-]+", w) for w in words):
         ctx.fail(f"etl.QA_RUNNER '{runner}' is not a plain command",
-                 hint="name the installed command and its fixed arguments, e.g. 'dataduct-qa'")
+                 hint="name the installed command and its fixed arguments, e.g. "
+                      "'/opt/qa/bin/python -m reconciler.qa'")
     return words
+
+
+def _qa_install(ctx: StepContext) -> str:
+    """Shell lines that install the bundled QA runner on the resource unless this version is
+    there already: its wheel and its drivers' wheels from the artifacts bucket (no package
+    index), into a virtualenv moved into place only when complete. Sets ``runner``."""
+    runner, wheel, wheelhouse = ctx.qa_runner()
+    python = str(ctx.config.get("etl", "QA_PYTHON", DEFAULT_QA_PYTHON))
+    if not re.fullmatch(r"[A-Za-z0-9_./-]+", python):
+        ctx.fail(f"etl.QA_PYTHON '{python}' is not a plain command",
+                 hint="name the Python 3.11+ interpreter of the resource, e.g. python3.11")
+    home = '"$HOME/.dataduct-reconciler"'
+    packages = " ".join(_quote(r) for r in runner.requirements)
+    return "\n".join([
+        "set -e",
+        f'runner="$HOME/.dataduct-reconciler/{runner.version}-{runner.sha256[:16]}"',
+        'if [ ! -x "$runner/bin/python" ]; then',
+        f"  mkdir -p {home}",
+        '  work="$(mktemp -d "$HOME/.dataduct-reconciler/install.XXXXXX")"',
+        f'  aws s3 cp --quiet {_quote(wheel.s3_uri)} "$work/wheels/{runner.wheel_name}"',
+        f'  aws s3 cp --quiet --recursive {_quote(wheelhouse)} "$work/wheels/"',
+        f'  {python} -m venv "$work/venv"',
+        f'  "$work/venv/bin/python" -m pip install --quiet --no-index --no-deps '
+        f'--find-links "$work/wheels" {packages}',
+        '  mv -T "$work/venv" "$runner" 2>/dev/null || true',
+        '  rm -rf "$work"',
+        "fi",
+    ])
 
 
 # Passwords reach a check on its standard input, never its argument list: a here-document
@@ -90,7 +123,13 @@ def _with_passwords(command: str, passwords: dict[str, str]) -> str:
 
 
 def _qa_command(ctx: StepContext, check: str, passwords: dict[str, str] | None = None) -> str:
-    words = " ".join(_quote(w) for w in [*_qa_runner(ctx), check])
+    """The command of a QA activity: the bundled runner (installed first when missing) or the
+    config's ``etl.QA_RUNNER``, the check, and the passwords on standard input."""
+    custom = _custom_qa_runner(ctx)
+    if custom is not None:
+        words = " ".join(_quote(w) for w in [*custom, check])
+    else:
+        words = f'{_qa_install(ctx)}\n"$runner/bin/python" -m reconciler.qa {check}'
     if passwords:
         words += " --passwords_from_stdin"
     return _with_passwords(words + ' "$@"', passwords or {})
@@ -427,7 +466,12 @@ def _sql_activity(ctx: StepContext, script: str, *, suffix: str = "",
 
 def _source(ctx: StepContext, columns: tuple[str, ...]) -> sqlgen.Source:
     """Where an upsert, reload or delta-load reads: the ``source`` table (which must have the
-    columns, matched by name) or one query (``sql`` or ``script``)."""
+    columns, matched by name) or one query (``sql`` or ``script``), only its rows where
+    ``filter_clause`` holds."""
+    condition = None
+    if param(ctx, "filter_clause") is not None:
+        condition = ctx.parse(ctx.inline_sql("filter_clause"), condition=True,
+                              what="filter_clause")
     if param(ctx, "source"):
         source = ctx.table("source")
         missing = [c for c in columns if c not in source.column_names]
@@ -435,9 +479,9 @@ def _source(ctx: StepContext, columns: tuple[str, ...]) -> sqlgen.Source:
             ctx.fail(f"the source table {source.full_name} lacks columns of the destination: "
                      f"{', '.join(missing)}", "source",
                      "rows are matched by column name; add the columns or use sql:")
-        return sqlgen.Source(table=source)
+        return sqlgen.Source(table=source, filter=condition)
     query = ctx.parse(ctx.sql_source("sql", "script"), query=True, what="the source query")
-    return sqlgen.Source(query=query)
+    return sqlgen.Source(query=query, filter=condition)
 
 
 _PRIVILEGE = re.compile(r"[A-Za-z]+( [A-Za-z]+)*")
@@ -468,7 +512,7 @@ def _check_activity(ctx: StepContext, table: sqlgen.TableDefinition, suffix: str
                      f"--primary_key={','.join(table.primary_key)}",
                      *_redshift_args(ctx, passwords), *_qa_log_args(ctx)]
         ctx.activity("ShellCommandActivity", suffix=suffix,
-                     command=_qa_command(ctx, "primary-key-check", passwords),
+                     command=_qa_command(ctx, "primary-key", passwords),
                      scriptArgument=arguments)
         return
     with ctx.sql_errors():
@@ -650,8 +694,9 @@ def _source_args(ctx: StepContext, passwords: dict[str, str]) -> list[str]:
     """Where the source database is; its password goes into ``passwords``."""
     login = ctx.mysql_login(param(ctx, "source_host"), "source_host")
     passwords["source_password"] = login.password
-    return [f"--source_host={login.host}", f"--source_port={login.port}",
-            f"--source_database={login.database}", f"--source_user={login.user}"]
+    database = [f"--source_database={login.database}"] if login.database else []
+    return [f"--source_host={login.host}", f"--source_port={login.port}", *database,
+            f"--source_user={login.user}"]
 
 
 def _redshift_args(ctx: StepContext, passwords: dict[str, str]) -> list[str]:
@@ -682,10 +727,12 @@ class CountCheck(BuiltinStep):
         else:
             table = _table_of(param(ctx, "source_table_name"), ctx, "source_table_name", "mysql")
             source = exp.select(exp.Count(this=exp.Star())).from_(table).sql(dialect="mysql")
+        reported: list[str] = []
         with ctx.sql_errors("destination_sql"):
             if param(ctx, "destination_table_definition"):
-                destination = sqlgen.count_sql(sqlgen.Source(
-                    table=ctx.table("destination_table_definition"))).text()
+                counted = ctx.table("destination_table_definition")
+                destination = sqlgen.count_sql(sqlgen.Source(table=counted)).text()
+                reported.append(f"--table={counted.full_name}")
             elif param(ctx, "destination_sql"):
                 query = ctx.parse(ctx.inline_sql("destination_sql"), query=True,
                                   what="destination_sql")
@@ -693,13 +740,14 @@ class CountCheck(BuiltinStep):
             else:
                 destination = sqlgen.table_name_count_sql(
                     str(param(ctx, "destination_table_name"))).text()
+                reported.append(f"--table={param(ctx, 'destination_table_name')}")
         passwords: dict[str, str] = {}
-        arguments = [f"--source_sql={source}", f"--destination_sql={destination}",
+        arguments = [*reported, f"--source_sql={source}", f"--destination_sql={destination}",
                      f"--tolerance={param(ctx, 'tolerance', 1)}", *_source_args(ctx, passwords),
                      *_redshift_args(ctx, passwords), *_qa_log_args(ctx),
                      *_args(param(ctx, "script_arguments"))]
         command = (_with_passwords(_run_script_command(ctx.file_uri("script")), passwords)
-                   if param(ctx, "script") else _qa_command(ctx, "count-check", passwords))
+                   if param(ctx, "script") else _qa_command(ctx, "count", passwords))
         ctx.activity("ShellCommandActivity", command=command, scriptArgument=arguments)
         return StepResult()
 
@@ -714,19 +762,22 @@ class ColumnCheck(BuiltinStep):
         if tail:
             source = f"{source} {str(tail).replace('LIMIT_PLACEHOLDER', str(sample))}"
         _mysql_source(ctx, "source_sql", source)
+        reported: list[str] = []
         if param(ctx, "destination_table_definition"):
+            table = ctx.table("destination_table_definition")
             with ctx.sql_errors("destination_table_definition"):
-                destination = sqlgen.sample_sql(ctx.table("destination_table_definition")).text()
+                destination = sqlgen.sample_sql(table).text()
+            reported.append(f"--table={table.full_name}")
         else:
             destination = str(param(ctx, "destination_sql"))
             ctx.parse(ctx.inline_sql("destination_sql"), query=True, what="destination_sql")
         passwords: dict[str, str] = {}
-        arguments = [f"--source_sql={source}", f"--destination_sql={destination}",
+        arguments = [*reported, f"--source_sql={source}", f"--destination_sql={destination}",
                      f"--sample_size={sample}", f"--tolerance={param(ctx, 'tolerance', 1)}",
                      *_source_args(ctx, passwords), *_redshift_args(ctx, passwords),
                      *_qa_log_args(ctx), *_args(param(ctx, "script_arguments"))]
         command = (_with_passwords(_run_script_command(ctx.file_uri("script")), passwords)
-                   if param(ctx, "script") else _qa_command(ctx, "column-check", passwords))
+                   if param(ctx, "script") else _qa_command(ctx, "column", passwords))
         ctx.activity("ShellCommandActivity", command=command, scriptArgument=arguments)
         return StepResult()
 
@@ -744,7 +795,7 @@ class PipelineDependencies(BuiltinStep):
                       for n in param(ctx, "dependent_pipelines_ok_to_fail", [])]
         if ok_to_fail:
             args.append(f"--ok_to_fail={','.join(ok_to_fail)}")
-        ctx.activity("ShellCommandActivity", command=_qa_command(ctx, "wait-for-pipelines"),
+        ctx.activity("ShellCommandActivity", command=_qa_command(ctx, "dependencies"),
                      scriptArgument=args)
         return StepResult()
 

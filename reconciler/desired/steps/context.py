@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 from ...errors import CompileError, Location, did_you_mean
 from ..builder import PipelineBuilder
 from ..config import EnvConfig
-from ..definition import PipelineObject, Ref, make_object
+from ..definition import Artifact, PipelineObject, QaRunner, Ref, make_object
 from ..manifest import InputRef, StepSpec
 from ..sql import (
     DIALECT,
@@ -26,6 +26,7 @@ from ..sql import (
     ParsedSql,
     SqlError,
     TableDefinition,
+    parse_condition,
     parse_query,
     parse_sql,
 )
@@ -125,6 +126,16 @@ class StepContext:
     def s3_base(self) -> str:
         return self._builder.s3_base
 
+    def qa_runner(self) -> tuple[QaRunner, Artifact, str]:
+        """The QA runner, its wheel (uploaded with the pipeline) and its drivers' prefix."""
+        runner = self._builder.options.qa_runner
+        if runner is None:
+            self.fail("this step runs the QA runner, and the compilation was given none",
+                      hint="compile with CompileOptions(qa_runner=reconciler.qa.bundle."
+                           "qa_runner())")
+        wheel, wheelhouse = self._builder.qa_runner()
+        return runner, wheel, wheelhouse
+
     def pipeline_in_aws(self, name: str, key: str) -> str:
         """The name in AWS of another pipeline of the repository, deployed to this
         environment; a name no manifest has is an error with a suggestion."""
@@ -159,11 +170,14 @@ class StepContext:
                                                    column)
 
     def parse(self, source: SqlSource, *, query: bool = False, script: bool = False,
-              dialect: type = DIALECT, what: str | None = None) -> ParsedSql:
+              condition: bool = False, dialect: type = DIALECT, what: str | None = None
+              ) -> ParsedSql:
         """Parse the source (``query``: exactly one SELECT reading a table; ``script``: a
-        script of any statements Redshift runs); errors point at the user's file or YAML
-        line."""
+        script of any statements Redshift runs; ``condition``: what follows WHERE); errors
+        point at the user's file or YAML line."""
         try:
+            if condition:
+                return parse_condition(source.text, dialect, what=what or source.key)
             if query:
                 return parse_query(source.text, dialect, what=what or f"the {source.key} query")
             return parse_sql(source.text, dialect,
