@@ -7,26 +7,45 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install tools wheelhouse seed run test lint types contracts unit benchmarks clean
+.PHONY: install tools wheelhouse constraints seed run test lint types contracts unit benchmarks clean
 
-install: $(STAMP) tools wheelhouse
+install: $(STAMP) tools wheelhouse $(RUNTIME_WHEELS)/.complete
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
-# Outside tools the tests use. Installed with apt where we are root; otherwise the tests that
-# need them skip with a message naming them (and fail under CI=true).
+# The runtime dependencies' wheels (constraints.txt), so the test of what the container image
+# runs installs the package into a fresh virtualenv without an index.
+RUNTIME_WHEELS := build/runtime-wheels
+$(RUNTIME_WHEELS)/.complete: constraints.txt
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: -r constraints.txt -d $(RUNTIME_WHEELS)
+	touch $@
+
+# Regenerate constraints.txt: the runtime dependencies resolved in a fresh virtualenv.
+constraints:
+	rm -rf build/lock && $(PYTHON) -m venv build/lock
+	build/lock/bin/python -m pip install --quiet --upgrade pip
+	build/lock/bin/python -m pip install --quiet .
+	(head -3 constraints.txt; build/lock/bin/python -m pip freeze --exclude dataduct-reconciler) > build/constraints.txt
+	mv build/constraints.txt constraints.txt
+
+# Outside tools the tests use: Graphviz's dot (reconciler graph --format svg) and promtool
+# (Prometheus's checker, for the metrics, rules and dashboard). Installed with apt where we
+# are root; otherwise the tests that need them skip naming them (and fail under CI=true).
 tools:
-	@if ! command -v dot >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing graphviz (dot)"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) \
-	      || echo "could not install graphviz; svg tests will skip"; \
-	  else echo "graphviz's dot is missing and cannot be installed here; svg tests will skip"; fi; \
-	fi
+	@for pair in dot:graphviz promtool:prometheus; do \
+	  tool=$${pair%%:*}; package=$${pair#*:}; \
+	  if ! command -v $$tool >/dev/null 2>&1; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo "installing $$package ($$tool)"; \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$package >/dev/null) \
+	        || echo "could not install $$package; the tests that need $$tool will skip"; \
+	    else echo "$$tool is missing and cannot be installed here; the tests that need it will skip"; fi; \
+	  fi; \
+	done
 
 # The QA runner's driver wheels for the pipelines' EC2 resources (Linux x86-64, CPython
 # 3.11-3.13), uploaded next to the runner's wheel so the resources install without an index.
@@ -42,20 +61,28 @@ $(WHEELHOUSE)/.complete: $(STAMP) tools/build_wheelhouse.py
 seed: $(STAMP)
 	$(BIN)/python tools/load_seed.py
 
-# The controller's pass, twice, on the embedded AWS (no account needed): the first creates the
-# example pipelines in staging and prod, the second finds everything in sync. The embedded
-# service keeps its state in build/ between the two; the secrets are demo values.
-EMBEDDED_STATE := build/embedded-state.json
-DEMO_SECRETS := MAESTRO_PASSWORD=demo-maestro REDSHIFT_PASSWORD=demo-redshift POSTGRES_PASSWORD=demo-postgres
+# The controller, on the embedded AWS (no account needed), following this repository's
+# manifests/ as a local git repository (build/demo/manifests: commit there and watch it
+# applied). The embedded service's clock runs 600 times faster, so the daily pipelines run
+# every 2.4 minutes; the secrets are demo values. Ctrl-C stops it cleanly.
+DEMO := build/demo
+DEMO_ENV := MAESTRO_PASSWORD=demo-maestro REDSHIFT_PASSWORD=demo-redshift \
+	POSTGRES_PASSWORD=demo-postgres RECONCILER_SECRETS_KEY=demo-installation-key \
+	RECONCILER_EMBEDDED_SPEED=600 RECONCILER_WHEELHOUSE=$(WHEELHOUSE)
 
 run: install
 	$(BIN)/reconciler validate manifests
-	@mkdir -p build && rm -f $(EMBEDDED_STATE)
-	@echo "== first pass"
-	RECONCILER_EMBEDDED_STATE=$(EMBEDDED_STATE) $(DEMO_SECRETS) $(BIN)/reconciler sync --once manifests 2>build/sync.log
-	@echo "== second pass"
-	RECONCILER_EMBEDDED_STATE=$(EMBEDDED_STATE) $(DEMO_SECRETS) $(BIN)/reconciler sync --once manifests 2>>build/sync.log
-	@echo "(JSON logs of both passes: build/sync.log)"
+	@mkdir -p $(DEMO)/manifests
+	@find $(DEMO)/manifests -mindepth 1 -maxdepth 1 ! -name .git -exec rm -rf {} +
+	@cp -r manifests/. $(DEMO)/manifests/ && rm -rf $(DEMO)/manifests/.reconciler
+	@[ -d $(DEMO)/manifests/.git ] || git -C $(DEMO)/manifests init -q -b main
+	@git -C $(DEMO)/manifests add -A && (git -C $(DEMO)/manifests -c user.name=demo \
+	  -c user.email=demo@example.com commit -q -m "manifests/ of the project" || true)
+	@echo "== reconciler run: follows $(DEMO)/manifests (commit there to see it applied)"
+	@echo "   status:  .venv/bin/reconciler status        (or http://127.0.0.1:9100/status)"
+	@echo "   metrics: http://127.0.0.1:9100/metrics      Ctrl-C stops"
+	$(DEMO_ENV) $(BIN)/reconciler run --repo $(DEMO)/manifests --branch main \
+	  --cache-dir $(DEMO)/cache --listen 127.0.0.1:9100 --interval 10 --log-format console
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests benchmarks tools

@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import date
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -26,7 +26,7 @@ import yaml
 from moto import mock_aws
 
 from reconciler import emulator
-from reconciler.engine import run
+from reconciler.engine import PassContext, PassOptions, run
 from reconciler.live.aws import RETRIES, AwsEnvironment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def build_repo(root: Path, count: int) -> None:
     (root / "reconciler.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
 
 
-def connect(env, installation, environ):
+def connect(env, installation, environ, **_hooks):
     session = boto3.session.Session(region_name=env.region, aws_access_key_id="testing",
                                     aws_secret_access_key="testing")
     return AwsEnvironment(env, installation, session.client("datapipeline", config=RETRIES),
@@ -97,8 +97,10 @@ def main() -> int:
         build_repo(repo, args.pipelines)
 
         def sync(apply=True, environments=None):
-            result = run(repo, apply=apply, today=date.today(), environ=SECRETS,
-                         connect=connect, environments=environments)
+            options = PassOptions(environments=tuple(environments or ()), apply=apply,
+                                  allow_dirty=True)
+            result = run(repo, options, now=datetime.now(UTC), environ=SECRETS,
+                         connect=connect, context=PassContext(lease_holder=None))
             if result.failed or result.project.errors:
                 raise SystemExit("the benchmark repository did not apply cleanly")
             return result

@@ -420,7 +420,12 @@ def emulator(host: str, port: int, state_file: str | None) -> None:
     The control API under /_reconciler/ moves the simulated clock, sets activity outcomes,
     turns throttling on and injects faults (docs/emulator.md). Ctrl-C stops it.
     """
-    from .emulator.server import DUMMY_CREDENTIALS, EmulatorServer
+    try:
+        from .emulator.server import DUMMY_CREDENTIALS, EmulatorServer
+    except ImportError as exc:
+        click.secho("error: the embedded AWS needs the embedded extra (moto): pip install "
+                    f"'dataduct-reconciler[embedded]' ({exc})", fg="red", err=True)
+        sys.exit(EXIT_INVALID)
 
     server = EmulatorServer(host, port, state_file)
     server._prepare()
@@ -483,15 +488,29 @@ def _kill_after(call: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _run(root: str, options, *, confirm=None):
+def _command_events():
+    """The engine's events for a command: logged, and the crash-test hook."""
+    from .engine import Events
+
+    class CommandEvents(Events):
+        def aws_call_done(self, operation: str) -> None:
+            if os.environ.get(KILL_AFTER):
+                _kill_after(operation)
+
+    return CommandEvents()
+
+
+def _run(root: str, options, *, confirm=None, lease_wait: float = 0.0,
+         lease_seconds: float = 300.0):
     import logging
 
-    from .engine import run
+    from .engine import PassContext, run
 
     _configure_logging(logging.INFO if options.apply else logging.WARNING)
     base = find_root(root)
-    result = run(base, options, now=datetime.now(UTC), confirm=confirm,
-                 after_call=_kill_after if os.environ.get(KILL_AFTER) else None)
+    context = PassContext(events=_command_events(), lease_wait=lease_wait,
+                          lease_seconds=lease_seconds, wall_clock=lambda: datetime.now(UTC))
+    result = run(base, options, now=datetime.now(UTC), confirm=confirm, context=context)
     _print_problems(base, result.problems)
     if result.embedded_state is not None:
         where = _display_path(Path.cwd(), str(result.embedded_state))
@@ -564,6 +583,17 @@ allow_rollback_option = click.option(
 allow_dirty_option = click.option(
     "--allow-dirty", is_flag=True,
     help="Apply a checkout with uncommitted changes; the pipelines are tagged <commit>-dirty.")
+def lease_options(command):
+    command = click.option(
+        "--lease-wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
+        metavar="SECONDS", envvar="RECONCILER_LEASE_WAIT",
+        help="How long to wait for another writer's lease on an environment (a controller, "
+             "another apply) before giving up on it.")(command)
+    return click.option(
+        "--lease-seconds", type=click.FloatRange(min=1), default=300.0, show_default=True,
+        metavar="SECONDS", envvar="RECONCILER_LEASE_SECONDS",
+        help="How long this writer's lease lasts unless renewed (it is renewed while it "
+             "applies); a writer that crashed holds it that long.")(command)
 
 
 @main.command()
@@ -615,15 +645,19 @@ def plan(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
 @allow_replace_option
 @allow_rollback_option
 @allow_dirty_option
+@lease_options
 @click.option("--yes", is_flag=True, help="Apply without asking.")
 def apply(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
           allow_replace: tuple[str, ...], allow_rollback: bool, allow_dirty: bool,
-          yes: bool) -> None:
+          lease_seconds: float, lease_wait: float, yes: bool) -> None:
     """Apply the plan of each environment: show it, ask, apply, print the results.
 
     Pipelines are applied one by one; one failure is reported and the others go on. Secrets
     are read from where the config says (environment variables, mounted files) at this
     moment and never printed. A checkout with uncommitted changes is refused (--allow-dirty).
+    Only one writer applies to an environment at a time: apply takes the environment's lease
+    (an object in its artifacts bucket) and waits --lease-wait seconds for a controller or
+    another apply that holds it.
 
     \b
     Exit status:
@@ -640,11 +674,14 @@ def apply(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
 
     result = _run(root, _options(environments, pipelines, apply=True,
                                  allow_replace=allow_replace, allow_rollback=allow_rollback,
-                                 allow_dirty=allow_dirty), confirm=confirm)
+                                 allow_dirty=allow_dirty), confirm=confirm,
+                  lease_wait=lease_wait, lease_seconds=lease_seconds)
     _echo_results(result)
     for env in result.wanted:
         if env.error:
             click.secho(f"{env.environment}: error: {env.error}", fg="red", err=True)
+        elif env.waiting:
+            click.secho(f"{env.environment}: not applied: {env.waiting}", fg="red", err=True)
         elif env.plan is not None and not env.plan.has_changes:
             click.echo(f"{env.environment}: no changes")
     sys.exit(_apply_exit(result))
@@ -656,9 +693,11 @@ def apply(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
 @pipeline_option
 @allow_rollback_option
 @allow_dirty_option
+@lease_options
 @click.option("--once", is_flag=True, help="One pass over every environment, then exit.")
 def sync(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
-         allow_rollback: bool, allow_dirty: bool, once: bool) -> None:
+         allow_rollback: bool, allow_dirty: bool, lease_seconds: float, lease_wait: float,
+         once: bool) -> None:
     """Plan and apply every environment without asking: one pass of the controller.
 
     \b
@@ -671,10 +710,247 @@ def sync(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
         raise click.UsageError("sync runs one pass: use sync --once (the controller that "
                                "keeps running is reconciler run)")
     result = _run(root, _options(environments, pipelines, apply=True,
-                                 allow_rollback=allow_rollback, allow_dirty=allow_dirty))
+                                 allow_rollback=allow_rollback, allow_dirty=allow_dirty),
+                  lease_wait=lease_wait, lease_seconds=lease_seconds)
     _echo_plan_text(result)
     _echo_results(result)
+    for env in result.wanted:
+        if env.waiting:
+            click.secho(f"{env.environment}: not applied: {env.waiting}", fg="red", err=True)
     sys.exit(_apply_exit(result))
+
+
+# -- the controller ------------------------------------------------------------------------------
+
+
+def _listen_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise click.BadParameter(f"'{value}' is not HOST:PORT (e.g. 127.0.0.1:9100)",
+                                 param_hint="--listen")
+    return host or "127.0.0.1", int(port)
+
+
+def _webhook_secret(path: str | None) -> bytes | None:
+    if path:
+        try:
+            secret = Path(path).read_bytes().strip()
+        except OSError as exc:
+            raise click.BadParameter(f"{path}: {exc.strerror}",
+                                     param_hint="--webhook-secret-file") from None
+        if not secret:
+            raise click.BadParameter(f"{path} is empty", param_hint="--webhook-secret-file")
+        return secret
+    value = os.environ.get("RECONCILER_WEBHOOK_SECRET", "").strip()
+    return value.encode() if value else None
+
+
+def _default_cache() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "dataduct-reconciler")
+
+
+@main.command()
+@click.argument("root", required=False, type=click.Path(file_okay=False),
+                envvar="RECONCILER_ROOT")
+@click.option("--repo", metavar="URL_OR_PATH", envvar="RECONCILER_REPO",
+              help="Follow this git repository: clone and fetch it into --cache-dir.")
+@click.option("--branch", default="main", show_default=True, envvar="RECONCILER_BRANCH",
+              help="The branch of --repo to follow.")
+@click.option("--checkout", metavar="DIR", envvar="RECONCILER_CHECKOUT",
+              type=click.Path(file_okay=False),
+              help="A link kept current by the git-sync sidecar (read one revision a pass).")
+@click.option("--path", "subdirectory", default=".", show_default=True,
+              envvar="RECONCILER_PATH",
+              help="Where reconciler.yaml is inside --repo or --checkout.")
+@click.option("--cache-dir", default=_default_cache, show_default="~/.cache/dataduct-reconciler",
+              envvar="RECONCILER_CACHE_DIR", type=click.Path(file_okay=False),
+              help="Where --repo is cloned and its revisions exported (a writable volume).")
+@click.option("--interval", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              envvar="RECONCILER_INTERVAL", help="Seconds between passes (with 10% jitter).")
+@click.option("--listen", default="127.0.0.1:9100", show_default=True,
+              envvar="RECONCILER_LISTEN",
+              help="HOST:PORT of /metrics, /healthz, /readyz, /status and POST /webhook.")
+@click.option("--webhook-secret-file", type=click.Path(dir_okay=False),
+              envvar="RECONCILER_WEBHOOK_SECRET_FILE",
+              help="The GitHub webhook's secret (else $RECONCILER_WEBHOOK_SECRET; without "
+                   "either, webhooks are refused).")
+@env_option
+@click.option("--allow-rollback", is_flag=True, envvar="RECONCILER_ALLOW_ROLLBACK",
+              help="Apply a revision older than (or unrelated to) the one pipelines run, as "
+                   "after a force-push.")
+@click.option("--backoff-base", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              envvar="RECONCILER_BACKOFF_BASE", help="Seconds before a failed pipeline is "
+                                                     "retried the first time.")
+@click.option("--backoff-factor", type=click.FloatRange(min=1), default=2.0,
+              show_default=True, envvar="RECONCILER_BACKOFF_FACTOR",
+              help="Each further failure multiplies the wait by this.")
+@click.option("--backoff-cap", type=click.FloatRange(min=1), default=1800.0,
+              show_default=True, envvar="RECONCILER_BACKOFF_CAP",
+              help="The longest wait between retries (a Stalled pipeline's).")
+@click.option("--stall-after", type=click.IntRange(min=1), default=5, show_default=True,
+              envvar="RECONCILER_STALL_AFTER",
+              help="Consecutive failures before a pipeline is reported Stalled.")
+@click.option("--lease-seconds", type=click.FloatRange(min=5), default=300.0,
+              show_default=True, envvar="RECONCILER_LEASE_SECONDS",
+              help="How long the controller's lease on an environment lasts unless renewed "
+                   "(it renews it every pass; a successor waits at most this long).")
+@click.option("--runs-budget", type=click.IntRange(min=0), default=20, show_default=True,
+              envvar="RECONCILER_RUNS_BUDGET",
+              help="Pipelines whose runs are read per pass and environment.")
+@click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto",
+              show_default=True, envvar="RECONCILER_LOG_FORMAT",
+              help="auto: console on a terminal, JSON lines otherwise.")
+@click.option("--once", is_flag=True, help="One pass, then exit (for scripts).")
+def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
+        subdirectory: str, cache_dir: str, interval: float, listen: str,
+        webhook_secret_file: str | None, environments: tuple[str, ...], allow_rollback: bool,
+        backoff_base: float, backoff_factor: float, backoff_cap: float, stall_after: int,
+        lease_seconds: float, runs_budget: int, log_format: str, once: bool) -> None:
+    """Run the controller: keep every environment equal to the manifests repository.
+
+    \b
+    The repository comes from one of:
+      ROOT                      a directory (a checkout someone else updates)
+      --repo URL --branch B     a git remote, fetched into --cache-dir every pass
+      --checkout DIR            a git-sync link (the sidecar swaps it atomically)
+
+    Each pass (every --interval seconds, or at once on a signed GitHub push webhook) reads
+    the newest revision, plans every environment and applies what differs. A pipeline that
+    fails is retried with exponential backoff; one that keeps failing is reported Stalled;
+    an error AWS will repeat (a definition it refuses) waits for a new revision. When the
+    repository cannot be read, the last good revision is kept, never turned into deletions.
+    One controller writes to an environment at a time (a lease in its artifacts bucket).
+
+    \b
+    HTTP on --listen:
+      /metrics   Prometheus metrics (dataduct_*)
+      /healthz   200 while passes keep starting
+      /readyz    200 once a revision is read and every environment answers
+      /status    JSON: per environment and pipeline, sync and health status
+      /webhook   POST, GitHub push events signed with the webhook secret
+
+    Every option can also be given as an environment variable (RECONCILER_INTERVAL...).
+    SIGTERM or Ctrl-C stops it cleanly: the action in flight finishes, leases are released.
+    """
+    import logging
+    import threading
+
+    from .controller import (
+        Backoff,
+        CheckoutSource,
+        Controller,
+        ControllerConfig,
+        ControllerServer,
+        DirectorySource,
+        GitSource,
+        Redactor,
+        configure_logging,
+    )
+
+    chosen = [name for name, value in (("ROOT", root), ("--repo", repo),
+                                       ("--checkout", checkout)) if value]
+    if len(chosen) > 1:
+        raise click.UsageError(f"give one of ROOT, --repo and --checkout, not "
+                               f"{' and '.join(chosen)}")
+    host, port = _listen_address(listen)
+    secret = _webhook_secret(webhook_secret_file)
+    redactor = Redactor()
+    configure_logging(redactor, level=logging.INFO, fmt=log_format)
+    source: DirectorySource | GitSource | CheckoutSource
+    if repo:
+        source = GitSource(repo, branch, cache_dir, subdirectory)
+    elif checkout:
+        source = CheckoutSource(checkout, subdirectory)
+    else:
+        source = DirectorySource(find_root(root or "."))
+    config = ControllerConfig(
+        interval=interval, environments=tuple(environments), allow_rollback=allow_rollback,
+        backoff=Backoff(backoff_base, backoff_factor, backoff_cap, stall_after),
+        lease_seconds=lease_seconds, runs_budget=runs_budget)
+    controller = Controller(source, config, wall=lambda: datetime.now(UTC), redactor=redactor)
+    if once:
+        result = controller.run_once()
+        if result is None:
+            click.secho(f"error: {controller.status.source.error}", fg="red", err=True)
+            sys.exit(EXIT_INVALID)
+        controller.context.release_leases()
+        _echo_plan_text(result)
+        _echo_results(result)
+        sys.exit(_apply_exit(result))
+    server = ControllerServer(controller, host, port, secret)
+    server.start()
+    click.secho(f"reconciler run: {source.describe()} -> "
+                f"{', '.join(environments) or 'every environment'}; {server.address}/status, "
+                "/metrics; Ctrl-C stops", fg="cyan", err=True)
+    signal.signal(signal.SIGTERM, lambda *_: controller.stop())
+    worker = threading.Thread(target=controller.loop, name="controller")
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.5)
+    except KeyboardInterrupt:
+        controller.stop()
+        worker.join(30)
+    finally:
+        server.stop()
+
+
+@main.command()
+@click.option("--url", default="http://127.0.0.1:9100", show_default=True,
+              envvar="RECONCILER_URL", help="Where the controller listens.")
+@env_option
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]),
+              default="table", show_default=True)
+def status(url: str, environments: tuple[str, ...], output_format: str) -> None:
+    """Show a running controller's status: per environment and pipeline, its sync status
+    (Synced, OutOfSync, Unknown, Suspended, Stalled), health (Healthy, Progressing,
+    Degraded, Missing, Unknown), last applied revision, last error and next retry.
+
+    Exit status: 0 when every pipeline shown is Synced and Healthy (or Suspended), 2 when
+    not, 1 when the controller cannot be reached.
+    """
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=10) as answer:
+            data = json.loads(answer.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        click.secho(f"error: cannot read {url}/status: {exc}", fg="red", err=True)
+        sys.exit(EXIT_INVALID)
+    envs = {k: v for k, v in data.get("environments", {}).items()
+            if not environments or k in environments}
+    if output_format == "json":
+        click.echo(json.dumps({**data, "environments": envs}, indent=2))
+    else:
+        _echo_status(data, envs)
+    good = all((p["sync_status"] in ("Synced", "Suspended") and
+               p["health_status"] in ("Healthy",)) or p["sync_status"] == "Suspended"
+               for env in envs.values() for p in env["pipelines"])
+    sys.exit(EXIT_OK if good and not any(e.get("error") for e in envs.values())
+             else EXIT_CHANGES)
+
+
+def _echo_status(data: dict, envs: dict) -> None:
+    source = data.get("source", {})
+    stale = " (STALE: " + str(source.get("error")) + ")" if source.get("stale") else ""
+    click.echo(f"source {source.get('location')} at {source.get('revision')}{stale}")
+    rows = [("ENV", "PIPELINE", "SYNC", "HEALTH", "REVISION", "NEXT RETRY", "LAST ERROR")]
+    for name, env in envs.items():
+        if env.get("error"):
+            rows.append((name, "-", "Unknown", "Unknown", "-", "-", env["error"][:80]))
+        if env.get("waiting"):
+            rows.append((name, "-", "-", "-", "-", "-", env["waiting"][:80]))
+        for p in env["pipelines"]:
+            rows.append((name, p["pipeline"], p["sync_status"], p["health_status"],
+                         (p.get("last_applied_revision") or "-")[:12],
+                         (p.get("next_retry") or "-")[:19],
+                         (p.get("last_error") or "")[:80]))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True))
+                   .rstrip())
 
 
 def _interrupt(*_args) -> None:

@@ -1,32 +1,42 @@
 """Runs the chain for each environment: source → desired → live → plan → apply.
 
-The CLI's ``plan``, ``apply`` and ``sync`` and the controller loop call this. It is the
-wiring only: each stage is in its own package. Environments are independent (one that cannot
-be reached is reported and the others go on) and run in promotion order. What the planner
-cannot read itself is gathered here and handed to it as data: the time, how the revisions
-that pipelines run relate to git's, and whether a pending duplicate's definition is valid.
+The CLI's ``plan``, ``apply`` and ``sync`` and the controller loop call :func:`run_pass` with
+a repository read at one revision. It is the wiring only: each stage is in its own package.
+Environments are independent (one that cannot be reached is reported and the others go on)
+and run in promotion order. What the planner cannot read itself is gathered here and handed
+to it as data: the time, how the revisions that pipelines run relate to git's, and whether a
+pending duplicate's definition is valid.
+
+What lives longer than one pass (AWS clients, the drift ledger, the compile cache, the
+leases, which pipelines are backing off) is a :class:`PassContext`: the controller keeps one
+for its life, a command makes a fresh one. What happens is reported to its :class:`Events`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import graphlib
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Protocol
 
 import structlog
 
 from .apply.executor import ActionResult, Applier
 from .apply.secrets import SecretError, SecretsKey, resolve_secrets, secrets_digest, secrets_key
+from .desired.cache import CompileCache
 from .desired.compiler import CompileOptions
 from .desired.config import Environment, Settings, load_settings
 from .desired.project import ProjectResult, compile_project
-from .errors import Problem
+from .errors import Problem, ReconcilerError
 from .live.aws import EMBEDDED, AwsEnvironment, AwsError
+from .live.lease import Lease, LeaseHeld, lease_uri, new_holder_id
 from .live.model import TAG_REVISION, LiveDefinition, LiveState
+from .live.pacing import Pacer
 from .plan.planner import (
     Action,
     DesiredEnvironment,
@@ -37,17 +47,88 @@ from .plan.planner import (
 from .plugins import installed_step_plugins
 from .qa.bundle import qa_runner, runner_wheel, wheelhouse
 from .snapshot import Relation, Snapshot
-from .source import GitState, git_state, read_snapshot, revision_relation
+from .source import GitState, SourceRead, read_checkout, revision_relation
 
-log = structlog.get_logger("reconciler")
-
-# When each pipeline's definition was last read (monotonic seconds), so drift checks go to
-# the pipelines checked longest ago. It lives as long as the process: a long-running
-# controller rotates through every pipeline; a one-shot command starts afresh.
-DRIFT_LEDGER: dict[str, float] = {}
-Connect = Callable[[Environment, str, Mapping[str, str]], AwsEnvironment]
 STATE_DIRECTORY = ".reconciler"
 EMBEDDED_STATE = "RECONCILER_EMBEDDED_STATE"
+DEFAULT_LEASE_SECONDS = 300.0
+
+
+class Connect(Protocol):
+    def __call__(self, env: Environment, installation: str, environ: Mapping[str, str], *,
+                 pacer: Pacer | None = None, on_request: Any = None) -> AwsEnvironment: ...
+
+
+class Events:
+    """What a pass reports, as it happens. The base logs with structlog; the controller's
+    also feeds its metrics and its status page."""
+
+    def __init__(self, logger: Any = None):
+        self.log = logger if logger is not None else structlog.get_logger("reconciler")
+
+    def planned(self, env: str, plan: EnvironmentPlan, revision: str) -> None:
+        self.log.info("planned", env=env, revision=revision, **plan.counts())
+
+    def applied(self, env: str, result: ActionResult, revision: str) -> None:
+        event = self.log.error if result.failed else self.log.info
+        event("applied", env=env, revision=revision, pipeline=result.pipeline,
+              action=result.action.value, outcome=result.outcome, seconds=result.seconds,
+              **({"error": result.messages[-1]} if result.failed and result.messages else {}))
+
+    def environment_failed(self, env: str, error: str, revision: str) -> None:
+        self.log.error("environment failed", env=env, revision=revision, error=error)
+
+    def aws_request(self, env: str, operation: str, code: str) -> None:
+        """One attempt of one AWS call and its answer ("OK" or the error code)."""
+
+    def aws_call_done(self, operation: str) -> None:
+        """A write the executor just made (the crash-safety tests stop a process here)."""
+
+    def secrets(self, values: list[str]) -> None:
+        """Secret values this pass resolved: whatever logs must never show them."""
+
+
+@dataclass
+class PassContext:
+    """What outlives one pass."""
+
+    events: Events = field(default_factory=Events)
+    # when each pipeline's definition was last read (monotonic seconds): drift checks go to
+    # the pipelines checked longest ago
+    drift_ledger: dict[str, float] = field(default_factory=dict)
+    compile_cache: CompileCache | None = None
+    pacer: Pacer | None = None
+    clients: dict[str, AwsEnvironment] = field(default_factory=dict)  # kept when reuse_clients
+    reuse_clients: bool = False
+    # why a pipeline of an environment must not be applied now (backing off), or None
+    hold: Callable[[str, str], str | None] = lambda env, pipeline: None
+    stopping: Callable[[], bool] = lambda: False
+    # one writer per environment: None applies without a lease (the embedded service of tests)
+    lease_holder: str | None = field(default_factory=new_holder_id)
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    lease_wait: float = 0.0  # how long an apply waits for another writer's lease
+    keep_leases: bool = False  # the controller renews its leases; a command releases them
+    # the controller's rule: hold every environment's lease or apply nothing, so of two
+    # controllers started at once exactly one applies (leases are taken in promotion order)
+    all_leases_or_none: bool = False
+    leases: dict[str, Lease] = field(default_factory=dict)
+    wall_clock: Callable[[], datetime] | None = None  # for lease expiry; default: the pass's
+
+    def client(self, env: Environment, installation: str, environ: Mapping[str, str],
+               connect: Connect) -> AwsEnvironment:
+        if self.reuse_clients and env.name in self.clients:
+            return self.clients[env.name]
+        aws = connect(env, installation, environ, pacer=self.pacer,
+                      on_request=lambda op, code: self.events.aws_request(env.name, op, code))
+        if self.reuse_clients:
+            self.clients[env.name] = aws
+        return aws
+
+    def release_leases(self) -> None:
+        for lease in self.leases.values():
+            with contextlib.suppress(AwsError):  # it expires by itself
+                lease.release()
+        self.leases.clear()
 
 
 @dataclass(frozen=True)
@@ -69,6 +150,11 @@ class EnvironmentRun:
     plan: EnvironmentPlan | None = None
     results: list[ActionResult] = field(default_factory=list)
     error: str | None = None
+    error_temporary: bool = False  # the error was throttling, a 5xx or no answer
+    waiting: str | None = None  # not applied: another writer holds the lease
+    live: LiveState | None = None
+    desired: DesiredEnvironment | None = None
+    seconds: float = 0.0  # how long the pass over this environment took
 
 
 @dataclass
@@ -81,6 +167,7 @@ class Run:
     environments: list[EnvironmentRun] = field(default_factory=list)
     error: str | None = None  # the pass as a whole was refused (uncommitted changes...)
     embedded_state: Path | None = None
+    repository: str = ""  # the git repository revisions are related in
 
     @property
     def revision(self) -> str:
@@ -103,7 +190,7 @@ class Run:
         """Something went wrong: an environment, an action, a manifest that does not compile."""
         return (self.error is not None or self.project.settings is None
                 or any(p.severity == "error" for p in self.problems)
-                or any(e.error for e in self.wanted)
+                or any(e.error or e.waiting for e in self.wanted)
                 or any(r.failed for e in self.wanted for r in e.results)
                 or any(e.plan.errors for e in self.wanted if e.plan is not None))
 
@@ -142,19 +229,29 @@ def embedded_state_file(root: Path, settings: Settings | None, environ: Mapping[
 def run(root: str | os.PathLike[str], options: PassOptions, *, now: datetime,
         environ: Mapping[str, str] | None = None, connect: Connect = AwsEnvironment.connect,
         confirm: Callable[[EnvironmentPlan], bool] | None = None,
-        after_call: Callable[[str], None] | None = None) -> Run:
-    """Plan (and with ``options.apply``, apply) every wanted environment of the repository."""
+        context: PassContext | None = None) -> Run:
+    """One pass over a checkout as it is now (the command line's plan, apply, sync)."""
+    return run_pass(read_checkout(root), options, now=now, environ=environ, connect=connect,
+                    confirm=confirm, context=context)
+
+
+def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
+             environ: Mapping[str, str] | None = None, connect: Connect = AwsEnvironment.connect,
+             confirm: Callable[[EnvironmentPlan], bool] | None = None,
+             context: PassContext | None = None) -> Run:
+    """Plan (and with ``options.apply``, apply) every wanted environment of a repository read
+    at one revision."""
+    context = context or PassContext()
     environ = dict(os.environ if environ is None else environ)
-    state = git_state(root)
-    snapshot = read_snapshot(root, revision=state.revision)
+    state, snapshot = source.git, source.snapshot
     declared = load_settings(snapshot, [])
     wanted = list(options.environments) or (list(declared.environments) if declared else [])
     gates = _gates(declared, wanted) if options.environments else set()
     project = compile_project(snapshot, CompileOptions(now.date(), qa_runner=qa_runner()),
                               plugins=installed_step_plugins(),
                               environments=[*wanted, *sorted(gates)] if options.environments
-                              else None)
-    result = Run(Path(snapshot.root), state, project)
+                              else None, cache=context.compile_cache)
+    result = Run(Path(snapshot.root), state, project, repository=source.repository)
     settings = project.settings
     if settings is None:
         return result
@@ -174,11 +271,20 @@ def run(root: str | os.PathLike[str], options: PassOptions, *, now: datetime,
         return result
     wanted = [e for e in wanted if e in settings.environments]
     applied_ok: dict[str, dict[str, bool]] = {}
-    for name in promotion_order(settings.environments, [*wanted, *gates]):
+    order = promotion_order(settings.environments, [*wanted, *gates])
+    held_elsewhere = None
+    if options.apply and context.all_leases_or_none:
+        held_elsewhere = _take_every_lease(context, result, settings, order, wanted, environ,
+                                           connect, now)
+    for name in order:
         env_run = EnvironmentRun(name, for_gate_only=name not in wanted)
         result.environments.append(env_run)
+        started = time.monotonic()
         _run_environment(result, env_run, settings, snapshot, options, now, environ, key,
-                         connect, confirm, after_call, applied_ok)
+                         connect, confirm, context, applied_ok, held_elsewhere)
+        env_run.seconds = time.monotonic() - started
+    if not context.keep_leases:
+        context.release_leases()
     return result
 
 
@@ -195,44 +301,108 @@ def _run_environment(result: Run, env_run: EnvironmentRun, settings: Settings,
                      snapshot: Snapshot, options: PassOptions, now: datetime,
                      environ: Mapping[str, str], key: SecretsKey | None, connect: Connect,
                      confirm: Callable[[EnvironmentPlan], bool] | None,
-                     after_call: Callable[[str], None] | None,
-                     applied_ok: dict[str, dict[str, bool]]) -> None:
+                     context: PassContext, applied_ok: dict[str, dict[str, bool]],
+                     held_elsewhere: str | None = None) -> None:
     name = env_run.environment
     env = settings.environments[name]
-    bound = log.bind(env=name, revision=result.revision)
+    events = context.events
     try:
-        aws = connect(env, settings.installation, environ)
+        aws = context.client(env, settings.installation, environ, connect)
         # an environment promoted from that could not be read promotes nothing
         promoted = applied_ok.get(env.policy.promote_from, {}) if env.policy.promote_from \
             else None
         desired, secret_values, secret_errors = _desired(result, snapshot, name, environ, key,
                                                          promoted, options, now)
+        events.secrets([v for values in secret_values.values() for v in values.values()])
         live = _only(aws.read_managed(), desired, options)
-        definitions = _definitions(aws, desired, live, env.policy.drift_checks_per_pass)
+        definitions = _definitions(aws, desired, live, env.policy.drift_checks_per_pass,
+                                   context.drift_ledger)
         desired = _with_facts(desired, live, definitions, aws, result)
+        env_run.live, env_run.desired = live, desired
         plan = plan_environment(desired, live, env.policy, definitions)
         plan.errors.extend(secret_errors)
         if key is None and any(p.secrets for p in desired.pipelines):
             plan.warnings.append("RECONCILER_SECRETS_KEY is not set: a rotated secret is not "
                                  "noticed until the definition changes")
         env_run.plan = plan
-        bound.info("planned", **plan.counts())
+        events.planned(name, plan, result.revision)
+        if held_elsewhere is not None and not env_run.for_gate_only and options.apply:
+            raise LeaseHeldElsewhere(held_elsewhere)
+        lease = _lease(context, aws, result, settings, name, now)
+        if lease is not None and lease.held:  # renewed every pass while we hold it
+            lease.wait(0)
         if (options.apply and not env_run.for_gate_only
                 and any(a.action.changes_something for a in plan.actions)
                 and (confirm is None or confirm(plan))):
+            if lease is not None:
+                lease.wait(context.lease_wait)
             runner = runner_wheel()
             files = {**snapshot.files, qa_runner().artifact_path: runner.content}
             applier = Applier(aws, files, secret_values, result.revision, key,
-                              after_call=after_call,
-                              wheelhouse=lambda: wheelhouse(environ))
+                              after_call=events.aws_call_done,
+                              wheelhouse=lambda: wheelhouse(environ),
+                              hold=lambda pipeline: context.hold(name, pipeline),
+                              stopping=context.stopping,
+                              checkpoint=lease.renew_if_due if lease is not None else
+                              lambda: None)
             env_run.results = applier.apply(plan)
             for item in env_run.results:
-                bound.info("applied", pipeline=item.pipeline, action=item.action.value,
-                           outcome=item.outcome, seconds=item.seconds)
+                events.applied(name, item, result.revision)
         applied_ok[name] = _in_sync(plan, env_run.results, options.apply)
+    except (LeaseHeld, LeaseHeldElsewhere) as exc:
+        env_run.waiting = str(exc)
+        applied_ok[name] = {}
+        events.environment_failed(name, str(exc), result.revision)
     except AwsError as exc:
         env_run.error = str(exc)
-        bound.error("environment failed", error=str(exc))
+        env_run.error_temporary = exc.temporary
+        events.environment_failed(name, str(exc), result.revision)
+
+
+class LeaseHeldElsewhere(ReconcilerError):
+    """Another writer holds the lease of one of the environments (the controller's rule)."""
+
+
+def _take_every_lease(context: PassContext, result: Run, settings: Settings, order: list[str],
+                      wanted: list[str], environ: Mapping[str, str], connect: Connect,
+                      now: datetime) -> str | None:
+    """Take (or renew) every wanted environment's lease, in order; when another writer holds
+    one, give back the ones taken and say who holds it. An environment that cannot be
+    reached is left to its own pass (it reports its error there)."""
+    for name in [n for n in order if n in wanted]:
+        try:
+            aws = context.client(settings.environments[name], settings.installation, environ,
+                                 connect)
+            lease = _lease(context, aws, result, settings, name, now)
+            if lease is not None:
+                lease.wait(0)
+        except LeaseHeld as exc:
+            context.release_leases()
+            return f"{name}: {exc}"
+        except AwsError:
+            continue
+    return None
+
+
+def _lease(context: PassContext, aws: AwsEnvironment, result: Run, settings: Settings,
+           env: str, now: datetime) -> Lease | None:
+    """The environment's lease (in its artifacts bucket); None without a holder or bucket."""
+    if context.lease_holder is None:
+        return None
+    lease = context.leases.get(env)
+    if lease is not None:
+        return lease
+    config = result.project.configs.get(env)
+    bucket = config.get("etl", "S3_ETL_BUCKET") if config is not None else None
+    if not bucket:
+        return None
+    base = str(config.get("etl", "S3_BASE_PATH", "")) if config is not None else ""
+    started = time.monotonic()
+    clock = context.wall_clock or (lambda: now + timedelta(seconds=time.monotonic() - started))
+    lease = Lease(aws, lease_uri(str(bucket), base, settings.installation),
+                  context.lease_holder, context.lease_seconds, clock)
+    context.leases[env] = lease
+    return lease
 
 
 def _only(live: LiveState, desired: DesiredEnvironment, options: PassOptions) -> LiveState:
@@ -244,11 +414,11 @@ def _only(live: LiveState, desired: DesiredEnvironment, options: PassOptions) ->
 
 
 def _definitions(aws: AwsEnvironment, desired: DesiredEnvironment, live: LiveState,
-                 drift_budget: int) -> dict[str, LiveDefinition]:
+                 drift_budget: int, ledger: dict[str, float]) -> dict[str, LiveDefinition]:
     definitions = {}
-    for pipeline_id in needs_definition(desired, live, drift_budget, DRIFT_LEDGER):
+    for pipeline_id in needs_definition(desired, live, drift_budget, ledger):
         found = aws.read_definition(pipeline_id)
-        DRIFT_LEDGER[pipeline_id] = time.monotonic()
+        ledger[pipeline_id] = time.monotonic()
         if found is not None:
             definitions[pipeline_id] = found
     return definitions
@@ -263,7 +433,8 @@ def _with_facts(desired: DesiredEnvironment, live: LiveState,
     for pipeline in live.pipelines:
         running = pipeline.tags.get(TAG_REVISION, "")
         if running not in relations:
-            relations[running] = revision_relation(result.root, result.git.commit, running)
+            relations[running] = revision_relation(result.repository or result.root,
+                                                     result.git.commit, running)
     counts: dict[str, int] = {}
     for pipeline in live.pipelines:
         counts[pipeline.pipeline] = counts.get(pipeline.pipeline, 0) + 1

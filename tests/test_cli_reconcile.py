@@ -98,7 +98,8 @@ def test_secrets_never_appear_in_any_output(endpoint, repo):
 @pytest.mark.parametrize("crash_after", ["CreatePipeline", "PutPipelineDefinition",
                                          "ActivatePipeline"])
 def test_a_crash_at_any_point_converges_without_duplicates(endpoint, repo, crash_after):
-    crashed = cli(endpoint, "sync", "--once", str(repo), RECONCILER_TEST_KILL_AFTER=crash_after)
+    crashed = cli(endpoint, "sync", "--once", str(repo), RECONCILER_TEST_KILL_AFTER=crash_after,
+                  RECONCILER_LEASE_SECONDS="2")
     assert crashed.code == -signal.SIGKILL
     assert all(len(ids) == 1 for ids in pipelines(endpoint).values())
     repaired = cli(endpoint, "sync", "--once", str(repo))

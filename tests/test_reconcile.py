@@ -44,7 +44,7 @@ class World:
         git(self.repo, "add", "-A")
         git(self.repo, "commit", "-q", "--allow-empty", "-m", message)
 
-    def connect(self, env, installation, environ):
+    def connect(self, env, installation, environ, **_hooks):
         session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
                                         aws_secret_access_key="testing")
         return AwsEnvironment(env, installation, session.client("datapipeline", config=RETRIES),
@@ -347,9 +347,9 @@ def test_an_unreachable_environment_does_not_stop_the_others(world):
     (world.repo / "reconciler.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     world.commit("prod unreachable")
 
-    def connect(env, installation, environ):
+    def connect(env, installation, environ, **hooks):
         if env.name == "prod":
-            return AwsEnvironment.connect(env, installation, environ={})
+            return AwsEnvironment.connect(env, installation, environ={}, **hooks)
         return world.connect(env, installation, environ)
 
     result = run(world.repo, PassOptions(apply=True), now=NOW, environ=SECRETS, connect=connect)

@@ -87,7 +87,8 @@ def test_a_crash_at_any_call_of_a_replace_never_loses_the_pipeline(endpoint, git
     (old,) = pipelines(endpoint)[("staging", "users")]
     edit(gitrepo, "pipelines/users.yaml", UPSERT, "")  # removing an object: a replace
     crashed = cli(endpoint, "sync", "--once", "--env", "staging", str(gitrepo),
-                  RECONCILER_TEST_KILL_AFTER=crash_after)
+                  RECONCILER_TEST_KILL_AFTER=crash_after,
+                  RECONCILER_LEASE_SECONDS="2")
     assert crashed.code == -signal.SIGKILL, crashed.stdout + crashed.stderr
     found = pipelines(endpoint)
     survivors = found.get(("staging", "users"), [])

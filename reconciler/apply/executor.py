@@ -52,6 +52,9 @@ class ActionResult:
     messages: list[str] = field(default_factory=list)
     seconds: float = 0.0
     pipeline_id: str | None = None
+    # a failure that trying again later can help (throttling, 5xx, no answer), as opposed
+    # to one that needs a change (a definition AWS refuses, denied access)
+    temporary: bool = False
 
     @property
     def failed(self) -> bool:
@@ -80,6 +83,10 @@ class Applier:
     after_call: Callable[[str], None] | None = None  # test hook: crash points
     # the QA runner's driver wheels (file name -> content), uploaded for pipelines running it
     wheelhouse: Callable[[], Mapping[str, bytes]] = dict
+    # why a pipeline must not be applied now (backing off after failures), or None
+    hold: Callable[[str], str | None] = lambda _: None
+    stopping: Callable[[], bool] = lambda: False  # shutting down: start no new action
+    checkpoint: Callable[[], None] = lambda: None  # before each action (renews the lease)
 
     def apply(self, plan: EnvironmentPlan) -> list[ActionResult]:
         results = []
@@ -88,13 +95,24 @@ class Applier:
         for planned in plan.actions:
             if not planned.action.changes_something:
                 continue
+            self.checkpoint()
             started = self.clock()
             result = ActionResult(planned.environment, planned.pipeline, planned.action,
                                   "applied", pipeline_id=planned.live.pipeline_id
                                   if planned.live else None)
+            held = "shutting down" if self.stopping() else self.hold(planned.pipeline)
+            if held is not None:
+                result.outcome = "skipped"
+                result.messages.append(held)
+                results.append(result)
+                continue
             try:
                 getattr(self, f"_{planned.action.value}")(planned, result)
-            except (AwsError, ApplyError) as exc:
+            except AwsError as exc:
+                result.outcome = "failed"
+                result.temporary = exc.temporary
+                result.messages.append(str(exc))
+            except ApplyError as exc:
                 result.outcome = "failed"
                 result.messages.append(str(exc))
             result.seconds = round(self.clock() - started, 3)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import CompileError, Location, Problem
 from ..snapshot import Snapshot
+from .cache import DIRECTORY, file_hash
 from .config import DEFAULT_MAX_SQL_BYTES, EnvConfig
 from .definition import Artifact, Parameter, PipelineObject, QaRunner, Ref, SecretRef
 from .manifest import Manifest
@@ -69,6 +70,7 @@ class PipelineBuilder:
         self.tables: dict[str, TableDefinition] = {}
         self.uses_resource: set[str] = set()
         self.qa_wheelhouse: str | None = None
+        self.reads: dict[str, str] = {}  # every repository file read: path -> file_hash
 
     # -- objects -------------------------------------------------------------------------------
 
@@ -132,12 +134,14 @@ class PipelineBuilder:
         if norm == ".." or norm.startswith("../"):
             raise RepositoryPathError(f"'{path}' points outside the repository")
         if norm in self.snapshot.rejected:
+            self.reads[norm] = file_hash(self.snapshot, norm)
             raise RepositoryPathError(f"'{path}': {self.snapshot.rejected[norm]}")
         return norm
 
     def _content(self, path: str) -> tuple[str, bytes]:
         norm = self.repo_path(path)
         content = self.snapshot.files.get(norm)
+        self.reads[norm] = file_hash(self.snapshot, norm)
         if content is None:
             raise RepositoryPathError(f"'{path}' does not exist in the repository")
         return norm, content
@@ -168,6 +172,9 @@ class PipelineBuilder:
             raise RepositoryPathError(f"'{path}' is the whole repository; name the directory "
                                       "that holds the scripts")
         names = [n for n in self.snapshot.under(norm) if n not in self.snapshot.rejected]
+        self.reads[DIRECTORY + norm] = file_hash(self.snapshot, DIRECTORY + norm)
+        for name in names:
+            self.reads[name] = file_hash(self.snapshot, name)
         if not names:
             raise RepositoryPathError(f"'{path}' is not a directory with files in the "
                                       "repository")

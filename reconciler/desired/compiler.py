@@ -72,10 +72,14 @@ def compile_manifest(
     steps: StepLookup,
     options: CompileOptions,
     problems: list[Problem],
+    reads: dict[str, str] | None = None,
 ) -> CompiledPipeline | None:
-    """Compile one checked manifest for one environment; None (with problems) on errors."""
+    """Compile one checked manifest for one environment; None (with problems) on errors.
+    ``reads`` receives every repository file the build read, with its hash."""
     before = len(problems)
     builder = PipelineBuilder(manifest, config, snapshot, options, problems)
+    if reads is not None:
+        builder.reads = reads
     doc = manifest.document
     try:
         _pipeline_objects(builder)

@@ -13,9 +13,11 @@ from typing import Any
 
 from jsonschema.exceptions import ValidationError
 
+from .. import __version__
 from ..errors import CompileError, Location, Problem
 from ..snapshot import Snapshot
 from .builder import CompileOptions, load_table, too_big_to_parse
+from .cache import CompileCache, digest, file_hash, snapshot_digest
 from .compiler import compile_manifest
 from .config import (
     EnvConfig,
@@ -34,6 +36,7 @@ from .steps.templates import TemplateStep, load_template
 from .yamldoc import YamlDocument
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+ROOT_SETTINGS = "reconciler.yaml"
 
 
 @dataclass
@@ -56,6 +59,7 @@ class ProjectResult:
     settings: Settings | None
     pipelines: list[PipelineResult] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # not tied to one pipeline
+    configs: dict[str, EnvConfig | None] = field(default_factory=dict)  # per environment
 
     def all_problems(self) -> list[Problem]:
         """Every problem once, in file and line order; a problem found while compiling for
@@ -137,8 +141,31 @@ def compile_project(
     plugins: Mapping[str, StepType] | None = None,
     environments: Iterable[str] | None = None,
     manifests: Iterable[str] | None = None,
+    cache: CompileCache | None = None,
 ) -> ProjectResult:
-    """Load, check and compile the repository (optionally only some environments or files)."""
+    """Load, check and compile the repository (optionally only some environments or files).
+    With a ``cache`` (the controller's), an unchanged repository is not compiled again and a
+    changed one recompiles only the pipelines whose inputs changed (``desired.cache``)."""
+    if cache is not None:
+        cache.start_pass()
+        whole = digest(__version__, snapshot_digest(snapshot), repr(options),
+                       repr(sorted(plugins or {})), repr(None if environments is None
+                                                         else list(environments)),
+                       repr(None if manifests is None else list(manifests)))
+        if cache.project is not None and cache.project[0] == whole:
+            result: ProjectResult = cache.project[1]
+            cache.hits = len(result.pipelines)
+            return result
+        result = _compile_project(snapshot, options, plugins, environments, manifests, cache)
+        cache.project = (whole, result)
+        return result
+    return _compile_project(snapshot, options, plugins, environments, manifests, None)
+
+
+def _compile_project(snapshot: Snapshot, options: CompileOptions,
+                     plugins: Mapping[str, StepType] | None,
+                     environments: Iterable[str] | None, manifests: Iterable[str] | None,
+                     cache: CompileCache | None) -> ProjectResult:
     problems: list[Problem] = []
     settings = load_settings(snapshot, problems)
     result = ProjectResult(settings=settings, problems=problems)
@@ -152,6 +179,7 @@ def compile_project(
     config_cache: dict[str, YamlDocument | None] = {}
     configs = {env: load_env_config(snapshot, settings, settings.environments[env], problems,
                                     config_cache) for env in wanted_envs}
+    result.configs = configs
     _check_modes(settings, config_cache, problems)
     for path in snapshot.rejected:
         if path.startswith(settings.pipelines_dir + "/"):
@@ -162,11 +190,12 @@ def compile_project(
     names = _pipeline_names(documents)
     options = replace(options, pipeline_names=_names_in_aws(documents, names, settings,
                                                             configs))
+    builds = _Builds(cache, snapshot, settings, registry, options) if cache is not None else None
     for path in _manifest_selection(snapshot, settings, manifests, problems):
         try:
             result.pipelines.extend(_compile_file(documents[path], settings, path, wanted_envs,
                                                   configs, registry, options, names, snapshot,
-                                                  problems))
+                                                  problems, builds))
         except Exception as exc:  # a bug must cost one manifest, never the whole pass
             problem = Problem(Location(path), f"{path} could not be compiled: "
                               f"{type(exc).__name__}: {exc}", code="internal",
@@ -174,7 +203,37 @@ def compile_project(
                                    "not affected")
             result.pipelines.extend(PipelineResult(path, env, None, None, [problem])
                                     for env in wanted_envs)
+    if builds is not None and manifests is None:
+        builds.forget_the_rest()
     return result
+
+
+class _Builds:
+    """The cache's view for one pass: the key of one manifest's build for one environment."""
+
+    def __init__(self, cache: CompileCache, snapshot: Snapshot, settings: Settings,
+                 registry: StepRegistry, options: CompileOptions):
+        self.cache, self.snapshot = cache, snapshot
+        templates = [file_hash(snapshot, p) for p in snapshot.under(settings.templates_dir)]
+        self.shared = digest(__version__, file_hash(snapshot, ROOT_SETTINGS),
+                             repr(registry.names()), *templates,
+                             repr((options.start_date, options.max_objects,
+                                   options.max_sql_bytes, options.qa_runner)))
+        self.options = options
+        self.settings = settings
+        self.used: list[str] = []
+
+    def key(self, path: str, env: str) -> str:
+        environment = self.settings.environments[env]
+        names = sorted(self.options.pipeline_names.get(env, {}).items())
+        key = digest(self.shared, path, env, file_hash(self.snapshot, path),
+                     file_hash(self.snapshot, environment.config_path),
+                     file_hash(self.snapshot, self.settings.defaults_path), repr(names))
+        self.used.append(key)
+        return key
+
+    def forget_the_rest(self) -> None:
+        self.cache.keep_only(self.used)
 
 
 def _wanted_environments(settings: Settings, environments: Iterable[str] | None,
@@ -327,7 +386,8 @@ def _names_in_aws(documents: Mapping[str, Loaded], names: Mapping[str, str],
 def _compile_file(loaded: Loaded, settings: Settings, path: str, wanted_envs: list[str],
                   configs: Mapping[str, EnvConfig | None], registry: StepRegistry,
                   options: CompileOptions, names: Mapping[str, str], snapshot: Snapshot,
-                  problems: list[Problem]) -> list[PipelineResult]:
+                  problems: list[Problem], builds: _Builds | None = None
+                  ) -> list[PipelineResult]:
     """One manifest for every wanted environment it is deployed to."""
     doc, loaded_problems = loaded
     local = list(loaded_problems)
@@ -352,16 +412,26 @@ def _compile_file(loaded: Loaded, settings: Settings, path: str, wanted_envs: li
     for env in wanted_envs:
         if isinstance(targets, list) and env not in targets:
             continue
+        config = configs.get(env)
+        key = builds.key(path, env) if builds is not None and config is not None \
+            and not local else None
+        if key is not None and builds is not None:
+            cached = builds.cache.get(key, snapshot)
+            if cached is not None:
+                out.append(PipelineResult(path, env, name, cached[0], list(cached[1])))
+                continue
         env_problems = list(local)
         compiled = None
-        config = configs.get(env)
         manifest = parse_manifest(doc, env, registry.validator, registry.names(),
                                   env_problems, _config_steps(config))
         if manifest is not None and config is not None and not local:
             compile_problems: list[Problem] = []
+            reads: dict[str, str] = {}
             compiled = compile_manifest(manifest, config, snapshot, registry.get, options,
-                                        compile_problems)
+                                        compile_problems, reads)
             env_problems.extend(replace(p, environments=(env,)) for p in compile_problems)
+            if key is not None and builds is not None:
+                builds.cache.put(key, reads, (compiled, tuple(env_problems)))
         elif config is None:
             env_problems.append(Problem(doc.locate(()), f"not compiled for {env}: its "
                                         "config has errors", severity="warning",

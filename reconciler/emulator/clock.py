@@ -13,16 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from ..desired.servicemodel import API_QUOTAS
+
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
-# Documented rates and bursts (dp-limits.md, "Web Service Call Limits").
-QUOTAS: dict[str, tuple[float, int]] = {
-    "ActivatePipeline": (1, 100), "CreatePipeline": (1, 100), "DeletePipeline": (1, 100),
-    "DescribeObjects": (2, 100), "DescribePipelines": (1, 100),
-    "GetPipelineDefinition": (1, 100), "ListPipelines": (1, 100),
-    "PutPipelineDefinition": (1, 100), "QueryObjects": (2, 100),
-    "ValidatePipelineDefinition": (1, 100), "SetStatus": (1, 100),
-}
+QUOTAS = API_QUOTAS  # the documented rates and bursts (dp-limits.md)
 
 
 def format_time(value: datetime) -> str:
@@ -70,6 +65,8 @@ class Controls:
 
     offset: timedelta = timedelta(0)
     frozen_at: datetime | None = None
+    speed: float = 1.0  # simulated seconds per real second (a demo's runs finish sooner)
+    speed_from: datetime | None = None  # the real time the speed was set
     outcomes: dict[tuple[str, str], Outcome] = field(default_factory=dict)
     throttling: bool = False
     buckets: dict[str, Bucket] = field(default_factory=dict)
@@ -85,8 +82,22 @@ class Controls:
     # -- clock ----------------------------------------------------------------------------------
 
     def now(self) -> datetime:
-        base = self.frozen_at if self.frozen_at is not None else datetime.now(UTC)
+        if self.frozen_at is not None:
+            base = self.frozen_at
+        else:
+            base = real = datetime.now(UTC)
+            if self.speed_from is not None:
+                base = self.speed_from + (real - self.speed_from) * self.speed
         return (base + self.offset).replace(microsecond=0)
+
+    def set_speed(self, speed: float) -> datetime:
+        """Let the unfrozen clock run ``speed`` times faster than real time from now on."""
+        with self.lock:
+            real = datetime.now(UTC)
+            if self.speed_from is not None:  # keep the simulated time continuous
+                self.offset += (real - self.speed_from) * (self.speed - 1)
+            self.speed, self.speed_from = speed, real
+            return self.now()
 
     def advance(self, seconds: float) -> datetime:
         with self.lock:
@@ -130,6 +141,7 @@ class Controls:
     def reset(self) -> None:
         with self.lock:
             self.offset, self.frozen_at = timedelta(0), None
+            self.speed, self.speed_from = 1.0, None
             self.outcomes.clear()
             self.throttling = False
             self.buckets.clear()

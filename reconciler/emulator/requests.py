@@ -108,7 +108,8 @@ CONTROL_SCHEMAS: dict[str, dict[str, Any]] = {
     "clock": {"type": "object", "additionalProperties": False, "properties": {
         "set": {"type": "string", "pattern": r"^(19[7-9]\d|2\d{3})-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
                                             r"(Z|[+-]\d{2}:\d{2})?$"},
-        "advance_seconds": {"type": "number", "minimum": 0, "maximum": 10 * 365 * 86400}}},
+        "advance_seconds": {"type": "number", "minimum": 0, "maximum": 10 * 365 * 86400},
+        "speed": {"type": "number", "minimum": 1, "maximum": 100_000}}},
     "outcomes": {"type": "object", "additionalProperties": False, "required": ["object_id"],
                  "properties": {
                      "object_id": {"type": "string", "minLength": 1, "maxLength": 256},

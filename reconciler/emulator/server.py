@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from moto.backends import get_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -194,6 +195,8 @@ def control(action: str, body: Any) -> dict[str, Any]:
             CONTROLS.set_time(utc(body["set"]))
         if "advance_seconds" in body:
             CONTROLS.advance(float(body["advance_seconds"]))
+        if "speed" in body:
+            CONTROLS.set_speed(float(body["speed"]))
         return {"now": format_time(CONTROLS.now())}
     if action == "outcomes":
         outcome = Outcome(**{k: body[k] for k in ("fail_times", "always_fail",
@@ -217,6 +220,8 @@ def control(action: str, body: Any) -> dict[str, Any]:
         for backend in all_backends():
             backend.store.clear()
             backend.by_token.clear()
+        for service in ("s3", "sns"):  # the buckets and topics too
+            get_backend(service).reset()
         return {"reset": True}
     raise ControlError(f"unknown control action '{action}'")  # check_control refused it
 
@@ -226,6 +231,9 @@ _embedded_lock = threading.Lock()
 
 
 STATE_VARIABLE = "RECONCILER_EMBEDDED_STATE"
+# simulated seconds per real second of the embedded service's clock (make run: runs finish
+# in minutes instead of days)
+SPEED_VARIABLE = "RECONCILER_EMBEDDED_SPEED"
 
 
 def embedded_endpoint(state_file: str | None = None) -> str:
@@ -239,5 +247,8 @@ def embedded_endpoint(state_file: str | None = None) -> str:
             state_file = state_file or os.environ.get(STATE_VARIABLE) or None
             server = EmulatorServer(port=0, state_file=state_file)
             server.start()
+            speed = os.environ.get(SPEED_VARIABLE)
+            if speed:
+                control("clock", {"speed": float(speed)})
             _embedded = server
         return _embedded.endpoint

@@ -17,7 +17,9 @@ from datetime import datetime
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
+from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..desired.config import Environment
@@ -29,15 +31,13 @@ from .model import (
     LivePipeline,
     LiveState,
 )
+from .pacing import THROTTLING, Pacer, RequestHook, attach
 
 EMBEDDED = "embedded"
 RETRIES = Config(retries={"mode": "adaptive", "max_attempts": 8},
                  connect_timeout=10, read_timeout=60)
 NOT_THERE = ("PipelineNotFoundException", "PipelineDeletedException")
 
-
-THROTTLING = frozenset({"ThrottlingException", "Throttling", "RequestLimitExceeded",
-                        "TooManyRequestsException", "SlowDown", "RequestThrottled"})
 
 
 class AwsError(ReconcilerError):
@@ -70,14 +70,52 @@ def call(client: Any, operation: str, **kwargs: Any) -> Any:
                        400 if type(exc).__name__ == "ParamValidationError" else None) from None
 
 
+def _assumed_role_session(base: Any, env: Environment, region: str, endpoint: str | None
+                          ) -> Any:
+    """A session whose credentials are ``env.role_arn`` assumed, refreshed by botocore before
+    they expire. The role is assumed at once, so a role that cannot be assumed is an error
+    of this environment now, not of some later call."""
+    source = base.get_credentials()
+    if source is None:
+        raise AwsError("AssumeRole", "NoCredentialsError", "no credentials to assume "
+                       f"{env.role_arn} with", None)
+
+    def create_client(service: str, **kwargs: Any) -> Any:
+        return base._session.create_client(service, endpoint_url=endpoint, region_name=region,
+                                           **kwargs)
+
+    fetcher = AssumeRoleCredentialFetcher(
+        create_client, source, env.role_arn,
+        extra_args={"RoleSessionName": f"dataduct-reconciler-{env.name}"})
+    try:
+        fetcher.fetch_credentials()
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise AwsError("AssumeRole", str(error.get("Code") or "Unknown"),
+                       str(error.get("Message") or exc),
+                       exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")) from None
+    except BotoCoreError as exc:
+        raise AwsError("AssumeRole", type(exc).__name__, str(exc), None) from None
+    credentials = DeferredRefreshableCredentials(refresh_using=fetcher.fetch_credentials,
+                                                 method="assume-role")
+    core = botocore.session.Session()
+    core._credentials = credentials
+    return boto3.session.Session(botocore_session=core, region_name=region)
+
+
 def endpoint_for(env: Environment, environ: Mapping[str, str]) -> str | None:
     """AWS_ENDPOINT_URL wins (it aims everything at one endpoint, a running emulator for
     instance); ``embedded`` starts the built-in service in this process."""
     if environ.get("AWS_ENDPOINT_URL"):
         return environ["AWS_ENDPOINT_URL"]
     if env.endpoint_url == EMBEDDED:
-        from ..emulator.server import STATE_VARIABLE, embedded_endpoint
-
+        try:
+            from ..emulator.server import STATE_VARIABLE, embedded_endpoint
+        except ImportError as exc:
+            raise AwsError("Connect", "EmbeddedServiceMissing",
+                           f"environment {env.name} uses endpoint_url: embedded, which needs "
+                           "the embedded extra (moto): pip install "
+                           f"'dataduct-reconciler[embedded]' ({exc})", 400) from None
         return embedded_endpoint(environ.get(STATE_VARIABLE))
     return env.endpoint_url
 
@@ -93,7 +131,13 @@ class AwsEnvironment:
 
     @classmethod
     def connect(cls, env: Environment, installation: str,
-                environ: Mapping[str, str] | None = None) -> AwsEnvironment:
+                environ: Mapping[str, str] | None = None, *, pacer: Pacer | None = None,
+                on_request: RequestHook | None = None, config: Config = RETRIES
+                ) -> AwsEnvironment:
+        """Clients for ``env``: its endpoint and region, its role assumed with credentials
+        that refresh themselves before they expire (a controller runs for months; an assumed
+        role lasts an hour), every Data Pipeline call paced by ``pacer`` and every attempt
+        reported to ``on_request``."""
         environ = os.environ if environ is None else environ
         endpoint = endpoint_for(env, environ)
         region = env.region or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -102,16 +146,13 @@ class AwsEnvironment:
             session = boto3.session.Session(region_name=region, aws_access_key_id="testing",
                                             aws_secret_access_key="testing")
         if env.role_arn:
-            sts = session.client("sts", endpoint_url=endpoint, config=RETRIES)
-            creds = call(sts, "assume_role", RoleArn=env.role_arn,
-                         RoleSessionName=f"dataduct-reconciler-{env.name}")["Credentials"]
-            session = boto3.session.Session(
-                region_name=region, aws_access_key_id=creds["AccessKeyId"],
-                aws_secret_access_key=creds["SecretAccessKey"],
-                aws_session_token=creds["SessionToken"])
-        return cls(env, installation,
-                   session.client("datapipeline", endpoint_url=endpoint, config=RETRIES),
-                   session.client("s3", endpoint_url=endpoint, config=RETRIES))
+            session = _assumed_role_session(session, env, region, endpoint)
+        scope = f"{endpoint or 'aws'}|{region}|{env.role_arn or 'default credentials'}"
+        datapipeline = session.client("datapipeline", endpoint_url=endpoint, config=config)
+        s3 = session.client("s3", endpoint_url=endpoint, config=config)
+        attach(datapipeline, pacer=pacer, scope=scope, on_request=on_request)
+        attach(s3, pacer=None, scope=scope, on_request=on_request)
+        return cls(env, installation, datapipeline, s3)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -262,7 +303,46 @@ class AwsEnvironment:
         try:
             call(self.s3, "put_object", Bucket=bucket, Key=key, Body=content)
         except AwsError as exc:
-            if exc.code != "NoSuchBucket" or self.env.endpoint_url != EMBEDDED:
+            if exc.code != "NoSuchBucket" or not self.create_embedded_bucket(bucket):
                 raise
-            call(self.s3, "create_bucket", Bucket=bucket)
             call(self.s3, "put_object", Bucket=bucket, Key=key, Body=content)
+
+    def create_embedded_bucket(self, bucket: str) -> bool:
+        """Create a bucket on the embedded service (which starts with none); False against
+        AWS, where a missing bucket is the user's to create."""
+        if self.env.endpoint_url != EMBEDDED:
+            return False
+        call(self.s3, "create_bucket", Bucket=bucket)
+        return True
+
+    def instances(self, pipeline_id: str, scheduled_since: str | None
+                  ) -> list[dict[str, Any]]:
+        """The instances scheduled at or after ``scheduled_since`` (the service's
+        ``2015-04-07T16:05:58`` form; None: all), each as ``{"id", "name", "fields"}`` with
+        its string and reference fields in one mapping."""
+        query = None
+        if scheduled_since:
+            query = {"selectors": [{"fieldName": "@scheduledStartTime",
+                                    "operator": {"type": "GE", "values": [scheduled_since]}}]}
+        found: list[dict[str, Any]] = []
+        marker = None
+        while True:
+            kwargs: dict[str, Any] = {"pipelineId": pipeline_id, "sphere": "INSTANCE",
+                                      "limit": 100}
+            if query:
+                kwargs["query"] = query
+            if marker:
+                kwargs["marker"] = marker
+            page = self._call("query_objects", **kwargs)
+            ids = page.get("ids", [])
+            for start in range(0, len(ids), 25):
+                described = self._call("describe_objects", pipelineId=pipeline_id,
+                                       objectIds=ids[start:start + 25])
+                for obj in described.get("pipelineObjects", []):
+                    found.append({"id": obj["id"], "name": obj.get("name"),
+                                  "fields": {f["key"]: f.get("stringValue", f.get("refValue"))
+                                             for f in obj.get("fields", [])}})
+            if not page.get("hasMoreResults"):
+                break
+            marker = page["marker"]
+        return found

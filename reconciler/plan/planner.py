@@ -59,6 +59,7 @@ class PlannedAction:
     secrets_digest: str | None = None
     repair: bool = False  # removes a duplicate: not pruning, never counted as one
     warnings: tuple[str, ...] = ()
+    drift: bool = False  # the live pipeline was changed outside git
 
 
 @dataclass
@@ -270,9 +271,11 @@ class _Context:
             return self.act(Action.UPDATE, "a secret's value changed" if secrets_changed else
                             "definition applied but not recorded; finishing the apply")
         if same_digest and not self.policy.self_heal:
-            return self.block(Action.UPDATE, f"changed outside git ({len(changes)} change(s)); "
-                              "set policy.self_heal: true to revert such edits", changes)
-        return self.changed(definition, target, changes, same_digest)
+            return replace(self.block(Action.UPDATE, f"changed outside git ({len(changes)} "
+                                      "change(s)); set policy.self_heal: true to revert such "
+                                      "edits", changes), drift=True)
+        planned = self.changed(definition, target, changes, same_digest)
+        return replace(planned, drift=True) if same_digest else planned
 
     def in_sync(self, reason: str) -> PlannedAction:
         state = self.current.state if self.current else ""
@@ -281,11 +284,11 @@ class _Context:
                             "activated (an apply did not finish)")
         if state == "INACTIVE":
             if self.policy.self_heal:
-                return self.act(Action.ACTIVATE, "deactivated outside git; self_heal "
-                                "re-activates it")
-            return self.block(Action.ACTIVATE, "deactivated outside git; set "
-                              "policy.self_heal: true to re-activate it, or suspend: true in "
-                              "the manifest to keep it deactivated")
+                return replace(self.act(Action.ACTIVATE, "deactivated outside git; self_heal "
+                                        "re-activates it"), drift=True)
+            return replace(self.block(Action.ACTIVATE, "deactivated outside git; set "
+                                      "policy.self_heal: true to re-activate it, or suspend: "
+                                      "true in the manifest to keep it deactivated"), drift=True)
         return self.act(Action.NOOP, reason)
 
     def suspended(self) -> PlannedAction:

@@ -5,7 +5,7 @@ revisions relate."""
 from __future__ import annotations
 
 from .files import DEFAULT_MAX_FILE_BYTES, ROOT_MARKER, find_root, read_snapshot
-from .git import GitState, git_state, revision_relation
+from .git import GitState, SourceRead, git_state, read_checkout, revision_relation
 
-__all__ = ["DEFAULT_MAX_FILE_BYTES", "ROOT_MARKER", "GitState", "find_root", "git_state",
-           "read_snapshot", "revision_relation"]
+__all__ = ["DEFAULT_MAX_FILE_BYTES", "ROOT_MARKER", "GitState", "SourceRead", "find_root",
+           "git_state", "read_checkout", "read_snapshot", "revision_relation"]

@@ -11,7 +11,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-from ..snapshot import Relation
+from ..snapshot import Relation, Snapshot
 
 UNVERSIONED = "unversioned"
 DIRTY_SUFFIX = "-dirty"
@@ -72,3 +72,23 @@ def revision_relation(root: str | os.PathLike[str], ours: str, running: str) -> 
     except (OSError, subprocess.SubprocessError):
         return Relation.UNKNOWN
     return Relation.UNRELATED
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    """A manifests repository read at one revision: its files, what git says about them, and
+    the git repository to ask how revisions relate (the checkout, or the controller's clone)."""
+
+    snapshot: Snapshot
+    git: GitState
+    repository: str
+
+
+def read_checkout(root: str | os.PathLike[str]) -> SourceRead:
+    """A directory as it is now: its git state first, then its files (a checkout that changes
+    in between is read as dirty by the next pass, never as a commit it is not)."""
+    from .files import read_snapshot
+
+    state = git_state(root)
+    snapshot = read_snapshot(root, revision=state.revision)
+    return SourceRead(snapshot, state, snapshot.root)

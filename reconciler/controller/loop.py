@@ -1,0 +1,283 @@
+"""The controller: a level-triggered loop from the manifests repository to every environment.
+
+Each pass reads the newest revision (or keeps the last good one when the source fails, and
+says so), plans every environment and applies what differs, except pipelines that are backing
+off after failures (``status``). A pass starts every ``interval`` seconds (with jitter, so
+controllers of many installations do not beat together) or at once when a webhook arrives;
+webhooks that arrive during a pass make one more pass, not one each.
+
+Everything the loop keeps between passes is here, in one object: the engine's
+:class:`~reconciler.engine.PassContext` (AWS clients, pacing, drift ledger, compile cache,
+leases), the metrics, the run observer, the status and the log redactor.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any, Protocol
+
+import structlog
+
+from ..apply.executor import ActionResult
+from ..desired.cache import CompileCache
+from ..engine import Connect, Events, PassContext, PassOptions, Run, run_pass
+from ..live.aws import AwsEnvironment
+from ..live.pacing import Pacer, is_throttle
+from ..observe import Metrics, RunObserver
+from ..plan.planner import Action, EnvironmentPlan, PlannedAction
+from ..source import SourceRead
+from .logs import Redactor
+from .source import SourceError
+from .status import Backoff, Status
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    interval: float = 60.0  # seconds between passes
+    jitter: float = 0.1  # +/- this share of the interval
+    environments: tuple[str, ...] = ()  # default: every environment of reconciler.yaml
+    allow_rollback: bool = False
+    backoff: Backoff = field(default_factory=Backoff)
+    lease_seconds: float = 300.0
+    runs_budget: int = 20  # pipelines whose runs are read per pass and environment
+
+
+class Source(Protocol):
+    """What a source of the repository offers (controller.source)."""
+
+    def describe(self) -> str: ...
+
+    def read(self) -> SourceRead: ...
+
+
+class ControllerEvents(Events):
+    """The engine's events, logged once each and counted."""
+
+    def __init__(self, controller: Controller):
+        super().__init__(controller.log)
+        self.controller = controller
+
+    def planned(self, env: str, plan: EnvironmentPlan, revision: str) -> None:
+        if plan.has_changes or plan.errors:  # an unchanged environment is not news
+            super().planned(env, plan, revision)
+
+    def applied(self, env: str, result: ActionResult, revision: str) -> None:
+        super().applied(env, result, revision)
+        self.controller.metrics.sync_actions.labels(env, result.action.value,
+                                                    result.outcome).inc()
+
+    def aws_request(self, env: str, operation: str, code: str) -> None:
+        metrics = self.controller.metrics
+        metrics.aws_requests.labels(env, operation, code).inc()
+        if is_throttle(code):
+            metrics.aws_throttles.labels(env, operation).inc()
+
+    def secrets(self, values: list[str]) -> None:
+        self.controller.redactor.add(values)
+
+
+class Controller:
+    def __init__(self, source: Source, config: ControllerConfig | None = None, *,
+                 environ: Mapping[str, str] | None = None,
+                 connect: Connect = AwsEnvironment.connect,
+                 wall: Callable[[], datetime],
+                 redactor: Redactor | None = None):
+        self.source, self.config = source, config or ControllerConfig()
+        self.environ = environ
+        self.connect, self.wall = connect, wall
+        self.redactor = redactor or Redactor()
+        self.log = structlog.get_logger("reconciler.controller")
+        self.metrics = Metrics()
+        self.observer = RunObserver(self.metrics, self.config.runs_budget)
+        self.status = Status(source.describe(), self.config.backoff, wall)
+        self.revision = ""
+        self.last_read: SourceRead | None = None
+        self.started = wall()
+        self.passes = 0
+        self.trigger = threading.Event()
+        self.stopping = threading.Event()
+        self._drifted: set[tuple[str, str]] = set()
+        self._logged_problems: set[tuple] = set()
+        self.context = PassContext(
+            events=ControllerEvents(self), compile_cache=CompileCache(), pacer=Pacer(),
+            reuse_clients=True, hold=lambda env, name: self.status.hold(env, name,
+                                                                         self.revision),
+            stopping=self.stopping.is_set, lease_seconds=self.config.lease_seconds,
+            keep_leases=True, all_leases_or_none=True, wall_clock=wall)
+
+    # -- one pass -----------------------------------------------------------------------------
+
+    def run_once(self) -> Run | None:
+        """One pass: read the source (or keep the last good revision), plan, apply, observe."""
+        now = self.wall()
+        self.status.last_pass_started = now
+        self.passes += 1
+        read = self._read_source(now)
+        if read is None:
+            return None
+        self.revision = read.git.revision
+        options = PassOptions(environments=self.config.environments, apply=True,
+                              allow_rollback=self.config.allow_rollback)
+        result = run_pass(read, options, now=now, environ=self.environ, connect=self.connect,
+                          context=self.context)
+        self._record(result, now)
+        return result
+
+    def _read_source(self, now: datetime) -> SourceRead | None:
+        source = self.status.source
+        try:
+            read = self.source.read()
+        except SourceError as exc:
+            self.metrics.source_errors.inc()
+            if source.error != str(exc):
+                self.log.error("source failed; keeping the last good revision",
+                               error=str(exc), revision=source.revision)
+            source.stale, source.error = True, str(exc)
+            return self.last_read
+        if source.revision != read.git.revision:
+            self.log.info("source revision", revision=read.git.revision,
+                          previous=source.revision)
+        self.last_read = read
+        source.revision, source.stale, source.error = read.git.revision, False, None
+        source.last_success = now
+        self.metrics.set_revision(read.git.revision)
+        self.metrics.source_last_success.set(now.timestamp())
+        return read
+
+    def _record(self, result: Run, now: datetime) -> None:
+        self._log_problems(result)
+        for env_run in result.wanted:
+            name = env_run.environment
+            env_status = self.status.environment(name)
+            env_status.error, env_status.waiting = env_run.error, env_run.waiting
+            plan = env_run.plan
+            failed = bool(env_run.error or any(r.failed for r in env_run.results) or (
+                plan is not None and (plan.errors or any(a.action is Action.UNKNOWN
+                                                         for a in plan.actions))))
+            outcome = "waiting" if env_run.waiting else "failure" if failed else "success"
+            self.metrics.reconcile_duration.labels(name).observe(env_run.seconds)
+            self.metrics.reconcile_total.labels(name, outcome).inc()
+            if env_run.error:
+                self.status.ready_environments.discard(name)
+                continue
+            self.status.ready_environments.add(name)
+            if env_run.plan is None:
+                continue
+            results = {r.pipeline: r for r in env_run.results}
+            for item in env_run.results:
+                self.status.record_result(item, result.revision)
+            self._observe_runs(name, env_run, now)
+            self.status.record_plan(name, env_run.plan.actions, results,
+                                    partial(self._health, name, results=results))
+            self.metrics.set_pipelines(name, [(p.pipeline, p.sync_status, p.health_status)
+                                              for p in env_status.pipelines.values()])
+            self._count_drift(name, env_run.plan)
+
+    def _observe_runs(self, env: str, env_run: Any, now: datetime) -> None:
+        aws = self.context.clients.get(env)
+        if aws is None or env_run.live is None or env_run.desired is None:
+            return
+        activities = {p.name: [o.id for o in p.objects if (o.type or "").endswith("Activity")]
+                      for p in env_run.desired.pipelines}
+        try:
+            self.observer.observe(env, aws, env_run.live, activities, now,
+                                  interrupted=lambda: self.trigger.is_set()
+                                  or self.stopping.is_set())
+        except Exception as exc:  # reading runs must never stop the loop; it is reported
+            self.log.error("reading pipeline runs failed", env=env, error=str(exc))
+
+    def _health(self, env: str, planned: PlannedAction, *,
+                results: Mapping[str, ActionResult]) -> str:
+        if planned.action is Action.UNKNOWN:
+            return "Unknown"
+        result = results.get(planned.pipeline)
+        live = planned.live
+        if live is None:
+            if result is not None and result.outcome == "applied":
+                return "Progressing"
+            return "Missing" if planned.desired is not None else "Unknown"
+        if live.state in ("PENDING", "ACTIVATING", "DEACTIVATING") or (
+                result is not None and result.outcome == "applied"
+                and planned.action is not Action.DELETE):
+            return "Progressing"
+        summary = self.observer.summaries.get((env, planned.pipeline))
+        if live.fields.get("@healthStatus") == "ERROR" or (summary and summary.failed_latest):
+            return "Degraded"
+        return "Healthy"
+
+    def _count_drift(self, env: str, plan: EnvironmentPlan) -> None:
+        drifted = {(env, a.pipeline) for a in plan.actions if a.drift}
+        for key in drifted - self._drifted:
+            self.metrics.drift_detected.labels(env).inc()
+            self.log.warning("drift detected", env=env, pipeline=key[1])
+        self._drifted = {k for k in self._drifted if k[0] != env} | drifted
+
+    def _log_problems(self, result: Run) -> None:
+        current = set()
+        for problem in result.problems:
+            if problem.severity != "error":
+                continue
+            key = (problem.location.file, problem.location.line, problem.message)
+            current.add(key)
+            if key not in self._logged_problems:
+                self.log.error("manifest problem", revision=result.revision,
+                               file=problem.location.file, line=problem.location.line,
+                               error=problem.message)
+        self._logged_problems = current
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def request_pass(self) -> None:
+        """A webhook: start a pass now (one more, however many arrive meanwhile)."""
+        self.trigger.set()
+
+    def next_wait(self) -> float:
+        spread = self.config.interval * self.config.jitter
+        return max(0.0, self.config.interval + random.uniform(-spread, spread))
+
+    def loop(self) -> None:
+        """Passes until :meth:`stop`; never raises (a failed pass is logged and retried)."""
+        while not self.stopping.is_set():
+            self.trigger.clear()
+            try:
+                self.run_once()
+            except Exception as exc:  # a bug must not stop the controller; it is reported
+                self.log.exception("pass failed", error=str(exc))
+            if self.stopping.is_set():
+                break
+            self.trigger.wait(self.next_wait())
+        self.context.release_leases()
+        self.log.info("stopped", passes=self.passes)
+
+    def stop(self) -> None:
+        """Start no new action; the loop finishes the action in flight and releases its
+        leases."""
+        self.stopping.set()
+        self.trigger.set()
+
+    # -- probes ---------------------------------------------------------------------------------
+
+    def healthy(self) -> tuple[bool, str]:
+        """A pass started within 3 intervals (or the controller is younger than that)."""
+        limit = 3 * self.config.interval
+        last = self.status.last_pass_started or self.started
+        age = (self.wall() - last).total_seconds()
+        return age <= limit, f"last pass started {age:.0f} s ago (limit {limit:.0f} s)"
+
+    def ready(self) -> tuple[bool, str]:
+        """A revision was read and every environment's endpoint answered its last pass."""
+        if self.last_read is None:
+            return False, f"no revision read yet from {self.status.source.location}"
+        wanted = set(self.config.environments) or set(self.status.environments)
+        missing = sorted(wanted - self.status.ready_environments)
+        if not self.status.environments or missing:
+            return False, f"environments not answering: {', '.join(missing) or 'all'}"
+        if self.status.source.stale:
+            return False, (f"source stale ({self.status.source.error}); keeping revision "
+                           f"{self.status.source.revision}")
+        return True, f"revision {self.status.source.revision}"

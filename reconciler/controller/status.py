@@ -1,0 +1,172 @@
+"""What the controller knows of each pipeline between passes: its sync and health status,
+its failures and when it is retried (exponential backoff, Stalled after too many), and the
+source's freshness. ``/status`` serves it as JSON and ``reconciler status`` prints it.
+
+Failures are classified as kopf classifies errors: a temporary one (throttling, a 5xx answer,
+no answer) is retried after the backoff; a permanent one (a definition AWS refuses, denied
+access) is not retried until the revision changes. Either way the next attempt uses the
+newest revision, never the one that failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..apply.executor import ActionResult
+from ..plan.planner import Action, PlannedAction
+
+SYNC_STATUSES = ("Synced", "OutOfSync", "Unknown", "Suspended", "Stalled")
+HEALTH_STATUSES = ("Healthy", "Progressing", "Degraded", "Missing", "Unknown")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base: float = 30.0
+    factor: float = 2.0
+    cap: float = 1800.0
+    stall_after: int = 5  # consecutive failures before a pipeline is reported Stalled
+
+    def delay(self, failures: int) -> float:
+        return min(self.cap, self.base * self.factor ** max(0, failures - 1))
+
+
+@dataclass
+class PipelineStatus:
+    environment: str
+    pipeline: str
+    sync_status: str = "Unknown"
+    health_status: str = "Unknown"
+    reason: str = ""
+    last_applied_revision: str | None = None
+    last_error: str | None = None
+    failures: int = 0
+    next_retry: datetime | None = None
+    permanent_until_revision_changes: str | None = None  # the revision that failed for good
+
+    @property
+    def stalled(self) -> bool:
+        return self.sync_status == "Stalled"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pipeline": self.pipeline, "sync_status": self.sync_status,
+                "health_status": self.health_status, "reason": self.reason,
+                "last_applied_revision": self.last_applied_revision,
+                "last_error": self.last_error, "failures": self.failures,
+                "next_retry": self.next_retry.isoformat() if self.next_retry else None}
+
+
+@dataclass
+class EnvironmentStatus:
+    name: str
+    error: str | None = None
+    waiting: str | None = None  # another writer holds the lease
+    last_pass: datetime | None = None
+    pipelines: dict[str, PipelineStatus] = field(default_factory=dict)
+
+
+@dataclass
+class SourceStatus:
+    location: str
+    revision: str | None = None
+    stale: bool = False
+    error: str | None = None
+    last_success: datetime | None = None
+
+
+class Status:
+    """Per environment and pipeline, what /status shows; also the backoff decisions."""
+
+    def __init__(self, source: str, backoff: Backoff, now: Callable[[], datetime]):
+        self.source = SourceStatus(source)
+        self.backoff, self.now = backoff, now
+        self.environments: dict[str, EnvironmentStatus] = {}
+        self.last_pass_started: datetime | None = None
+        self.ready_environments: set[str] = set()
+
+    def environment(self, env: str) -> EnvironmentStatus:
+        return self.environments.setdefault(env, EnvironmentStatus(env))
+
+    def pipeline(self, env: str, name: str) -> PipelineStatus:
+        return self.environment(env).pipelines.setdefault(name, PipelineStatus(env, name))
+
+    # -- backoff --------------------------------------------------------------------------------
+
+    def hold(self, env: str, name: str, revision: str) -> str | None:
+        """Why ``name`` must not be applied in this pass, or None."""
+        known = self.environments.get(env)
+        state = known.pipelines.get(name) if known else None
+        if state is None or not state.failures:
+            return None
+        if state.permanent_until_revision_changes == revision:
+            return (f"failed at this revision and the error needs a change ({state.last_error}"
+                    "); waiting for a new revision")
+        if state.next_retry is not None and self.now() < state.next_retry:
+            return (f"backing off after {state.failures} failure(s); next try at "
+                    f"{state.next_retry.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+        return None
+
+    def record_result(self, result: ActionResult, revision: str) -> None:
+        state = self.pipeline(result.environment, result.pipeline)
+        if result.outcome == "applied":
+            state.failures, state.next_retry, state.last_error = 0, None, None
+            state.permanent_until_revision_changes = None
+            state.last_applied_revision = revision
+        elif result.failed:
+            state.failures += 1
+            state.last_error = result.messages[-1] if result.messages else "failed"
+            state.next_retry = self.now() + timedelta(seconds=self.backoff.delay(
+                state.failures))
+            state.permanent_until_revision_changes = None if result.temporary else revision
+
+    # -- statuses -------------------------------------------------------------------------------
+
+    def record_plan(self, env: str, actions: list[PlannedAction],
+                    results: dict[str, ActionResult], health: Callable[[PlannedAction], str]
+                    ) -> None:
+        environment = self.environment(env)
+        environment.last_pass = self.now()
+        seen = set()
+        for planned in actions:
+            seen.add(planned.pipeline)
+            state = self.pipeline(env, planned.pipeline)
+            result = results.get(planned.pipeline)
+            state.reason = planned.reason
+            state.sync_status = _sync_status(planned, result)
+            if state.failures >= self.backoff.stall_after:
+                state.sync_status = "Stalled"
+            state.health_status = health(planned)
+        for name in [n for n in environment.pipelines if n not in seen]:
+            del environment.pipelines[name]
+
+    def to_json(self) -> dict[str, Any]:
+        source = self.source
+        return {
+            "source": {"location": source.location, "revision": source.revision,
+                       "stale": source.stale, "error": source.error,
+                       "last_success": source.last_success.isoformat()
+                       if source.last_success else None},
+            "last_pass_started": self.last_pass_started.isoformat()
+            if self.last_pass_started else None,
+            "environments": {
+                name: {"error": env.error, "waiting": env.waiting,
+                       "last_pass": env.last_pass.isoformat() if env.last_pass else None,
+                       "pipelines": [p.to_json() for _, p in sorted(env.pipelines.items())]}
+                for name, env in sorted(self.environments.items())},
+        }
+
+
+def _sync_status(planned: PlannedAction, result: ActionResult | None) -> str:
+    if planned.action is Action.UNKNOWN:
+        return "Unknown"
+    if result is not None:
+        if result.outcome == "applied":
+            return "Suspended" if planned.action is Action.DEACTIVATE else "Synced"
+        return "OutOfSync"
+    if planned.action is Action.NOOP:
+        if planned.desired is not None and planned.desired.suspend:
+            return "Suspended"
+        return "Synced"
+    return "OutOfSync"

@@ -1,0 +1,629 @@
+"""The controller against real components: a git repository in a temp dir that it follows,
+its HTTP server on 127.0.0.1, the embedded AWS as a server, and (for metrics) promtool."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from reconciler import emulator
+from reconciler.controller import (
+    Backoff,
+    Controller,
+    ControllerConfig,
+    ControllerServer,
+    GitSource,
+    Redactor,
+    configure_logging,
+    signature_ok,
+)
+from reconciler.emulator.server import control
+from reconciler.live.aws import AwsEnvironment
+from reconciler.live.pacing import Pacer
+
+from .conftest import MANIFESTS, require_tool
+
+SECRETS = {"MAESTRO_PASSWORD": "ctl-maestro-s3cr3t", "REDSHIFT_PASSWORD": "ctl-redshift-s3cr3t",
+           "POSTGRES_PASSWORD": "ctl-postgres-s3cr3t",
+           "RECONCILER_SECRETS_KEY": "ctl-installation-key"}
+WEBHOOK_SECRET = b"webhook-shared-secret"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+class Remote:
+    """The manifests repository the controller follows, with commits made by the test."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        shutil.copytree(MANIFESTS, path, ignore=shutil.ignore_patterns(".reconciler"))
+        git(path, "init", "-q", "-b", "main")
+        git(path, "config", "user.email", "ci@example.com")
+        git(path, "config", "user.name", "CI")
+        self.commit("initial")
+
+    def commit(self, message: str) -> str:
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "--allow-empty", "-m", message)
+        return git(self.path, "rev-parse", "HEAD")
+
+    def edit(self, path: str, old: str, new: str) -> str:
+        target = self.path / path
+        text = target.read_text()
+        assert old in text, (path, old)
+        target.write_text(text.replace(old, new))
+        return self.commit(f"edit {path}")
+
+
+@pytest.fixture
+def remote(tmp_path):
+    return Remote(tmp_path / "remote")
+
+
+def make_controller(remote: Remote, endpoint: str, tmp_path: Path, name: str = "a",
+                    wall=None, connect=AwsEnvironment.connect, **config) -> Controller:
+    environ = {**SECRETS, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    source = GitSource(str(remote.path), "main", tmp_path / f"cache-{name}")
+    settings = {"interval": 300.0, "backoff": Backoff(base=60, factor=2, cap=600,
+                                                      stall_after=3), **config}
+    return Controller(source, ControllerConfig(**settings), environ=environ,
+                      wall=wall or emulator.CONTROLS.now, connect=connect)
+
+
+def datapipeline(endpoint: str):
+    return boto3.client("datapipeline", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def managed(endpoint: str) -> dict[tuple[str, str], list[dict]]:
+    """(environment, pipeline) -> the live pipelines' descriptions."""
+    client = datapipeline(endpoint)
+    ids = [p["id"] for p in client.list_pipelines()["pipelineIdList"]]
+    found: dict[tuple[str, str], list[dict]] = {}
+    for start in range(0, len(ids), 25):
+        for desc in client.describe_pipelines(pipelineIds=ids[start:start + 25])[
+                "pipelineDescriptionList"]:
+            tags = {t["key"]: t["value"] for t in desc["tags"]}
+            fields = {f["key"]: f.get("stringValue") for f in desc["fields"]}
+            if fields.get("@pipelineState") == "DELETED":
+                continue
+            key = (tags.get("dataduct-reconciler/environment"),
+                   tags.get("dataduct-reconciler/pipeline"))
+            found.setdefault(key, []).append({"id": desc["pipelineId"], "tags": tags,
+                                              "fields": fields})
+    return found
+
+
+def revision_of(endpoint: str, env: str, pipeline: str) -> str:
+    (only,) = managed(endpoint)[(env, pipeline)]
+    return only["tags"]["dataduct-reconciler/revision"]
+
+
+def scrape(controller: Controller) -> str:
+    return controller.metrics.exposition().decode()
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one series of an exposition (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        series, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in series for k, v in labels.items()):
+            return float(value)
+    return 0.0
+
+
+def http(url: str, data: bytes | None = None, headers: dict | None = None):
+    request = urllib.request.Request(url, data=data, headers=headers or {},
+                                     method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return bool(condition())
+
+
+# -- a commit, a webhook ---------------------------------------------------------------------------
+
+
+def test_a_commit_is_applied_by_the_next_pass(emulator_server, remote, tmp_path):
+    endpoint = emulator_server.endpoint
+    controller = make_controller(remote, endpoint, tmp_path)
+    first = controller.run_once()
+    assert first is not None and not first.failed, first.problems
+    found = managed(endpoint)
+    assert set(found) == {(e, p) for e in ("staging", "prod")
+                          for p in ("users", "discussion_votes")}
+    commit = remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 0"')
+    controller.run_once()
+    assert revision_of(endpoint, "staging", "users") == commit
+    assert revision_of(endpoint, "prod", "users") == commit
+    status = controller.status.to_json()
+    assert status["source"]["revision"] == commit
+    users = {p["pipeline"]: p for p in status["environments"]["prod"]["pipelines"]}["users"]
+    assert (users["sync_status"], users["last_applied_revision"]) == ("Synced", commit)
+    text = scrape(controller)
+    assert sample(text, "dataduct_source_revision_info", revision=commit) == 1
+    assert sample(text, "dataduct_sync_actions_total", env="prod", action="update",
+                  result="applied") == 1
+    # a pass with no commit compiles nothing; a one-file commit recompiles that pipeline
+    controller.run_once()
+    cache = controller.context.compile_cache
+    assert cache is not None and cache.misses == 0
+    remote.edit("pipelines/discussion_votes.yaml", "num_instances: 20", "num_instances: 10")
+    controller.run_once()
+    assert (cache.misses, cache.hits) == (2, 2)
+
+
+def test_a_signed_webhook_applies_a_change_within_seconds_and_an_unsigned_one_nothing(
+        emulator_server, remote, tmp_path):
+    endpoint = emulator_server.endpoint
+    controller = make_controller(remote, endpoint, tmp_path)
+    server = ControllerServer(controller, "127.0.0.1", 0, WEBHOOK_SECRET)
+    server.start()
+    worker = threading.Thread(target=controller.loop)
+    worker.start()
+    try:
+        assert wait_until(lambda: controller.passes >= 1 and ("prod", "users") in
+                          managed(endpoint), 30)
+        commit = remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 1"')
+        body = json.dumps({"ref": "refs/heads/main", "after": commit}).encode()
+        unsigned = http(f"{server.address}/webhook", body,
+                        {"X-GitHub-Event": "push", "Content-Type": "application/json"})
+        assert unsigned[0] == 401
+        forged = http(f"{server.address}/webhook", body, {
+            "X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64})
+        assert forged[0] == 401
+        time.sleep(1.0)
+        assert controller.passes == 1 and revision_of(endpoint, "prod", "users") != commit
+        signature = "sha256=" + hmac.new(WEBHOOK_SECRET, body, hashlib.sha256).hexdigest()
+        started = time.monotonic()
+        for _ in range(5):  # a burst of deliveries: one pass, not five
+            code, _ = http(f"{server.address}/webhook", body,
+                           {"X-GitHub-Event": "push", "X-Hub-Signature-256": signature})
+            assert code == 202
+        assert wait_until(lambda: revision_of(endpoint, "prod", "users") == commit, 5)
+        took = time.monotonic() - started
+        assert took < 5, took
+        time.sleep(0.5)
+        assert controller.passes <= 3
+        assert http(f"{server.address}/healthz")[0] == 200
+        assert http(f"{server.address}/readyz")[0] == 200
+        assert http(f"{server.address}/nothing")[0] == 404
+    finally:
+        controller.stop()
+        worker.join(30)
+        server.stop()
+    assert not worker.is_alive()
+
+
+def test_webhook_signatures_are_checked_exactly():
+    body = b'{"ref": "refs/heads/main"}'
+    good = "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    assert signature_ok(b"k", body, good)
+    assert not signature_ok(b"k", body + b" ", good)
+    assert not signature_ok(b"other", body, good)
+    assert not signature_ok(b"k", body, None)
+    assert not signature_ok(b"k", body, good.replace("sha256=", "sha1="))
+
+
+# -- bad input, an unreachable remote --------------------------------------------------------------
+
+
+def test_a_broken_manifest_stops_only_itself(emulator_server, remote, tmp_path):
+    endpoint = emulator_server.endpoint
+    controller = make_controller(remote, endpoint, tmp_path)
+    controller.run_once()
+    before = managed(endpoint)[("prod", "users")][0]["id"]
+    (remote.path / "pipelines/users.yaml").write_text("name: users\nsteps: oops\n")
+    commit = remote.edit("pipelines/discussion_votes.yaml", "num_instances: 20",
+                         "num_instances: 12")
+    result = controller.run_once()
+    assert result is not None and result.failed
+    assert revision_of(endpoint, "prod", "discussion_votes") == commit
+    assert managed(endpoint)[("prod", "users")][0]["id"] == before  # untouched, not deleted
+    users = {p["pipeline"]: p for p in controller.status.to_json()["environments"]["prod"][
+        "pipelines"]}["users"]
+    assert users["sync_status"] == "Unknown" and users["health_status"] == "Unknown"
+    assert sample(scrape(controller), "dataduct_pipeline_info", env="prod", pipeline="users",
+                  sync_status="Unknown") == 1
+    assert sample(scrape(controller), "dataduct_reconcile_total", env="prod",
+                  result="failure") == 1
+
+
+def test_an_unreachable_remote_keeps_the_last_good_revision(emulator_server, remote,
+                                                            tmp_path):
+    endpoint = emulator_server.endpoint
+    controller = make_controller(remote, endpoint, tmp_path)
+    server = ControllerServer(controller, "127.0.0.1", 0, None)
+    server.start()
+    try:
+        controller.run_once()
+        good = controller.status.source.revision
+        assert http(f"{server.address}/readyz")[0] == 200
+        success = sample(scrape(controller), "dataduct_source_last_success_timestamp_seconds")
+        moved = remote.path.with_name("moved-away")
+        remote.path.rename(moved)
+        emulator.CONTROLS.advance(60)
+        controller.run_once()
+        code, body = http(f"{server.address}/readyz")
+        assert code == 503 and b"source stale" in body
+        text = scrape(controller)
+        assert sample(text, "dataduct_source_errors_total") == 1
+        assert sample(text, "dataduct_source_last_success_timestamp_seconds") == success
+        assert sample(text, "dataduct_source_revision_info", revision=good) == 1
+        assert len(managed(endpoint)) == 4  # nothing deleted
+        assert controller.status.to_json()["source"]["stale"] is True
+        moved.rename(remote.path)
+        controller.run_once()
+        assert http(f"{server.address}/readyz")[0] == 200
+    finally:
+        server.stop()
+
+
+# -- runs ------------------------------------------------------------------------------------------
+
+
+def test_runs_are_counted_once_with_their_retries_and_duration(emulator_server, remote,
+                                                               tmp_path):
+    endpoint = emulator_server.endpoint
+    # upsert_users fails twice, then succeeds; each attempt takes 60 s, retries 10 minutes
+    control("outcomes", {"object_id": "upsert_users", "fail_times": 2})
+    controller = make_controller(remote, endpoint, tmp_path, environments=("staging",))
+    controller.run_once()  # creates and activates; the first run is today at 12:00
+    controller.run_once()  # baseline: nothing has run yet
+    control("clock", {"advance_seconds": 8 * 3600})  # 17:00: the run is over
+    controller.run_once()
+    text = scrape(controller)
+    labels = {"env": "staging", "pipeline": "users", "activity": "upsert_users"}
+    assert sample(text, "dataduct_pipeline_runs_total", status="FINISHED", **labels) == 1
+    assert sample(text, "dataduct_pipeline_run_retries_total", **labels) == 2
+    assert sample(text, "dataduct_pipeline_run_duration_seconds_count", **labels) == 1
+    assert sample(text, "dataduct_pipeline_run_duration_seconds_sum", **labels) == \
+        3 * 60 + 2 * 600
+    assert sample(text, "dataduct_pipeline_last_success_timestamp_seconds", env="staging",
+                  pipeline="users") > 0
+    controller.run_once()
+    assert sample(scrape(controller), "dataduct_pipeline_runs_total", status="FINISHED",
+                  **labels) == 1  # counted once across passes
+    restarted = make_controller(remote, endpoint, tmp_path, name="b",
+                                environments=("staging",))
+    restarted.run_once()
+    again = scrape(restarted)
+    assert sample(again, "dataduct_pipeline_runs_total", status="FINISHED", **labels) == 0
+    assert sample(again, "dataduct_pipeline_last_success_timestamp_seconds", env="staging",
+                  pipeline="users") == sample(text, "dataduct_pipeline_last_success_"
+                                                    "timestamp_seconds", env="staging",
+                                              pipeline="users")
+
+
+# -- drift -----------------------------------------------------------------------------------------
+
+
+def _edit_in_console(endpoint: str, pipeline_id: str) -> None:
+    client = datapipeline(endpoint)
+    definition = client.get_pipeline_definition(pipelineId=pipeline_id)
+    for obj in definition["pipelineObjects"]:
+        if obj["id"] == "upsert_users":
+            for field in obj["fields"]:
+                if field["key"] == "maximumRetries":
+                    field["stringValue"] = "1"
+    client.put_pipeline_definition(pipelineId=pipeline_id,
+                                   pipelineObjects=definition["pipelineObjects"],
+                                   parameterObjects=definition.get("parameterObjects", []),
+                                   parameterValues=definition.get("parameterValues", []))
+
+
+def _retries(endpoint: str, pipeline_id: str) -> str:
+    objects = datapipeline(endpoint).get_pipeline_definition(pipelineId=pipeline_id)[
+        "pipelineObjects"]
+    upsert = next(o for o in objects if o["id"] == "upsert_users")
+    return next(f["stringValue"] for f in upsert["fields"] if f["key"] == "maximumRetries")
+
+
+@pytest.mark.parametrize("self_heal", [True, False])
+def test_a_console_edit_is_drift_reverted_or_reported(emulator_server, remote, tmp_path,
+                                                      self_heal):
+    endpoint = emulator_server.endpoint
+    text = (remote.path / "reconciler.yaml").read_text()
+    (remote.path / "reconciler.yaml").write_text(text.replace(
+        "      allow_replace: true\n",
+        f"      allow_replace: true\n      self_heal: {str(self_heal).lower()}\n"
+        "      drift_checks_per_pass: 10\n"))
+    remote.commit("drift policy")
+    controller = make_controller(remote, endpoint, tmp_path, environments=("staging",))
+    controller.run_once()
+    pipeline_id = managed(endpoint)[("staging", "users")][0]["id"]
+    original = _retries(endpoint, pipeline_id)
+    _edit_in_console(endpoint, pipeline_id)
+    controller.run_once()
+    assert sample(scrape(controller), "dataduct_drift_detected_total", env="staging") == 1
+    users = {p["pipeline"]: p for p in controller.status.to_json()["environments"][
+        "staging"]["pipelines"]}["users"]
+    if self_heal:
+        assert _retries(endpoint, pipeline_id) == original
+        assert users["sync_status"] == "Synced"
+    else:
+        assert _retries(endpoint, pipeline_id) == "1"
+        assert users["sync_status"] == "OutOfSync" and "changed outside git" in users["reason"]
+        controller.run_once()  # still drifted: not counted again
+        assert sample(scrape(controller), "dataduct_drift_detected_total",
+                      env="staging") == 1
+
+
+# -- failures and backoff --------------------------------------------------------------------------
+
+
+def test_a_failing_pipeline_backs_off_and_a_refused_one_waits_for_a_new_revision(
+        emulator_server, remote, tmp_path):
+    from reconciler.emulator.service import backends
+
+    endpoint = emulator_server.endpoint
+    # botocore tries twice (not 8 times, with its adaptive delays) before a failure counts
+    controller = make_controller(remote, endpoint, tmp_path, environments=("staging",),
+                                 connect=partial(AwsEnvironment.connect, config=Config(
+                                     retries={"mode": "standard", "max_attempts": 2})))
+    # users compiles to 15 objects: the service refuses it (permanent), discussion_votes 13
+    backends["123456789012"]["us-east-1"].max_objects = 14
+    try:
+        controller.run_once()
+        users = controller.status.pipeline("staging", "users")
+        assert users.failures == 1 and "at most 14" in (users.last_error or "")
+        creates = emulator.CONTROLS.calls.get("CreatePipeline", 0)
+        emulator.CONTROLS.advance(3600)
+        controller.run_once()  # same revision: not tried again
+        assert emulator.CONTROLS.calls.get("CreatePipeline", 0) == creates
+        assert "waiting for a new revision" in controller.status.hold(
+            "staging", "users", controller.revision)
+        backends["123456789012"]["us-east-1"].max_objects = 100
+        remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 5"')
+        controller.run_once()
+        assert controller.status.pipeline("staging", "users").failures == 0
+        assert ("staging", "users") in managed(endpoint)
+    finally:
+        backends["123456789012"]["us-east-1"].max_objects = 100
+    # a temporary failure (the service answers 500 to every CreatePipeline) backs off
+    remote.edit("pipelines/discussion_votes.yaml", "name: discussion_votes",
+                "name: discussion_votes_v2")
+    control("faults", {"operation": "CreatePipeline", "5xx": 1.0})
+    try:
+        controller.run_once()
+        votes = controller.status.pipeline("staging", "discussion_votes_v2")
+        assert votes.failures == 1 and votes.next_retry is not None
+        assert "backing off after 1 failure" in controller.status.hold(
+            "staging", "discussion_votes_v2", controller.revision)
+        emulator.CONTROLS.advance(30)
+        controller.run_once()
+        assert votes.failures == 1  # held: not tried
+        for _ in range(3):
+            emulator.CONTROLS.advance(700)
+            controller.run_once()
+        assert votes.failures == 4 and votes.sync_status == "Stalled"
+        assert sample(scrape(controller), "dataduct_pipeline_info", env="staging",
+                      pipeline="discussion_votes_v2", sync_status="Stalled") == 1
+    finally:
+        control("faults", {"operation": "CreatePipeline"})
+    emulator.CONTROLS.advance(700)
+    controller.run_once()
+    assert controller.status.pipeline("staging", "discussion_votes_v2").sync_status == "Synced"
+
+
+# -- one writer ------------------------------------------------------------------------------------
+
+
+def test_two_controllers_at_once_one_applies_and_the_other_takes_over_after_expiry(
+        emulator_server, remote, tmp_path):
+    endpoint = emulator_server.endpoint
+    first = make_controller(remote, endpoint, tmp_path, "a", lease_seconds=20)
+    second = make_controller(remote, endpoint, tmp_path, "b", lease_seconds=20)
+    threads = [threading.Thread(target=c.run_once) for c in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert all(len(v) == 1 for v in managed(endpoint).values()) and len(managed(endpoint)) == 4
+    waiting = [c for c in (first, second) if any(
+        e.waiting for e in c.status.environments.values())]
+    applying = [c for c in (first, second) if c not in waiting]
+    assert len(waiting) == 1 and len(applying) == 1
+    assert "holds the lease" in next(e.waiting for e in waiting[0].status.environments.values()
+                                     if e.waiting)
+    leader, standby = applying[0], waiting[0]
+    assert sample(scrape(standby), "dataduct_reconcile_total", env="prod",
+                  result="waiting") == 1
+    # the leader is killed (no release); a new commit waits for its lease to expire
+    del leader
+    commit = remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 2"')
+    standby.run_once()
+    assert revision_of(endpoint, "prod", "users") != commit
+    emulator.CONTROLS.advance(25)
+    standby.run_once()
+    assert revision_of(endpoint, "prod", "users") == commit
+
+
+def test_an_apply_from_a_laptop_waits_for_the_controllers_lease(emulator_server, remote,
+                                                                 tmp_path):
+    from .conftest import run_cli
+
+    endpoint = emulator_server.endpoint
+    # the laptop's clock is the real one: so is the controller's here
+    controller = make_controller(remote, endpoint, tmp_path, lease_seconds=600,
+                                 wall=lambda: datetime.now(UTC))
+    controller.run_once()
+    remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 3"')
+    applied = run_cli("apply", str(remote.path), "--yes", "--env", "prod",
+                      "--lease-wait", "1",
+                      env={**SECRETS, "AWS_ENDPOINT_URL": endpoint,
+                           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    assert applied.code == 1
+    assert "not applied" in applied.stderr and "holds the lease" in applied.stderr
+
+
+# -- metrics, logs, the command --------------------------------------------------------------------
+
+
+def test_every_metric_of_the_api_is_exported_and_promtool_accepts_them(emulator_server,
+                                                                        remote, tmp_path):
+    promtool = require_tool("promtool")
+    endpoint = emulator_server.endpoint
+    control("outcomes", {"object_id": "upsert_users", "fail_times": 1})
+    controller = make_controller(remote, endpoint, tmp_path)
+    server = ControllerServer(controller, "127.0.0.1", 0, None)
+    server.start()
+    try:
+        controller.run_once()
+        controller.run_once()
+        control("clock", {"advance_seconds": 8 * 3600})
+        controller.run_once()
+        code, body = http(f"{server.address}/metrics")
+    finally:
+        server.stop()
+    assert code == 200
+    text = body.decode()
+    for name in ("dataduct_reconcile_duration_seconds", "dataduct_reconcile_total",
+                 "dataduct_pipeline_info", "dataduct_sync_actions_total",
+                 "dataduct_aws_requests_total", "dataduct_aws_throttles_total",
+                 "dataduct_source_revision_info",
+                 "dataduct_source_last_success_timestamp_seconds",
+                 "dataduct_source_errors_total", "dataduct_drift_detected_total",
+                 "dataduct_pipeline_run_duration_seconds", "dataduct_pipeline_runs_total",
+                 "dataduct_pipeline_run_retries_total",
+                 "dataduct_pipeline_last_success_timestamp_seconds",
+                 "dataduct_pipeline_late_seconds"):
+        assert f"# TYPE {name.removesuffix('_total')}" in text, name
+    assert sample(text, "dataduct_aws_requests_total", env="prod",
+                  operation="CreatePipeline", code="OK") == 2
+    checked = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                             timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_no_secret_reaches_the_logs(emulator_server, remote, tmp_path):
+    stream = io.StringIO()
+    redactor = Redactor()
+    configure_logging(redactor, level=logging.DEBUG, fmt="json", stream=stream)
+    try:
+        endpoint = emulator_server.endpoint
+        controller = make_controller(remote, endpoint, tmp_path)
+        controller.redactor = redactor
+        controller.run_once()
+        # an error that would carry a secret in its message is redacted
+        controller.log.error("boom", detail=f"password={SECRETS['REDSHIFT_PASSWORD']}")
+        remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 4"')
+        controller.run_once()
+    finally:
+        configure_logging(Redactor(), level=logging.WARNING, fmt="json", stream=sys.stderr)
+    logs = stream.getvalue()
+    assert '"event": "applied"' in logs and "[redacted]" in logs
+    for value in SECRETS.values():
+        assert value not in logs
+
+
+def test_the_pacer_keeps_to_the_documented_rate():
+    now = [0.0]
+    waited: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        now[0] += seconds
+
+    pacer = Pacer({"ListPipelines": (1, 10)}, clock=lambda: now[0], sleep=sleep)
+    for _ in range(30):
+        pacer.wait("account|us-east-1", "ListPipelines")
+    pacer.wait("account|us-east-1", "AddTags")  # no quota: never waits
+    # a burst of 9 (the margin under 10), then one call per 1/0.95 s
+    assert len(waited) == 21
+    assert now[0] == pytest.approx(21 / 0.95)
+    pacer.wait("another-account|us-east-1", "ListPipelines")
+    assert len(waited) == 21  # another account has its own bucket
+
+
+def test_the_run_command_stops_cleanly_on_sigterm_and_releases_its_lease(emulator_server,
+                                                                          remote, tmp_path):
+    endpoint = emulator_server.endpoint
+    environment = {**os.environ, **SECRETS, "AWS_ENDPOINT_URL": endpoint,
+                   "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "RECONCILER_INTERVAL": "2", "RECONCILER_LOG_FORMAT": "json"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "run", "--repo", str(remote.path),
+         "--cache-dir", str(tmp_path / "cache"), "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    try:
+        assert wait_until(lambda: len(managed(endpoint)) == 4, 60)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        out, err = process.communicate(timeout=30)
+        assert time.monotonic() - started < 30
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert '"event": "stopped"' in out
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    lease = json.loads(s3.get_object(Bucket="coursera-reinvent",
+                                     Key="prod/.reconciler/lease/default.json")["Body"].read())
+    assert lease["expires"] < lease["written"]  # released: expired on the way out
+
+
+def test_a_git_sync_checkout_is_read_one_revision_at_a_time(remote, tmp_path):
+    from reconciler.controller import CheckoutSource, SourceError
+
+    link = tmp_path / "git" / "repo"
+    link.parent.mkdir()
+    source = CheckoutSource(link)
+    with pytest.raises(SourceError, match="no checkout there yet"):
+        source.read()
+
+    def publish(name: str) -> str:
+        """What git-sync does: a worktree per revision, then the link swapped atomically."""
+        worktree = tmp_path / "git" / name
+        subprocess.run(["git", "clone", "-q", str(remote.path), str(worktree)], check=True)
+        temporary = link.with_name("repo.tmp")
+        temporary.symlink_to(worktree)
+        os.replace(temporary, link)
+        return git(worktree, "rev-parse", "HEAD")
+
+    first = publish("rev-1")
+    read = source.read()
+    assert read.git.revision == first and "pipelines/users.yaml" in read.snapshot.files
+    second = remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 9"')
+    publish("rev-2")
+    again = source.read()
+    assert again.git.revision == second != first
+    assert b"WHERE id > 9" in again.snapshot.files["pipelines/users.yaml"]
+    assert b"WHERE id > 9" not in read.snapshot.files["pipelines/users.yaml"]
