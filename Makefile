@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUNTIME_WHEELS := build/runtime-wheels
+WHEELHOUSE := build/wheelhouse
 
 .PHONY: install tools wheelhouse constraints seed run test lint types contracts unit benchmarks clean
 
@@ -19,7 +21,6 @@ $(STAMP): pyproject.toml constraints.txt
 
 # The runtime dependencies' wheels (constraints.txt), so the test of what the container image
 # runs installs the package into a fresh virtualenv without an index.
-RUNTIME_WHEELS := build/runtime-wheels
 $(RUNTIME_WHEELS)/.complete: constraints.txt
 	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: -r constraints.txt -d $(RUNTIME_WHEELS)
 	touch $@
@@ -49,7 +50,6 @@ tools:
 
 # The QA runner's driver wheels for the pipelines' EC2 resources (Linux x86-64, CPython
 # 3.11-3.13), uploaded next to the runner's wheel so the resources install without an index.
-WHEELHOUSE := build/wheelhouse
 wheelhouse: $(WHEELHOUSE)/.complete
 
 $(WHEELHOUSE)/.complete: $(STAMP) tools/build_wheelhouse.py
