@@ -22,7 +22,7 @@ from .desired.compiler import CompileOptions
 from .desired.definition import to_json
 from .desired.graph import pipeline_graph
 from .desired.project import ProjectResult, compile_project
-from .errors import Problem, ReconcilerError
+from .errors import InvalidInputError, Problem, ReconcilerError
 from .plugins import installed_step_plugins
 from .qa.bundle import qa_runner
 from .source import find_root, read_snapshot
@@ -564,12 +564,34 @@ def _apply_exit(result) -> int:
 
 
 def _options(environments, pipelines, *, apply: bool, allow_replace=(), allow_rollback=False,
-             allow_dirty=False):
+             allow_dirty=False, overrides=None):
     from .engine import PassOptions
 
     return PassOptions(environments=tuple(environments), pipelines=frozenset(pipelines),
                        apply=apply, allow_replace=frozenset(allow_replace),
-                       allow_rollback=allow_rollback, allow_dirty=allow_dirty)
+                       allow_rollback=allow_rollback, allow_dirty=allow_dirty,
+                       overrides=_load_overrides(overrides))
+
+
+def _load_overrides(path: str | None):
+    """The --overrides file, checked before anything runs (exit 1 naming file:line)."""
+    if not path:
+        return None
+    from .desired.overrides import load_overrides
+
+    try:
+        return load_overrides(path)
+    except InvalidInputError as exc:
+        for problem in exc.problems:
+            click.secho(problem.format(), fg="red", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+overrides_option = click.option(
+    "--overrides", metavar="FILE", envvar="RECONCILER_OVERRIDES",
+    type=click.Path(dir_okay=False),
+    help="The installation's values over reconciler.yaml: per environment region, role_arn, "
+         "endpoint_url and policy (schemas/overrides.schema.json).")
 
 
 allow_replace_option = click.option(
@@ -603,8 +625,9 @@ def lease_options(command):
 @click.option("--format", "output_format", type=click.Choice(["text", "json", "markdown"]),
               default="text", show_default=True,
               help="text for terminals, json for machines, markdown for a PR comment.")
+@overrides_option
 def plan(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
-         output_format: str) -> None:
+         output_format: str, overrides: str | None) -> None:
     """Show what apply would change in each environment, and why.
 
     Compiles the repository at ROOT, reads the live pipelines of each environment (by their
@@ -623,7 +646,7 @@ def plan(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
     """
     from .plan.render import as_json, as_markdown
 
-    result = _run(root, _options(environments, pipelines, apply=False))
+    result = _run(root, _options(environments, pipelines, apply=False, overrides=overrides))
     plans, errors = _plans(result)
     if output_format == "json":
         click.echo(as_json(plans, errors, result.revision, [
@@ -646,10 +669,11 @@ def plan(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
 @allow_rollback_option
 @allow_dirty_option
 @lease_options
+@overrides_option
 @click.option("--yes", is_flag=True, help="Apply without asking.")
 def apply(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
           allow_replace: tuple[str, ...], allow_rollback: bool, allow_dirty: bool,
-          lease_seconds: float, lease_wait: float, yes: bool) -> None:
+          lease_seconds: float, lease_wait: float, overrides: str | None, yes: bool) -> None:
     """Apply the plan of each environment: show it, ask, apply, print the results.
 
     Pipelines are applied one by one; one failure is reported and the others go on. Secrets
@@ -674,7 +698,8 @@ def apply(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
 
     result = _run(root, _options(environments, pipelines, apply=True,
                                  allow_replace=allow_replace, allow_rollback=allow_rollback,
-                                 allow_dirty=allow_dirty), confirm=confirm,
+                                 allow_dirty=allow_dirty, overrides=overrides),
+                  confirm=confirm,
                   lease_wait=lease_wait, lease_seconds=lease_seconds)
     _echo_results(result)
     for env in result.wanted:
@@ -694,10 +719,11 @@ def apply(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
 @allow_rollback_option
 @allow_dirty_option
 @lease_options
+@overrides_option
 @click.option("--once", is_flag=True, help="One pass over every environment, then exit.")
 def sync(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
          allow_rollback: bool, allow_dirty: bool, lease_seconds: float, lease_wait: float,
-         once: bool) -> None:
+         overrides: str | None, once: bool) -> None:
     """Plan and apply every environment without asking: one pass of the controller.
 
     \b
@@ -710,7 +736,8 @@ def sync(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
         raise click.UsageError("sync runs one pass: use sync --once (the controller that "
                                "keeps running is reconciler run)")
     result = _run(root, _options(environments, pipelines, apply=True,
-                                 allow_rollback=allow_rollback, allow_dirty=allow_dirty),
+                                 allow_rollback=allow_rollback, allow_dirty=allow_dirty,
+                                 overrides=overrides),
                   lease_wait=lease_wait, lease_seconds=lease_seconds)
     _echo_plan_text(result)
     _echo_results(result)
@@ -801,12 +828,14 @@ def _default_cache() -> str:
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto",
               show_default=True, envvar="RECONCILER_LOG_FORMAT",
               help="auto: console on a terminal, JSON lines otherwise.")
+@overrides_option
 @click.option("--once", is_flag=True, help="One pass, then exit (for scripts).")
 def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
         subdirectory: str, cache_dir: str, interval: float, listen: str,
         webhook_secret_file: str | None, environments: tuple[str, ...], allow_rollback: bool,
         backoff_base: float, backoff_factor: float, backoff_cap: float, stall_after: int,
-        lease_seconds: float, runs_budget: int, log_format: str, once: bool) -> None:
+        lease_seconds: float, runs_budget: int, log_format: str, overrides: str | None,
+        once: bool) -> None:
     """Run the controller: keep every environment equal to the manifests repository.
 
     \b
@@ -866,6 +895,7 @@ def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
         source = DirectorySource(find_root(root or "."))
     config = ControllerConfig(
         interval=interval, environments=tuple(environments), allow_rollback=allow_rollback,
+        overrides=_load_overrides(overrides),
         backoff=Backoff(backoff_base, backoff_factor, backoff_cap, stall_after),
         lease_seconds=lease_seconds, runs_budget=runs_budget)
     controller = Controller(source, config, wall=lambda: datetime.now(UTC), redactor=redactor)

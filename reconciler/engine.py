@@ -31,6 +31,7 @@ from .apply.secrets import SecretError, SecretsKey, resolve_secrets, secrets_dig
 from .desired.cache import CompileCache
 from .desired.compiler import CompileOptions
 from .desired.config import Environment, Settings, load_settings
+from .desired.overrides import Overrides, OverridesError
 from .desired.project import ProjectResult, compile_project
 from .errors import Problem, ReconcilerError
 from .live.aws import EMBEDDED, AwsEnvironment, AwsError
@@ -141,6 +142,7 @@ class PassOptions:
     allow_replace: frozenset[str] = frozenset()
     allow_rollback: bool = False
     allow_dirty: bool = False
+    overrides: Overrides | None = None  # the installation's (reconciler run --overrides)
 
 
 @dataclass
@@ -255,6 +257,12 @@ def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
     settings = project.settings
     if settings is None:
         return result
+    if options.overrides is not None:
+        try:
+            settings = options.overrides.apply(settings)
+        except OverridesError as exc:
+            result.error = str(exc)
+            return result
     result.embedded_state = embedded_state_file(Path(snapshot.root), settings, environ)
     if result.embedded_state is not None:
         environ.setdefault(EMBEDDED_STATE, str(result.embedded_state))

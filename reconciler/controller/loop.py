@@ -25,6 +25,7 @@ import structlog
 
 from ..apply.executor import ActionResult
 from ..desired.cache import CompileCache
+from ..desired.overrides import Overrides
 from ..engine import Connect, Events, PassContext, PassOptions, Run, run_pass
 from ..live.aws import AwsEnvironment
 from ..live.pacing import Pacer, is_throttle
@@ -42,6 +43,7 @@ class ControllerConfig:
     jitter: float = 0.1  # +/- this share of the interval
     environments: tuple[str, ...] = ()  # default: every environment of reconciler.yaml
     allow_rollback: bool = False
+    overrides: Overrides | None = None  # the installation's values over reconciler.yaml
     backoff: Backoff = field(default_factory=Backoff)
     lease_seconds: float = 300.0
     runs_budget: int = 20  # pipelines whose runs are read per pass and environment
@@ -122,7 +124,8 @@ class Controller:
             return None
         self.revision = read.git.revision
         options = PassOptions(environments=self.config.environments, apply=True,
-                              allow_rollback=self.config.allow_rollback)
+                              allow_rollback=self.config.allow_rollback,
+                              overrides=self.config.overrides)
         result = run_pass(read, options, now=now, environ=self.environ, connect=self.connect,
                           context=self.context)
         self._record(result, now)

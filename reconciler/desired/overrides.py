@@ -1,0 +1,82 @@
+"""Deployment overrides: what an installation decides over the repository's ``reconciler.yaml``.
+
+The repository says which environments exist and how they are configured; the installation
+(the Helm chart's ConfigMap, ``reconciler run --overrides FILE``) says where each one is (region,
+role to assume, endpoint) and may tighten or loosen its policy. Overrides only replace values:
+they never add an environment, and one naming an environment the repository does not have is
+an error, so a renamed environment cannot silently fall back to the controller's own
+credentials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidInputError, Location, Problem, ReconcilerError, did_you_mean
+from .config import Environment, Settings
+from .schemas import validate_document, validator
+from .yamldoc import load_yaml
+
+_POLICY_KEYS = ("prune", "allow_replace", "allow_empty", "max_delete_percent",
+                "drift_checks_per_pass", "self_heal")
+
+
+class OverridesError(ReconcilerError):
+    """Overrides that do not fit the repository (an environment it does not have)."""
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """A parsed overrides file. ``environments`` maps a name to the keys it replaces."""
+
+    source: str = ""
+    installation: str | None = None
+    environments: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def apply(self, settings: Settings) -> Settings:
+        """``settings`` with these values in place; raises :class:`OverridesError` when an
+        environment named here is not in the repository."""
+        unknown = sorted(set(self.environments) - set(settings.environments))
+        if unknown:
+            guess = did_you_mean(unknown[0], settings.environments)
+            raise OverridesError(
+                f"{self.source}: environment {', '.join(unknown)} is not in the repository's "
+                f"reconciler.yaml (it has {', '.join(settings.environments)}); "
+                + (f"{guess} " if guess else "")
+                + "fix the name in the overrides or remove it")
+        environments = dict(settings.environments)
+        for name, values in self.environments.items():
+            environments[name] = _environment(environments[name], values)
+        return replace(settings, environments=environments,
+                       installation=self.installation or settings.installation)
+
+
+def _environment(env: Environment, values: dict[str, Any]) -> Environment:
+    changes = {key: values[key] for key in ("region", "role_arn", "endpoint_url")
+               if key in values}
+    policy = values.get("policy", {})
+    if policy:
+        changes["policy"] = replace(env.policy, **{
+            key: float(value) if key == "max_delete_percent" else value
+            for key, value in policy.items() if key in _POLICY_KEYS})
+    return replace(env, **changes)
+
+
+def load_overrides(path: str | Path) -> Overrides:
+    """Read and check an overrides file; raises :class:`InvalidInputError` with ``file:line``."""
+    name = str(path)
+    try:
+        content = Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidInputError([Problem(Location(name), f"cannot read the overrides: "
+                                         f"{exc.strerror}", code="file")]) from None
+    doc = load_yaml(content, name)
+    if doc.data is None:
+        return Overrides(source=name)
+    problems = validate_document(validator("overrides"), doc)
+    if problems:
+        raise InvalidInputError(problems)
+    return Overrides(source=name, installation=doc.data.get("installation"),
+                     environments=dict(doc.data.get("environments", {})))
