@@ -54,13 +54,14 @@ class Overrides:
 
 
 def _environment(env: Environment, values: dict[str, Any]) -> Environment:
-    changes = {key: values[key] for key in ("region", "role_arn", "endpoint_url")
-               if key in values}
-    policy = values.get("policy", {})
+    changes: dict[str, Any] = {key: values[key] for key in ("region", "role_arn", "endpoint_url")
+                               if key in values}
+    policy: dict[str, Any] = {key: value for key, value in values.get("policy", {}).items()
+                              if key in _POLICY_KEYS}
+    if "max_delete_percent" in policy:
+        policy["max_delete_percent"] = float(policy["max_delete_percent"])
     if policy:
-        changes["policy"] = replace(env.policy, **{
-            key: float(value) if key == "max_delete_percent" else value
-            for key, value in policy.items() if key in _POLICY_KEYS})
+        changes["policy"] = replace(env.policy, **policy)
     return replace(env, **changes)
 
 
