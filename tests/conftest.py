@@ -45,8 +45,10 @@ def in_ci() -> bool:
 
 
 def require_tool(name: str) -> str:
-    """The path of an outside tool; skip without it, but fail under CI=true."""
-    path = shutil.which(name)
+    """The path of an outside tool (on PATH, in this virtualenv, or in .tools/bin where make
+    install puts helm and checkov); skip without it, but fail under CI=true."""
+    places = [str(Path(sys.executable).parent), str(PROJECT / ".tools" / "bin")]
+    path = shutil.which(name) or shutil.which(name, path=os.pathsep.join(places))
     if path is None:
         message = f"'{name}' is not installed (make install provides it where it can)"
         if in_ci():

