@@ -32,13 +32,14 @@ RUN python -m pip install --no-cache-dir --root-user-action=ignore --no-index --
 
 FROM python:3.12.8-slim-bookworm
 
-# git: the controller follows the manifests repository (--repo) and reads revisions.
+# git: the controller follows the manifests repository (--repo) and reads revisions;
+# openssh-client: for a repository reached over SSH (the chart's source.auth.type: ssh).
 # The Debian release is pinned by the base image's tag; its security updates of git arrive
 # with a rebuild, so the package is not pinned to one Debian revision (which Debian removes
 # from its mirrors once superseded, breaking the build).
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git \
+ && apt-get install -y --no-install-recommends git openssh-client \
  && rm -rf /var/lib/apt/lists/*
 
 COPY --from=build /wheels /tmp/wheels

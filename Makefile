@@ -10,7 +10,7 @@ RUNTIME_WHEELS := build/runtime-wheels
 WHEELHOUSE := build/wheelhouse
 TOOLS  := .tools
 
-.PHONY: install tools wheelhouse constraints seed run test lint types contracts unit benchmarks clean
+.PHONY: install tools wheelhouse constraints chart-readme seed run test lint types contracts unit benchmarks clean
 
 install: $(STAMP) tools wheelhouse $(RUNTIME_WHEELS)/.complete $(TOOLS)/.complete
 
@@ -90,6 +90,10 @@ run: install
 	@echo "   metrics: http://127.0.0.1:9100/metrics      Ctrl-C stops"
 	$(DEMO_ENV) $(BIN)/reconciler run --repo $(DEMO)/manifests --branch main \
 	  --cache-dir $(DEMO)/cache --listen 127.0.0.1:9100 --interval 10 --log-format console
+
+# The chart's README.md, generated from the comments of its values.yaml (a test checks it).
+chart-readme: $(STAMP)
+	$(BIN)/python tools/chart_readme.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests benchmarks tools

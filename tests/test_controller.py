@@ -495,10 +495,9 @@ def test_an_apply_from_a_laptop_waits_for_the_controllers_lease(emulator_server,
 # -- metrics, logs, the command --------------------------------------------------------------------
 
 
-def test_every_metric_of_the_api_is_exported_and_promtool_accepts_them(emulator_server,
-                                                                        remote, tmp_path):
-    promtool = require_tool("promtool")
-    endpoint = emulator_server.endpoint
+def scrape_after_runs(endpoint: str, remote: Remote, tmp_path: Path) -> bytes:
+    """/metrics of a controller that applied the example repository and saw its pipelines
+    run for 8 hours (one attempt failed and was retried), over real HTTP."""
     control("outcomes", {"object_id": "upsert_users", "fail_times": 1})
     controller = make_controller(remote, endpoint, tmp_path)
     server = ControllerServer(controller, "127.0.0.1", 0, None)
@@ -512,6 +511,13 @@ def test_every_metric_of_the_api_is_exported_and_promtool_accepts_them(emulator_
     finally:
         server.stop()
     assert code == 200
+    return body
+
+
+def test_every_metric_of_the_api_is_exported_and_promtool_accepts_them(emulator_server,
+                                                                        remote, tmp_path):
+    promtool = require_tool("promtool")
+    body = scrape_after_runs(emulator_server.endpoint, remote, tmp_path)
     text = body.decode()
     for name in ("dataduct_reconcile_duration_seconds", "dataduct_reconcile_total",
                  "dataduct_pipeline_info", "dataduct_sync_actions_total",
