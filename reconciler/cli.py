@@ -577,14 +577,16 @@ def _load_overrides(path: str | None):
     """The --overrides file, checked before anything runs (exit 1 naming file:line)."""
     if not path:
         return None
-    from .desired.overrides import load_overrides
+    from .desired.overrides import parse_overrides
 
     try:
-        return load_overrides(path)
+        return parse_overrides(Path(path).read_bytes(), path)
+    except OSError as exc:
+        click.secho(f"{path}: cannot read the overrides: {exc.strerror}", fg="red", err=True)
     except InvalidInputError as exc:
         for problem in exc.problems:
             click.secho(problem.format(), fg="red", err=True)
-        sys.exit(EXIT_INVALID)
+    sys.exit(EXIT_INVALID)
 
 
 overrides_option = click.option(

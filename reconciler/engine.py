@@ -328,7 +328,8 @@ def _run_environment(result: Run, env_run: EnvironmentRun, settings: Settings,
         desired = _with_facts(desired, live, definitions, aws, result)
         env_run.live, env_run.desired = live, desired
         plan = plan_environment(desired, live, env.policy, definitions)
-        plan.errors.extend(secret_errors)
+        # a plan without the secrets (a PR's CI) still says what would change; apply needs them
+        (plan.errors if options.apply else plan.warnings).extend(secret_errors)
         if key is None and any(p.secrets for p in desired.pipelines):
             plan.warnings.append("RECONCILER_SECRETS_KEY is not set: a rotated secret is not "
                                  "noticed until the definition changes")

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -38,6 +39,29 @@ activity:
     command: "aws s3 cp {{ files.path }} ${OUTPUT1_STAGING_DIR}/"
     stage: true
 """
+
+
+# Every AWS call the reconciler makes during the test session, in this process and in the
+# subprocesses it starts (reconciler.live.aws.record_calls); tests/test_iam.py, run last,
+# checks docs/iam-policy.json against it.
+AWS_CALL_LOG = "RECONCILER_AWS_CALL_LOG"
+RUN_LAST = ("test_iam.py",)
+FULL_SUITE = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not os.environ.get(AWS_CALL_LOG):
+        directory = Path(tempfile.mkdtemp(prefix="reconciler-aws-calls-"))
+        os.environ[AWS_CALL_LOG] = str(directory / "calls.log")
+    # the whole suite: no selection by keyword, mark, file or last-failed
+    config.stash[FULL_SUITE] = (not config.option.keyword and not config.option.markexpr
+                                and not getattr(config.option, "lf", False)
+                                and all(Path(a).resolve() == PROJECT / "tests"
+                                        for a in config.args))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name in RUN_LAST)
 
 
 def in_ci() -> bool:

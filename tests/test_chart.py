@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from reconciler.desired.config import load_settings
-from reconciler.desired.overrides import load_overrides
+from reconciler.desired.overrides import parse_overrides
 from reconciler.source import read_snapshot
 
 from .conftest import MANIFESTS, PROJECT, require_tool
@@ -129,11 +129,9 @@ def test_the_chart_creates_no_secret_and_holds_no_secret_value(full, minimal):
                     assert "valueFrom" in env and "value" not in env, env
 
 
-def test_the_rendered_overrides_are_accepted_by_the_controller(full, tmp_path):
+def test_the_rendered_overrides_are_accepted_by_the_controller(full):
     overrides = next(d for d in full if d["metadata"]["name"].endswith("-overrides"))
-    path = tmp_path / "overrides.yaml"
-    path.write_text(overrides["data"]["overrides.yaml"])
-    loaded = load_overrides(path)
+    loaded = parse_overrides(overrides["data"]["overrides.yaml"], "overrides.yaml")
     settings = load_settings(read_snapshot(MANIFESTS), [])
     assert settings is not None
     applied = loaded.apply(settings)

@@ -152,7 +152,7 @@ def exported(exposition: str) -> set[str]:
 
 
 def missing_metrics(queries: dict[str, str], exposition: str) -> dict[str, set[str]]:
-    names = exported(exposition)
+    names = exported(exposition) | {"up"}  # Prometheus's own, per target
     return {where: missing for where, expr in queries.items()
             if (missing := metric_names(expr) - names)}
 
@@ -180,9 +180,50 @@ def test_the_dashboard_covers_what_on_call_needs():
         assert topic.lower() in titles.lower(), topic
 
 
-def test_every_metric_the_dashboard_uses_is_exported(emulator_server, remote, tmp_path):  # noqa: F811
+TARGET_LABELS = {"job", "instance"}  # added by Prometheus to every scraped series
+
+
+def series_labels() -> dict[str, set[str]]:
+    """Each series name the controller can export -> its label names (from the metric
+    definitions: a counter that has not counted yet has no sample to read them from)."""
+    from reconciler.observe.metrics import Metrics
+
+    found: dict[str, set[str]] = {"up": set()}
+    for metric in vars(Metrics()).values():
+        if not hasattr(metric, "_labelnames"):
+            continue
+        labels = set(metric._labelnames)
+        kind = metric._type
+        for suffix in SUFFIXES.get(kind, ("",)):
+            found[metric._name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+    return found
+
+
+def unknown_labels(expr: str, known: dict[str, set[str]]) -> set[str]:
+    """Label names ``expr`` matches or groups by that none of its metrics has."""
+    available = TARGET_LABELS.union(*(known.get(m, set()) for m in metric_names(expr)))
+    used = {name for selector in re.findall(r"\{([^}]*)\}", expr)
+            for name in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", selector)}
+    for clause in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", expr):
+        used.update(word.strip() for word in clause.split(",") if word.strip())
+    return used - available
+
+
+def test_every_label_the_alerts_and_the_dashboard_use_exists():
+    known = series_labels()
+    assert known["dataduct_pipeline_info"] >= {"env", "pipeline", "sync_status"}
+    exprs = {**{f"alert {r['alert']}": r["expr"] for r in rules()}, **dashboard_queries()}
+    wrong = {where: bad for where, expr in exprs.items() if (bad := unknown_labels(expr, known))}
+    assert wrong == {}
+    # and the check can fail
+    assert unknown_labels('dataduct_pipeline_info{sync="Stalled"}', known) == {"sync"}
+    assert unknown_labels("sum by (env, stage) (dataduct_reconcile_total)", known) == {"stage"}
+
+
+def test_every_metric_the_dashboard_and_the_alerts_use_is_exported(
+        emulator_server, remote, tmp_path):  # noqa: F811
     exposition = scrape_after_runs(emulator_server.endpoint, remote, tmp_path).decode()
-    queries = dashboard_queries()
+    queries = {**dashboard_queries(), **{f"alert {r['alert']}": r["expr"] for r in rules()}}
     used = set().union(*map(metric_names, queries.values()))
     assert len(used) >= 14
     assert missing_metrics(queries, exposition) == {}

@@ -11,10 +11,9 @@ credentials.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError, Location, Problem, ReconcilerError, did_you_mean
+from ..errors import InvalidInputError, ReconcilerError, did_you_mean
 from .config import Environment, Settings
 from .schemas import validate_document, validator
 from .yamldoc import load_yaml
@@ -65,19 +64,14 @@ def _environment(env: Environment, values: dict[str, Any]) -> Environment:
     return replace(env, **changes)
 
 
-def load_overrides(path: str | Path) -> Overrides:
-    """Read and check an overrides file; raises :class:`InvalidInputError` with ``file:line``."""
-    name = str(path)
-    try:
-        content = Path(path).read_bytes()
-    except OSError as exc:
-        raise InvalidInputError([Problem(Location(name), f"cannot read the overrides: "
-                                         f"{exc.strerror}", code="file")]) from None
-    doc = load_yaml(content, name)
+def parse_overrides(content: bytes | str, source: str) -> Overrides:
+    """Parse and check an overrides file's content; raises :class:`InvalidInputError` naming
+    ``source:line``. (Reading the file is the caller's: this package does no I/O.)"""
+    doc = load_yaml(content, source)
     if doc.data is None:
-        return Overrides(source=name)
+        return Overrides(source=source)
     problems = validate_document(validator("overrides"), doc)
     if problems:
         raise InvalidInputError(problems)
-    return Overrides(source=name, installation=doc.data.get("installation"),
+    return Overrides(source=source, installation=doc.data.get("installation"),
                      environments=dict(doc.data.get("environments", {})))

@@ -70,8 +70,26 @@ def call(client: Any, operation: str, **kwargs: Any) -> Any:
                        400 if type(exc).__name__ == "ParamValidationError" else None) from None
 
 
-def _assumed_role_session(base: Any, env: Environment, region: str, endpoint: str | None
-                          ) -> Any:
+CALL_LOG = "RECONCILER_AWS_CALL_LOG"
+
+
+def record_calls(client: Any, path: str | None) -> None:
+    """Append ``service:Operation`` to the file at ``path`` for every call ``client`` makes
+    ($RECONCILER_AWS_CALL_LOG): what the controller needs allowed by IAM, from a real run
+    (tests/test_iam.py checks docs/iam-policy.json against it)."""
+    if not path:
+        return
+    service = client.meta.service_model.signing_name
+
+    def log(model: Any, **_: Any) -> None:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"{service}:{model.name}\n")
+
+    client.meta.events.register("before-call", log)
+
+
+def _assumed_role_session(base: Any, env: Environment, region: str, endpoint: str | None,
+                          call_log: str | None = None) -> Any:
     """A session whose credentials are ``env.role_arn`` assumed, refreshed by botocore before
     they expire. The role is assumed at once, so a role that cannot be assumed is an error
     of this environment now, not of some later call."""
@@ -81,8 +99,10 @@ def _assumed_role_session(base: Any, env: Environment, region: str, endpoint: st
                        f"{env.role_arn} with", None)
 
     def create_client(service: str, **kwargs: Any) -> Any:
-        return base._session.create_client(service, endpoint_url=endpoint, region_name=region,
-                                           **kwargs)
+        client = base._session.create_client(service, endpoint_url=endpoint,
+                                             region_name=region, **kwargs)
+        record_calls(client, call_log)
+        return client
 
     fetcher = AssumeRoleCredentialFetcher(
         create_client, source, env.role_arn,
@@ -139,6 +159,8 @@ class AwsEnvironment:
         role lasts an hour), every Data Pipeline call paced by ``pacer`` and every attempt
         reported to ``on_request``."""
         environ = os.environ if environ is None else environ
+        # a process-wide diagnostic: also read from the process's environment
+        call_log = environ.get(CALL_LOG) or os.environ.get(CALL_LOG)
         endpoint = endpoint_for(env, environ)
         region = env.region or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         session = boto3.session.Session(region_name=region)
@@ -146,12 +168,14 @@ class AwsEnvironment:
             session = boto3.session.Session(region_name=region, aws_access_key_id="testing",
                                             aws_secret_access_key="testing")
         if env.role_arn:
-            session = _assumed_role_session(session, env, region, endpoint)
+            session = _assumed_role_session(session, env, region, endpoint, call_log)
         scope = f"{endpoint or 'aws'}|{region}|{env.role_arn or 'default credentials'}"
         datapipeline = session.client("datapipeline", endpoint_url=endpoint, config=config)
         s3 = session.client("s3", endpoint_url=endpoint, config=config)
         attach(datapipeline, pacer=pacer, scope=scope, on_request=on_request)
         attach(s3, pacer=None, scope=scope, on_request=on_request)
+        for client in (datapipeline, s3):
+            record_calls(client, call_log)
         return cls(env, installation, datapipeline, s3)
 
     # -- reading --------------------------------------------------------------------------------
