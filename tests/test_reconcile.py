@@ -2,6 +2,7 @@
 repository: create, steady state, update in place, replace, prune, and the guards."""
 
 import json
+import os
 import subprocess
 import textwrap
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ import yaml
 
 from reconciler import emulator
 from reconciler.engine import PassOptions, run
-from reconciler.live.aws import RETRIES, AwsEnvironment
+from reconciler.live.aws import CALL_LOG, RETRIES, AwsEnvironment, record_calls
 from reconciler.plan.planner import Action
 
 SECRETS = {"MAESTRO_PASSWORD": "maestro-secret-value-1",
@@ -47,8 +48,10 @@ class World:
     def connect(self, env, installation, environ, **_hooks):
         session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
                                         aws_secret_access_key="testing")
-        return AwsEnvironment(env, installation, session.client("datapipeline", config=RETRIES),
-                              session.client("s3", config=RETRIES))
+        clients = [session.client(name, config=RETRIES) for name in ("datapipeline", "s3")]
+        for client in clients:  # the session's record of AWS calls (tests/test_iam.py)
+            record_calls(client, os.environ.get(CALL_LOG))
+        return AwsEnvironment(env, installation, *clients)
 
     def run(self, apply=True, environments=None, now=NOW, environ=None, **options):
         emulator.CONTROLS.calls.clear()
