@@ -104,8 +104,14 @@ types: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
+# The suite on two processes, recording every AWS call the reconciler makes
+# (RECONCILER_AWS_CALL_LOG); then the IAM policy is checked against the whole record.
+AWS_CALLS := build/aws-calls.log
 unit: install
-	$(BIN)/pytest -q
+	rm -f $(AWS_CALLS)
+	RECONCILER_AWS_CALL_LOG=$(CURDIR)/$(AWS_CALLS) $(BIN)/pytest -q -n 2 --ignore=tests/test_iam.py
+	RECONCILER_AWS_CALL_LOG=$(CURDIR)/$(AWS_CALLS) RECONCILER_AWS_CALLS_COMPLETE=1 \
+	  $(BIN)/pytest -q -p no:cacheprovider tests/test_iam.py
 
 test: lint types contracts unit
 

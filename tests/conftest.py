@@ -53,11 +53,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if not os.environ.get(AWS_CALL_LOG):
         directory = Path(tempfile.mkdtemp(prefix="reconciler-aws-calls-"))
         os.environ[AWS_CALL_LOG] = str(directory / "calls.log")
-    # the whole suite: no selection by keyword, mark, file or last-failed
-    config.stash[FULL_SUITE] = (not config.option.keyword and not config.option.markexpr
-                                and not getattr(config.option, "lf", False)
-                                and all(Path(a).resolve() == PROJECT / "tests"
-                                        for a in config.args))
+    # the record is complete when make test ran the suite before (RECONCILER_AWS_CALLS_COMPLETE)
+    # or this is the whole suite in one process: no selection by keyword, mark, file or
+    # last-failed, and no xdist workers (they would not run tests/test_iam.py last)
+    config.stash[FULL_SUITE] = os.environ.get("RECONCILER_AWS_CALLS_COMPLETE") == "1" or (
+        not config.option.keyword and not config.option.markexpr
+        and not getattr(config.option, "lf", False)
+        and not getattr(config.option, "numprocesses", None)
+        and all(Path(a).resolve() == PROJECT / "tests" for a in config.args))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
