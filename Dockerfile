@@ -58,7 +58,10 @@ ENV RECONCILER_WHEELHOUSE=/opt/reconciler/wheelhouse \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
-RUN mkdir -p /var/cache/reconciler && chown 10001:10001 /var/cache/reconciler
+# a user of /etc/passwd: ssh (a repository reached over SSH) refuses a UID without one
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp \
+      --shell /usr/sbin/nologin reconciler \
+ && mkdir -p /var/cache/reconciler && chown 10001:10001 /var/cache/reconciler
 VOLUME ["/var/cache/reconciler", "/tmp"]
 USER 10001:10001
 WORKDIR /tmp

@@ -102,7 +102,10 @@ def test_the_full_example_uses_ssh_irsa_ingress_and_monitoring(full):
     pod = by_kind(full, "Deployment")[0]["spec"]["template"]["spec"]
     git_sync = pod["containers"][1]
     env = {e["name"]: e.get("value") for e in git_sync["env"]}
+    assert env["GITSYNC_SSH"] == "true"
     assert env["GITSYNC_SSH_KEY_FILE"] == "/etc/git-secret/ssh"
+    # ssh needs a user of /etc/passwd: git-sync runs as its image's own user
+    assert git_sync["securityContext"]["runAsUser"] == 65533
     assert env["GITSYNC_SSH_KNOWN_HOSTS"] == "true"
     secret_volume = next(v for v in pod["volumes"] if v["name"] == "git-secret")["secret"]
     assert secret_volume["secretName"] == "etl-manifests-deploy-key"
