@@ -633,3 +633,45 @@ def test_a_git_sync_checkout_is_read_one_revision_at_a_time(remote, tmp_path):
     assert again.git.revision == second != first
     assert b"WHERE id > 9" in again.snapshot.files["pipelines/users.yaml"]
     assert b"WHERE id > 9" not in read.snapshot.files["pipelines/users.yaml"]
+
+
+def test_exporting_a_revision_unpacks_only_files_inside_the_tree(tmp_path, monkeypatch):
+    """git archive output is the repository's (untrusted) content: with tarfile's data filter,
+    and without it (Python before 3.11.4, such as Debian 12's 3.11.2), nothing lands outside
+    the tree and no link is unpacked."""
+    import contextlib
+    import io
+    import tarfile
+
+    from reconciler.controller.source import _extract
+
+    def archive() -> tarfile.TarFile:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, kind in (("pipelines", tarfile.DIRTYPE), ("pipelines/a.yaml", None),
+                               ("../escaped.yaml", None), ("/etc/absolute.yaml", None),
+                               ("link", tarfile.SYMTYPE)):
+                info = tarfile.TarInfo(name)
+                if kind is not None:
+                    info.type = kind
+                if kind == tarfile.SYMTYPE:
+                    info.linkname = "/etc"
+                data = b"name: a\n" if kind is None else b""
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        buffer.seek(0)
+        return tarfile.open(fileobj=buffer, mode="r:")
+
+    for without_filter in (False, True):
+        target = tmp_path / f"tree-{without_filter}"
+        target.mkdir()
+        if without_filter:
+            monkeypatch.delattr(tarfile, "data_filter", raising=False)
+        # the data filter may refuse the archive outright: also safe
+        with contextlib.suppress(tarfile.TarError):
+            _extract(archive(), target)
+        assert not (tmp_path / "escaped.yaml").exists()
+        assert not (target / "link").is_symlink()
+        if without_filter:
+            assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == [
+                "pipelines", "pipelines/a.yaml"]

@@ -5,9 +5,12 @@ virtualenv. No Docker engine runs here, so the image itself is not built."""
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,14 +56,16 @@ def test_dockerfile_runs_as_a_numeric_user_with_the_controller_as_entrypoint():
 
 
 @pytest.fixture(scope="module")
-def image_venv(tmp_path_factory) -> Path:
+def image_venv() -> Iterator[Path]:
     """A fresh virtualenv with the package installed as the image installs it."""
     if not (RUNTIME_WHEELS / ".complete").exists():
         message = f"{RUNTIME_WHEELS} is missing (make install downloads the pinned wheels)"
         if in_ci():
             pytest.fail(message)
         pytest.skip(message)
-    work = tmp_path_factory.mktemp("image")
+    # world-readable (not pytest's private tmp), so another user can run what is installed
+    work = Path(tempfile.mkdtemp(prefix="reconciler-image-", dir="/tmp"))
+    work.chmod(0o755)
     source = work / "src"
     for name in BUILD_CONTEXT:
         origin, target = PROJECT / name, source / name
@@ -87,7 +92,8 @@ def image_venv(tmp_path_factory) -> Path:
     check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True,
                            env=offline, timeout=120)
     assert check.returncode == 0, f"constraints.txt misses a dependency: {check.stdout}"
-    return venv
+    yield venv
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def _run(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -115,3 +121,74 @@ def test_the_image_has_no_embedded_service_and_says_so(image_venv, tmp_path):
     assert planned.returncode == 1
     assert "embedded" in planned.stderr + planned.stdout
     assert "Traceback" not in planned.stderr
+
+
+def test_the_controller_runs_as_a_user_who_can_write_only_its_volumes(image_venv):
+    """As the image runs it: another user than the files' owner (so the installed package,
+    the repository and everything else are read-only to it), writing only to a cache and a
+    /tmp of its own, following a git repository, against AWS (a running emulator) named by
+    an overrides file. One pass creates every pipeline."""
+    import boto3
+
+    from .test_emulator_server import _start_cli_emulator
+
+    if os.geteuid() != 0:
+        pytest.skip("running as another user needs root (CI runs as root)")
+    nobody = pwd.getpwnam("nobody")
+    base = Path(tempfile.mkdtemp(prefix="reconciler-readonly-", dir="/tmp"))
+    base.chmod(0o755)
+    proc = None
+    try:
+        repo = base / "manifests"
+        shutil.copytree(MANIFESTS, repo, ignore=shutil.ignore_patterns(".reconciler"))
+        for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                     ["-c", "user.name=ci", "-c", "user.email=ci@example.com", "commit", "-q",
+                      "-m", "manifests"]):
+            subprocess.run(["git", "-C", str(repo), *args], check=True, timeout=60)
+        # the repository stands for the remote one, so it belongs to the user (git's local
+        # transport would refuse another user's repository, whatever safe.directory says)
+        for path in [repo, *repo.rglob("*")]:
+            os.lchown(path, nobody.pw_uid, nobody.pw_gid)
+        volumes = {name: base / name for name in ("cache", "tmp")}
+        for volume in volumes.values():
+            volume.mkdir()
+            os.chown(volume, nobody.pw_uid, nobody.pw_gid)
+        proc, endpoint, _ = _start_cli_emulator(base)
+        aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                     aws_access_key_id="testing", aws_secret_access_key="testing"
+                     ).create_bucket(Bucket="coursera-reinvent")
+        overrides = base / "overrides.yaml"
+        overrides.write_text("installation: image\nenvironments:\n"
+                             f"  staging: {{endpoint_url: '{endpoint}'}}\n"
+                             f"  prod: {{endpoint_url: '{endpoint}'}}\n")
+        env = {"PATH": f"{image_venv / 'bin'}:/usr/bin:/bin", "HOME": str(volumes["tmp"]),
+               "TMPDIR": str(volumes["tmp"]), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+               "RECONCILER_CACHE_DIR": str(volumes["cache"]),
+               "RECONCILER_OVERRIDES": str(overrides),
+               "MAESTRO_PASSWORD": "m-secret", "REDSHIFT_PASSWORD": "r-secret",
+               "POSTGRES_PASSWORD": "p-secret", **aws}
+        if (PROJECT / "build" / "wheelhouse").is_dir():
+            env["RECONCILER_WHEELHOUSE"] = str(PROJECT / "build" / "wheelhouse")
+        result = subprocess.run(
+            ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
+             "--clear-groups", str(image_venv / "bin" / "reconciler"), "run", "--repo",
+             str(repo), "--branch", "main", "--once", "--log-format", "json"],
+            capture_output=True, text=True, env=env, cwd=volumes["tmp"], timeout=300)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output
+        assert "Permission denied" not in output and "Read-only" not in output
+        client = boto3.client("datapipeline", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        ids = [p["id"] for p in client.list_pipelines()["pipelineIdList"]]
+        described = client.describe_pipelines(pipelineIds=ids)["pipelineDescriptionList"]
+        owners = [{t["key"]: t["value"] for t in d["tags"]} for d in described]
+        assert len(owners) == 4
+        assert {o["dataduct-reconciler/managed-by"] for o in owners} == {"image"}
+        assert any(volumes["cache"].iterdir())  # the clone lives in the cache volume
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=20)
+        shutil.rmtree(base, ignore_errors=True)

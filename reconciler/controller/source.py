@@ -123,7 +123,7 @@ class GitSource:
         staging = Path(tempfile.mkdtemp(prefix=f".{commit[:12]}-", dir=self.trees))
         try:
             with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
-                tar.extractall(staging, filter="data")
+                _extract(tar, staging)
             staging.rename(target)
         except (OSError, tarfile.TarError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
@@ -152,3 +152,21 @@ def _verb(args: tuple[str, ...]) -> str:
     """The git command of an argument list (after --git-dir DIR)."""
     words = [a for a in args if not a.startswith("-")]
     return words[1] if args and args[0] == "--git-dir" and len(words) > 1 else words[0]
+
+
+def _extract(tar: tarfile.TarFile, target: Path) -> None:
+    """Unpack a ``git archive`` of the repository (untrusted content) into ``target``:
+    tarfile's "data" filter (no absolute paths, nothing outside ``target``, no device
+    files). Pythons before 3.11.4 do not have it: there only directories and regular files
+    with plain relative names are unpacked (links are left out, as the manifests reader
+    ignores them)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(target, filter="data")
+        return
+    for member in tar.getmembers():  # pragma: no cover - Python < 3.11.4
+        parts = Path(member.name).parts
+        if member.name.startswith("/") or ".." in parts or not (member.isdir() or
+                                                                  member.isfile()):
+            continue
+        tar.extract(member, target, set_attrs=False)
+
