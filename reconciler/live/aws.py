@@ -11,7 +11,7 @@ whatever botocore raises (service errors, connection errors, missing credentials
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -289,24 +289,34 @@ class AwsEnvironment:
     def run_history(self, pipeline_id: str) -> Iterable[dict[str, Any]]:
         """Instances and attempts with their fields, for the archive before a delete."""
         for sphere in ("INSTANCE", "ATTEMPT"):
-            marker = None
-            while True:
-                kwargs: dict[str, Any] = {"pipelineId": pipeline_id, "sphere": sphere,
-                                          "limit": 100}
-                if marker:
-                    kwargs["marker"] = marker
-                page = self._call("query_objects", **kwargs)
-                ids = page.get("ids", [])
-                for start in range(0, len(ids), 25):
-                    described = self._call("describe_objects", pipelineId=pipeline_id,
-                                           objectIds=ids[start:start + 25])
-                    for obj in described.get("pipelineObjects", []):
-                        yield {"sphere": sphere, "id": obj["id"], "name": obj.get("name"),
-                               "fields": {f["key"]: f.get("stringValue", f.get("refValue"))
-                                          for f in obj.get("fields", [])}}
-                if not page.get("hasMoreResults"):
-                    break
-                marker = page["marker"]
+            for obj in self._objects(pipeline_id, sphere):
+                yield {"sphere": sphere, **obj}
+
+    def _objects(self, pipeline_id: str, sphere: str, query: dict[str, Any] | None = None
+                 ) -> Iterator[dict[str, Any]]:
+        """The run objects of ``sphere`` the query selects (QueryObjects page by page, then
+        DescribeObjects 25 ids at a time), each as ``{"id", "name", "fields"}`` with its
+        string and reference fields in one mapping."""
+        marker = None
+        while True:
+            kwargs: dict[str, Any] = {"pipelineId": pipeline_id, "sphere": sphere,
+                                      "limit": 100}
+            if query:
+                kwargs["query"] = query
+            if marker:
+                kwargs["marker"] = marker
+            page = self._call("query_objects", **kwargs)
+            ids = page.get("ids", [])
+            for first in range(0, len(ids), 25):
+                described = self._call("describe_objects", pipelineId=pipeline_id,
+                                       objectIds=ids[first:first + 25])
+                for obj in described.get("pipelineObjects", []):
+                    yield {"id": obj["id"], "name": obj.get("name"),
+                           "fields": {f["key"]: f.get("stringValue", f.get("refValue"))
+                                      for f in obj.get("fields", [])}}
+            if not page.get("hasMoreResults"):
+                return
+            marker = page["marker"]
 
     def upload(self, uri: str, content: bytes) -> bool:
         """Put ``content`` at an s3:// URI unless it is there already; True when uploaded."""
@@ -348,25 +358,4 @@ class AwsEnvironment:
         if scheduled_since:
             query = {"selectors": [{"fieldName": "@scheduledStartTime",
                                     "operator": {"type": "GE", "values": [scheduled_since]}}]}
-        found: list[dict[str, Any]] = []
-        marker = None
-        while True:
-            kwargs: dict[str, Any] = {"pipelineId": pipeline_id, "sphere": "INSTANCE",
-                                      "limit": 100}
-            if query:
-                kwargs["query"] = query
-            if marker:
-                kwargs["marker"] = marker
-            page = self._call("query_objects", **kwargs)
-            ids = page.get("ids", [])
-            for start in range(0, len(ids), 25):
-                described = self._call("describe_objects", pipelineId=pipeline_id,
-                                       objectIds=ids[start:start + 25])
-                for obj in described.get("pipelineObjects", []):
-                    found.append({"id": obj["id"], "name": obj.get("name"),
-                                  "fields": {f["key"]: f.get("stringValue", f.get("refValue"))
-                                             for f in obj.get("fields", [])}})
-            if not page.get("hasMoreResults"):
-                break
-            marker = page["marker"]
-        return found
+        return list(self._objects(pipeline_id, "INSTANCE", query))
