@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -175,6 +176,18 @@ def corpus_repo(repo: Path) -> Path:
 
 
 # -- the embedded service ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def endpoint(tmp_path):
+    """A running `reconciler emulator` (a subprocess): its URL, for AWS_ENDPOINT_URL."""
+    from .test_emulator_server import _start_cli_emulator
+
+    proc, url, _ = _start_cli_emulator(tmp_path)
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=20)
+
 
 FROZEN = "2026-11-26T09:00:00"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +34,14 @@ def _unavailable(what: str, dsn: str, exc: BaseException) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def _reach(what: str, dsn: str, connect: Callable[[], Any]) -> Any:
+    """``connect()``, or skip (fail under CI=true) naming the server that is not there."""
+    try:
+        return connect()
+    except Exception as exc:  # the driver's connection errors
+        _unavailable(what, dsn, exc)
 
 
 def postgres_connect(login: Login, database: str | None = None, autocommit: bool = True):
@@ -83,10 +91,7 @@ class PostgresSchema:
 @contextmanager
 def postgres_schema() -> Iterator[PostgresSchema]:
     login = login_from_url(POSTGRES_DSN, "destination")
-    try:
-        connection = postgres_connect(login)
-    except Exception as exc:  # the driver's connection errors
-        _unavailable("PostgreSQL", POSTGRES_DSN, exc)
+    connection = _reach("PostgreSQL", POSTGRES_DSN, lambda: postgres_connect(login))
     name = f"t_{uuid.uuid4().hex[:12]}"
     connection.execute(f'CREATE SCHEMA "{name}"')
     try:
@@ -102,10 +107,7 @@ def postgres_schema() -> Iterator[PostgresSchema]:
 def postgres_database() -> Iterator[str]:
     """A PostgreSQL database of the test's own; yields its URL."""
     login = login_from_url(POSTGRES_DSN, "destination")
-    try:
-        admin = postgres_connect(login)
-    except Exception as exc:  # the driver's connection errors
-        _unavailable("PostgreSQL", POSTGRES_DSN, exc)
+    admin = _reach("PostgreSQL", POSTGRES_DSN, lambda: postgres_connect(login))
     name = f"reconciler_t_{uuid.uuid4().hex[:12]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -130,10 +132,7 @@ class MysqlDatabase:
 @contextmanager
 def mysql_database() -> Iterator[MysqlDatabase]:
     login = login_from_url(MYSQL_DSN, "source")
-    try:
-        connection = mysql_connect(login)
-    except Exception as exc:  # the driver's connection errors
-        _unavailable("MySQL", MYSQL_DSN, exc)
+    connection = _reach("MySQL", MYSQL_DSN, lambda: mysql_connect(login))
     name = f"t_{uuid.uuid4().hex[:12]}"
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE `{name}`")

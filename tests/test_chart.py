@@ -147,20 +147,21 @@ def test_the_rendered_overrides_are_accepted_by_the_controller(full):
 
 
 def test_the_rendered_settings_are_options_of_reconciler_run(full):
-    """Every RECONCILER_* variable the chart sets is one `reconciler run` reads."""
-    help_text = subprocess.run([sys.executable, "-m", "reconciler", "run", "--help"],
-                               capture_output=True, text=True, timeout=60).stdout
+    """Every RECONCILER_* variable and every option the chart gives `reconciler run` is one
+    it reads."""
     from reconciler.cli import run as run_command
 
     envvars = {p.envvar for p in run_command.params if getattr(p, "envvar", None)}
+    options = {opt for p in run_command.params for opt in getattr(p, "opts", [])}
     settings_map = next(d for d in full if d["metadata"]["name"].endswith("-settings"))
     for name in settings_map["data"]:
         assert name in envvars, f"{name} is not an option of reconciler run"
-    pod = by_kind(full, "Deployment")[0]["spec"]["template"]["spec"]
-    for env in pod["containers"][0]["env"]:
+    container = by_kind(full, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    for env in container["env"]:
         if env["name"].startswith("RECONCILER_") and env["name"] != "RECONCILER_SECRETS_KEY_FILE":
             assert env["name"] in envvars, env["name"]
-    assert "--checkout" in help_text
+    assert "--checkout" in container["args"]
+    assert {a for a in container["args"] if a.startswith("--")} <= options
 
 
 @pytest.mark.parametrize("values, message", [

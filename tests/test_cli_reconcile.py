@@ -11,18 +11,9 @@ import boto3
 import pytest
 
 from .conftest import run_cli
-from .test_emulator_server import _start_cli_emulator
 
 SECRETS = {"MAESTRO_PASSWORD": "cli-maestro-secret-7", "REDSHIFT_PASSWORD": "cli-redshift-secret-8",
            "POSTGRES_PASSWORD": "cli-postgres-secret-9"}
-
-
-@pytest.fixture
-def endpoint(tmp_path):
-    proc, url, _ = _start_cli_emulator(tmp_path)
-    yield url
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=20)
 
 
 def cli(endpoint, *args, **env):

@@ -111,24 +111,22 @@ GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__range": "1h", "$env": ".*",
                      "$pipeline": ".*"}
 
 
+def _with_values(expr: str) -> str:
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    return expr
+
+
 def dashboard_queries() -> dict[str, str]:
     """'panel title / refId' -> the PromQL, Grafana's variables replaced by values."""
     dashboard = json.loads(DASHBOARD.read_text())
-    queries = {}
-    for panel in dashboard["panels"]:
-        for target in panel.get("targets", []):
-            expr = target["expr"]
-            for variable, value in GRAFANA_VARIABLES.items():
-                expr = expr.replace(variable, value)
-            queries[f"{panel['title']} / {target['refId']}"] = expr
+    queries = {f"{panel['title']} / {target['refId']}": _with_values(target["expr"])
+               for panel in dashboard["panels"] for target in panel.get("targets", [])}
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":
             inner = re.fullmatch(r"label_values\((.+), \w+\)", variable["definition"])
             assert inner is not None, variable["definition"]
-            expr = inner.group(1)
-            for name, value in GRAFANA_VARIABLES.items():
-                expr = expr.replace(name, value)
-            queries[f"variable {variable['name']}"] = expr
+            queries[f"variable {variable['name']}"] = _with_values(inner.group(1))
     return queries
 
 

@@ -6,7 +6,7 @@ import boto3
 from reconciler.desired.config import Environment, Policy, Settings
 from reconciler.desired.overrides import Overrides, OverridesError
 
-from .test_cli_reconcile import cli, endpoint  # noqa: F401  (fixture)
+from .test_cli_reconcile import cli
 
 
 def _settings() -> Settings:
@@ -62,7 +62,7 @@ def _managed_by(url: str) -> set[str]:
         if t["key"] == "dataduct-reconciler/managed-by"}
 
 
-def test_apply_uses_the_installation_and_environments_of_the_overrides(endpoint, repo,  # noqa: F811
+def test_apply_uses_the_installation_and_environments_of_the_overrides(endpoint, repo,
                                                                        tmp_path):
     path = tmp_path / "overrides.yaml"
     path.write_text("installation: cluster-a\nenvironments:\n  prod:\n"

@@ -15,15 +15,6 @@ import boto3
 import pytest
 
 from .test_cli_reconcile import SECRETS, cli, pipelines
-from .test_emulator_server import _start_cli_emulator
-
-
-@pytest.fixture
-def endpoint(tmp_path):
-    proc, url, _ = _start_cli_emulator(tmp_path)
-    yield url
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=20)
 
 
 def git(repo: Path, *args: str) -> str:

@@ -63,14 +63,13 @@ def install_checkov(tools: Path) -> None:
 
 def main() -> int:
     tools = Path(sys.argv[1] if len(sys.argv) > 1 else ".tools").resolve()
-    status = 0
     for install in (install_helm, install_checkov):
         try:
             install(tools)
         except (OSError, subprocess.CalledProcessError, StopIteration, KeyError) as exc:
+            # not an error here: a missing tool is reported by its tests (failing under CI=true)
             print(f"{install.__name__}: {exc}; the tests that need it will skip")
-            status = 0  # a missing tool is reported by its tests (a failure under CI=true)
-    return status
+    return 0
 
 
 if __name__ == "__main__":
