@@ -169,4 +169,3 @@ def _extract(tar: tarfile.TarFile, target: Path) -> None:
                                                                   member.isfile()):
             continue
         tar.extract(member, target, set_attrs=False)
-

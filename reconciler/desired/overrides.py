@@ -18,9 +18,6 @@ from .config import Environment, Settings
 from .schemas import validate_document, validator
 from .yamldoc import load_yaml
 
-_POLICY_KEYS = ("prune", "allow_replace", "allow_empty", "max_delete_percent",
-                "drift_checks_per_pass", "self_heal")
-
 
 class OverridesError(ReconcilerError):
     """Overrides that do not fit the repository (an environment it does not have)."""
@@ -55,8 +52,8 @@ class Overrides:
 def _environment(env: Environment, values: dict[str, Any]) -> Environment:
     changes: dict[str, Any] = {key: values[key] for key in ("region", "role_arn", "endpoint_url")
                                if key in values}
-    policy: dict[str, Any] = {key: value for key, value in values.get("policy", {}).items()
-                              if key in _POLICY_KEYS}
+    # the keys are Policy's fields: overrides.schema.json admits no other
+    policy: dict[str, Any] = dict(values.get("policy", {}))
     if "max_delete_percent" in policy:
         policy["max_delete_percent"] = float(policy["max_delete_percent"])
     if policy:
