@@ -489,3 +489,16 @@ def test_the_secrets_tag_is_an_hmac_under_the_installations_key(world):
     assert tag == hmac.new(b"test-installation-key", text.encode(),
                            hashlib.sha256).hexdigest()[:32]
     assert tag != hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def test_an_unreadable_wheelhouse_fails_only_the_pipelines_with_qa_steps(world, tmp_path):
+    wheelhouse = tmp_path / "wheelhouse"
+    (wheelhouse / "broken.whl").mkdir(parents=True)  # read as a file, it raises
+    result = world.run(environments=["staging"],
+                       environ={"RECONCILER_WHEELHOUSE": str(wheelhouse)})
+    outcome = {r.pipeline: r for r in result.environments[0].results}
+    assert outcome["discussion_votes"].outcome == "applied"
+    assert outcome["users"].outcome == "failed"
+    assert "cannot read the QA runner's wheelhouse (RECONCILER_WHEELHOUSE)" in \
+        outcome["users"].messages[-1]
+    assert ("staging", "users") not in world.pipelines()

@@ -200,7 +200,11 @@ class Applier:
                 raise ApplyError(f"{artifact.path} is not in the repository snapshot")
             uploads.append((artifact.s3_uri, content))
         if desired.qa_wheelhouse:
-            wheels = self.wheelhouse()
+            try:
+                wheels = self.wheelhouse()
+            except OSError as exc:
+                raise ApplyError(f"cannot read the QA runner's wheelhouse "
+                                 f"(RECONCILER_WHEELHOUSE): {exc}") from None
             if not wheels:
                 result.messages.append(
                     f"warning: no QA runner wheelhouse to upload (RECONCILER_WHEELHOUSE); its "
