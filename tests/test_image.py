@@ -170,7 +170,10 @@ def test_the_controller_runs_as_a_user_who_can_write_only_its_volumes(image_venv
                "MAESTRO_PASSWORD": "m-secret", "REDSHIFT_PASSWORD": "r-secret",
                "POSTGRES_PASSWORD": "p-secret", **aws}
         if (PROJECT / "build" / "wheelhouse").is_dir():
-            env["RECONCILER_WHEELHOUSE"] = str(PROJECT / "build" / "wheelhouse")
+            # the image's copy (/opt/reconciler/wheelhouse), readable by its user: a clone
+            # of the project may sit where other users cannot read
+            shutil.copytree(PROJECT / "build" / "wheelhouse", base / "wheelhouse")
+            env["RECONCILER_WHEELHOUSE"] = str(base / "wheelhouse")
         result = subprocess.run(
             ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
              "--clear-groups", str(image_venv / "bin" / "reconciler"), "run", "--repo",
