@@ -502,3 +502,42 @@ def test_an_unreadable_wheelhouse_fails_only_the_pipelines_with_qa_steps(world, 
     assert "cannot read the QA runner's wheelhouse (RECONCILER_WHEELHOUSE)" in \
         outcome["users"].messages[-1]
     assert ("staging", "users") not in world.pipelines()
+
+
+LATER = NOW + timedelta(hours=6, minutes=10)  # past the load time: replacements move on
+
+
+@pytest.mark.parametrize("edits", [
+    [("frequency: daily", "frequency: hourly")],
+    [("frequency: daily", "frequency: hourly"), ("frequency: hourly", "frequency: 2-hours")],
+    [("frequency: daily", "frequency: 3-days")],
+    [("load_time: 12:00", "load_time: 13:30")],
+    [("\n- step_type: upsert\n  name: upsert_users\n  source: tables/staging.maestro_users.sql\n"
+      "  destination: tables/prod.users.sql\n", "\n")],
+    [("database: userDb", "database: archiveDb")],
+], ids=["period", "period-twice", "period-days", "start", "removed-object", "reference"])
+def test_after_a_replace_the_next_plans_are_empty(world, edits):
+    policy(world, "prod", allow_replace=True)
+    assert not world.run(now=LATER).failed
+    for old, new in edits:
+        world.edit("pipelines/users.yaml", old, new)
+        before = {env: world.pipeline_id(env, "users") for env in ("staging", "prod")}
+        replaced = world.run(now=LATER)
+        assert not replaced.failed
+        for env in ("staging", "prod"):
+            assert actions(replaced, env)["users"][0] == Action.REPLACE
+            assert world.pipeline_id(env, "users") != before[env]
+    # the pipeline it was replaced with is what the manifest says, now and on the days after
+    for now in (LATER, LATER + timedelta(minutes=50), LATER + timedelta(days=1, hours=3),
+                LATER + timedelta(days=9)):
+        again = world.run(now=now)
+        assert writes() == 0, (now, {env: actions(again, env) for env in ("staging", "prod")})
+        for env in ("staging", "prod"):
+            assert {a for a, _ in actions(again, env).values()} == {Action.NOOP}
+    # and so is the definition, read and compared field by field
+    for env in ("staging", "prod"):
+        policy(world, env, drift_checks_per_pass=10)
+    checked = world.run(now=LATER + timedelta(days=1))
+    assert writes() == 0 and emulator.CONTROLS.calls.get("GetPipelineDefinition", 0) > 0
+    for env in ("staging", "prod"):
+        assert actions(checked, env)["users"] == (Action.NOOP, "in sync (definition checked)")

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from ..errors import Location
+from .servicemodel import period_seconds
+
+DAY = 86400
 
 
 @dataclass(frozen=True)
@@ -252,11 +256,38 @@ class CompiledPipeline:
         return None
 
 
+def start_phase(start: str, period: str | None) -> str:
+    """What of a schedule's ``startDateTime`` decides when it runs, given its ``period``.
+
+    The date never does (the compiler anchors a new pipeline on today; a live one keeps the
+    day it was activated on). For a period that divides a day (``1 hours``, ``15 minutes``)
+    the time of day modulo the period is what counts: ``T01:00`` and ``T15:00`` every
+    ``2 hours`` are the same schedule, which is what a replacement moved to its next run
+    has. For other periods it is the time of day."""
+    _date, separator, time = start.partition("T")
+    if not separator:
+        return start
+    seconds = period_seconds(period) if period else None
+    parts = time.split(":")
+    if not seconds or seconds >= DAY or DAY % seconds or len(parts) != 3 or not all(
+            p.isdigit() for p in parts):
+        return time
+    phase = (int(parts[0]) * 3600 + int(parts[1]) * 60 + int(parts[2])) % seconds
+    return f"{phase // 3600:02d}:{phase // 60 % 60:02d}:{phase % 60:02d}"
+
+
+def field_value(obj: Mapping[str, Any], key: str) -> str | None:
+    """The first string value of an API-form object's field."""
+    return next((f.get("stringValue") for f in obj.get("fields", []) if f.get("key") == key),
+                None)
+
+
 def without_start_dates(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """API-form objects with the date of every ``startDateTime`` removed (the time stays)."""
+    """API-form objects with each ``startDateTime`` reduced to its :func:`start_phase`."""
     out = []
     for obj in objects:
-        fields = [{"key": f["key"], "stringValue": f["stringValue"].split("T", 1)[-1]}
+        period = field_value(obj, "period")
+        fields = [{"key": f["key"], "stringValue": start_phase(f["stringValue"], period)}
                   if f["key"] == "startDateTime" and "stringValue" in f else f
                   for f in obj["fields"]]
         out.append({**obj, "fields": fields})

@@ -3,8 +3,8 @@
 Both sides are normalised first: the service's runtime ``@`` fields are dropped, objects are
 keyed by id, repeated references are sorted while repeated strings keep their order, encrypted
 values (which the service masks)
-compare by presence only, and the desired schedules are anchored on the live start date when
-the time of day is the same (the compiler anchors new pipelines on today). deepdiff does the
+compare by presence only, and the desired schedules are anchored on the live start when both
+start the same schedule (the compiler anchors new pipelines on today). deepdiff does the
 comparison; the result is a sorted tuple of typed :class:`Change` values.
 """
 
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from deepdiff import DeepDiff
+
+from ..desired.definition import field_value, start_phase
 
 ENCRYPTED = "<encrypted>"
 
@@ -67,17 +69,20 @@ def normalise(objects: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, tuple
 
 def anchor_like_live(desired: list[dict[str, Any]], live: Iterable[Mapping[str, Any]]
                      ) -> list[dict[str, Any]]:
-    """The desired objects with each schedule's start date taken from the live object of the
-    same id, when only the date differs: a live pipeline keeps the start it has."""
+    """The desired objects with each schedule's start taken from the live object of the same
+    id when both start the same schedule (the same :func:`start_phase` for the desired
+    period): a live pipeline keeps the start it has, and a replacement keeps the next run it
+    was moved to."""
     live_starts = {o["id"]: f.get("stringValue") for o in live for f in o.get("fields", [])
                    if f.get("key") == "startDateTime"}
     out = []
     for obj in desired:
         start = live_starts.get(obj["id"])
+        period = field_value(obj, "period")
         fields = []
         for f in obj["fields"]:
             if (f["key"] == "startDateTime" and start and "stringValue" in f
-                    and start.split("T")[-1] == f["stringValue"].split("T")[-1]):
+                    and start_phase(start, period) == start_phase(f["stringValue"], period)):
                 f = {"key": "startDateTime", "stringValue": start}
             fields.append(f)
         out.append({**obj, "fields": fields})

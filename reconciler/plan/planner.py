@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from ..desired.config import Policy
-from ..desired.definition import CompiledPipeline, PipelineObject, make_object
+from ..desired.definition import DAY, CompiledPipeline, PipelineObject, make_object
 from ..desired.servicemodel import edits_refused_after_activation, period_seconds
 from ..live.model import PENDING, TAG_SECRETS, LiveDefinition, LivePipeline, LiveState
 from ..snapshot import Relation
@@ -344,7 +344,11 @@ class _Context:
 def starting_after(pipeline: CompiledPipeline, now: datetime | None) -> CompiledPipeline:
     """The pipeline with its recurring schedules moved to their next start after ``now``, so
     a replacement does not run again what the pipeline it replaces already ran. One-time
-    schedules (``occurrences``) keep their start."""
+    schedules (``occurrences``) keep their start.
+
+    The start moves by whole periods when the period divides a day or is whole days, else
+    by whole days: either way it keeps its :func:`start_phase`, so the next plan finds the
+    replacement in sync with the manifest instead of replacing it again."""
     if now is None:
         return pipeline
     objects: list[PipelineObject] = []
@@ -359,9 +363,10 @@ def starting_after(pipeline: CompiledPipeline, now: datetime | None) -> Compiled
         except ValueError:
             objects.append(obj)
             continue
+        step = seconds if seconds % DAY == 0 or DAY % seconds == 0 else DAY
         if moment <= now:
-            steps = int((now - moment).total_seconds() // seconds) + 1
-            moment += timedelta(seconds=steps * seconds)
+            steps = int((now - moment).total_seconds() // step) + 1
+            moment += timedelta(seconds=steps * step)
         fields = {f.key: f.value for f in obj.fields}
         fields["startDateTime"] = moment.strftime(DATETIME_FORMAT)
         objects.append(make_object(obj.id, obj.name, origin=obj.origin, **fields))
