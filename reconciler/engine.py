@@ -33,9 +33,9 @@ from .desired.compiler import CompileOptions
 from .desired.config import Environment, Settings, load_settings
 from .desired.overrides import Overrides, OverridesError
 from .desired.project import ProjectResult, compile_project
-from .errors import Problem, ReconcilerError
+from .errors import Problem
 from .live.aws import EMBEDDED, AwsEnvironment, AwsError
-from .live.lease import Lease, LeaseHeld, lease_uri, new_holder_id
+from .live.lease import Lease, LeaseHeld, LeaseLost, lease_uri, new_holder_id
 from .live.model import TAG_REVISION, LiveDefinition, LiveState
 from .live.pacing import Pacer
 from .plan.planner import (
@@ -78,6 +78,14 @@ class Events:
 
     def environment_failed(self, env: str, error: str, revision: str) -> None:
         self.log.error("environment failed", env=env, revision=revision, error=error)
+
+    def waiting(self, why: str, revision: str) -> None:
+        """A standby's pass: another writer holds a lease, nothing is planned or applied."""
+        self.log.info("standby", revision=revision, reason=why)
+
+    def lease_lost(self, env: str, why: str) -> None:
+        """The lease of ``env`` was lost while held (its renewal thread says why)."""
+        self.log.error("lease lost", env=env, reason=why)
 
     def aws_request(self, env: str, operation: str, code: str) -> None:
         """One attempt of one AWS call and its answer ("OK" or the error code)."""
@@ -131,6 +139,12 @@ class PassContext:
                 lease.release()
         self.leases.clear()
 
+    def abandon_leases(self) -> None:
+        """Stop renewing the leases without giving them back (they expire on their own)."""
+        for lease in self.leases.values():
+            lease.abandon()
+        self.leases.clear()
+
 
 @dataclass(frozen=True)
 class PassOptions:
@@ -169,6 +183,7 @@ class Run:
     environments: list[EnvironmentRun] = field(default_factory=list)
     error: str | None = None  # the pass as a whole was refused (uncommitted changes...)
     embedded_state: Path | None = None
+    lease_held: LeaseHeld | None = None  # a standby's pass: who holds a lease, until when
     repository: str = ""  # the git repository revisions are related in
 
     @property
@@ -280,16 +295,22 @@ def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
     wanted = [e for e in wanted if e in settings.environments]
     applied_ok: dict[str, dict[str, bool]] = {}
     order = promotion_order(settings.environments, [*wanted, *gates])
-    held_elsewhere = None
     if options.apply and context.all_leases_or_none:
-        held_elsewhere = _take_every_lease(context, result, settings, order, wanted, environ,
-                                           connect, now)
+        held = _take_every_lease(context, result, settings, order, wanted, environ, connect,
+                                 now)
+        if held is not None:  # a standby: it plans nothing, and tries again when it expires
+            result.lease_held = held[1]
+            why = f"{held[0]}: {held[1]}"
+            for name in wanted:
+                result.environments.append(EnvironmentRun(name, waiting=why))
+            context.events.waiting(why, result.revision)
+            return result
     for name in order:
         env_run = EnvironmentRun(name, for_gate_only=name not in wanted)
         result.environments.append(env_run)
         started = time.monotonic()
         _run_environment(result, env_run, settings, snapshot, options, now, environ, key,
-                         connect, confirm, context, applied_ok, held_elsewhere)
+                         connect, confirm, context, applied_ok)
         env_run.seconds = time.monotonic() - started
     if not context.keep_leases:
         context.release_leases()
@@ -309,8 +330,7 @@ def _run_environment(result: Run, env_run: EnvironmentRun, settings: Settings,
                      snapshot: Snapshot, options: PassOptions, now: datetime,
                      environ: Mapping[str, str], key: SecretsKey | None, connect: Connect,
                      confirm: Callable[[EnvironmentPlan], bool] | None,
-                     context: PassContext, applied_ok: dict[str, dict[str, bool]],
-                     held_elsewhere: str | None = None) -> None:
+                     context: PassContext, applied_ok: dict[str, dict[str, bool]]) -> None:
     name = env_run.environment
     env = settings.environments[name]
     events = context.events
@@ -335,10 +355,8 @@ def _run_environment(result: Run, env_run: EnvironmentRun, settings: Settings,
                                  "noticed until the definition changes")
         env_run.plan = plan
         events.planned(name, plan, result.revision)
-        if held_elsewhere is not None and not env_run.for_gate_only and options.apply:
-            raise LeaseHeldElsewhere(held_elsewhere)
         lease = _lease(context, aws, result, settings, name, now)
-        if lease is not None and lease.held:  # renewed every pass while we hold it
+        if lease is not None and lease.held:  # still ours? (its thread renews it)
             lease.wait(0)
         if (options.apply and not env_run.for_gate_only
                 and any(a.action.changes_something for a in plan.actions)
@@ -352,13 +370,15 @@ def _run_environment(result: Run, env_run: EnvironmentRun, settings: Settings,
                               wheelhouse=lambda: wheelhouse(environ),
                               hold=lambda pipeline: context.hold(name, pipeline),
                               stopping=context.stopping,
-                              checkpoint=lease.renew_if_due if lease is not None else
+                              checkpoint=lease.check if lease is not None else
                               lambda: None)
             env_run.results = applier.apply(plan)
             for item in env_run.results:
                 events.applied(name, item, result.revision)
+            if applier.stopped_by is not None:
+                raise LeaseLost(lease.uri if lease else "", applier.stopped_by)
         applied_ok[name] = _in_sync(plan, env_run.results, options.apply)
-    except (LeaseHeld, LeaseHeldElsewhere) as exc:
+    except (LeaseHeld, LeaseLost) as exc:
         env_run.waiting = str(exc)
         applied_ok[name] = {}
         events.environment_failed(name, str(exc), result.revision)
@@ -368,13 +388,9 @@ def _run_environment(result: Run, env_run: EnvironmentRun, settings: Settings,
         events.environment_failed(name, str(exc), result.revision)
 
 
-class LeaseHeldElsewhere(ReconcilerError):
-    """Another writer holds the lease of one of the environments (the controller's rule)."""
-
-
 def _take_every_lease(context: PassContext, result: Run, settings: Settings, order: list[str],
                       wanted: list[str], environ: Mapping[str, str], connect: Connect,
-                      now: datetime) -> str | None:
+                      now: datetime) -> tuple[str, LeaseHeld] | None:
     """Take (or renew) every wanted environment's lease, in order; when another writer holds
     one, give back the ones taken and say who holds it. An environment that cannot be
     reached is left to its own pass (it reports its error there)."""
@@ -387,7 +403,7 @@ def _take_every_lease(context: PassContext, result: Run, settings: Settings, ord
                 lease.wait(0)
         except LeaseHeld as exc:
             context.release_leases()
-            return f"{name}: {exc}"
+            return name, exc
         except AwsError:
             continue
     return None
@@ -409,7 +425,9 @@ def _lease(context: PassContext, aws: AwsEnvironment, result: Run, settings: Set
     started = time.monotonic()
     clock = context.wall_clock or (lambda: now + timedelta(seconds=time.monotonic() - started))
     lease = Lease(aws, lease_uri(str(bucket), base, settings.installation),
-                  context.lease_holder, context.lease_seconds, clock)
+                  context.lease_holder, context.lease_seconds, clock,
+                  on_lost=lambda why: context.events.lease_lost(env, why))
+    lease.guard(aws.datapipeline)
     context.leases[env] = lease
     return lease
 

@@ -319,6 +319,7 @@ def test_runs_are_counted_once_with_their_retries_and_duration(emulator_server, 
     controller.run_once()
     assert sample(scrape(controller), "dataduct_pipeline_runs_total", status="FINISHED",
                   **labels) == 1  # counted once across passes
+    controller.context.release_leases()  # stopped, as a rollout stops the old pod
     restarted = make_controller(remote, endpoint, tmp_path, name="b",
                                 environments=("staging",))
     restarted.run_once()
@@ -464,8 +465,9 @@ def test_two_controllers_at_once_one_applies_and_the_other_takes_over_after_expi
     leader, standby = applying[0], waiting[0]
     assert sample(scrape(standby), "dataduct_reconcile_total", env="prod",
                   result="waiting") == 1
-    # the leader is killed (no release); a new commit waits for its lease to expire
-    del leader
+    # the leader is killed (its leases neither renewed nor released); a new commit waits
+    # for its lease to expire
+    leader.context.abandon_leases()
     commit = remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 2"')
     standby.run_once()
     assert revision_of(endpoint, "prod", "users") != commit

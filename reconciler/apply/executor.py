@@ -61,6 +61,9 @@ class ActionResult:
         return self.outcome == "failed"
 
 
+LEASE_LOST = "LeaseLost"  # the code of reconciler.live.lease.LeaseLost
+
+
 class ApplyError(ReconcilerError):
     """A pipeline that cannot be applied as planned; the message says why."""
 
@@ -86,16 +89,23 @@ class Applier:
     # why a pipeline must not be applied now (backing off after failures), or None
     hold: Callable[[str], str | None] = lambda _: None
     stopping: Callable[[], bool] = lambda: False  # shutting down: start no new action
-    checkpoint: Callable[[], None] = lambda: None  # before each action (renews the lease)
+    # before each action: raises an AwsError when the lease is lost (and the lease's own
+    # guard checks it again before every write call)
+    checkpoint: Callable[[], None] = lambda: None
 
     def apply(self, plan: EnvironmentPlan) -> list[ActionResult]:
         results = []
         self.kept: set[str] = set()  # pipelines this apply created or updated
         self.present: set[str] = set()  # S3 objects known to be uploaded
+        self.stopped_by: str | None = None  # the lease was lost: nothing more is written
         for planned in plan.actions:
             if not planned.action.changes_something:
                 continue
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except AwsError as exc:
+                self.stopped_by = str(exc)
+                break
             started = self.clock()
             result = ActionResult(planned.environment, planned.pipeline, planned.action,
                                   "applied", pipeline_id=planned.live.pipeline_id
@@ -110,8 +120,10 @@ class Applier:
                 getattr(self, f"_{planned.action.value}")(planned, result)
             except AwsError as exc:
                 result.outcome = "failed"
-                result.temporary = exc.temporary
+                result.temporary = exc.temporary or exc.code == LEASE_LOST
                 result.messages.append(str(exc))
+                if exc.code == LEASE_LOST:
+                    self.stopped_by = str(exc)
             except ApplyError as exc:
                 result.outcome = "failed"
                 result.messages.append(str(exc))
@@ -119,6 +131,8 @@ class Applier:
             if result.pipeline_id and planned.action is not Action.DELETE:
                 self.kept.add(result.pipeline_id)
             results.append(result)
+            if self.stopped_by is not None:
+                break
         return results
 
     # -- actions --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,8 @@ from ..source import SourceRead
 from .logs import Redactor
 from .source import SourceError
 from .status import Backoff, Status
+
+LIVENESS_FLOOR = 300.0  # seconds: botocore's retries of one call take less
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class ControllerEvents(Events):
                                                     result.outcome).inc()
 
     def aws_request(self, env: str, operation: str, code: str) -> None:
+        self.controller.beat()  # a pass retrying AWS is alive, however long it takes
         metrics = self.controller.metrics
         metrics.aws_requests.labels(env, operation, code).inc()
         if is_throttle(code):
@@ -101,6 +105,8 @@ class Controller:
         self.last_read: SourceRead | None = None
         self.started = wall()
         self.passes = 0
+        self.heartbeat = time.monotonic()  # the loop's last sign of life
+        self.lease_expires: datetime | None = None  # a standby's: when to try again
         self.trigger = threading.Event()
         self.stopping = threading.Event()
         self._drifted: set[tuple[str, str]] = set()
@@ -117,6 +123,7 @@ class Controller:
     def run_once(self) -> Run | None:
         """One pass: read the source (or keep the last good revision), plan, apply, observe."""
         now = self.wall()
+        self.beat()
         self.status.last_pass_started = now
         self.passes += 1
         read = self._read_source(now)
@@ -128,8 +135,14 @@ class Controller:
                               overrides=self.config.overrides)
         result = run_pass(read, options, now=now, environ=self.environ, connect=self.connect,
                           context=self.context)
+        self.lease_expires = result.lease_held.expires if result.lease_held else None
         self._record(result, now)
+        self.beat()
         return result
+
+    def beat(self) -> None:
+        """The loop is alive: a pass started or ended, or an AWS call was attempted."""
+        self.heartbeat = time.monotonic()
 
     def _read_source(self, now: datetime) -> SourceRead | None:
         source = self.status.source
@@ -240,8 +253,14 @@ class Controller:
         self.trigger.set()
 
     def next_wait(self) -> float:
+        """The interval with jitter; a standby tries again as soon as the lease it waits for
+        expires, so it takes over within one lease period of the holder's death."""
         spread = self.config.interval * self.config.jitter
-        return max(0.0, self.config.interval + random.uniform(-spread, spread))
+        wait = max(0.0, self.config.interval + random.uniform(-spread, spread))
+        if self.lease_expires is not None:
+            until = (self.lease_expires - self.wall()).total_seconds()
+            wait = min(wait, max(0.5, until + random.uniform(0.1, 1.0)))
+        return wait
 
     def loop(self) -> None:
         """Passes until :meth:`stop`; never raises (a failed pass is logged and retried)."""
@@ -266,11 +285,13 @@ class Controller:
     # -- probes ---------------------------------------------------------------------------------
 
     def healthy(self) -> tuple[bool, str]:
-        """A pass started within 3 intervals (or the controller is younger than that)."""
-        limit = 3 * self.config.interval
-        last = self.status.last_pass_started or self.started
-        age = (self.wall() - last).total_seconds()
-        return age <= limit, f"last pass started {age:.0f} s ago (limit {limit:.0f} s)"
+        """Liveness: the loop showed a sign of life (a pass began or ended, an AWS call was
+        attempted) within 3 intervals, and at least 5 minutes. A pass stuck in AWS's retries
+        during an outage is alive; whether the controller can do its job is :meth:`ready`."""
+        limit = max(3 * self.config.interval, LIVENESS_FLOOR)
+        age = time.monotonic() - self.heartbeat
+        return age <= limit, f"the loop's last sign of life was {age:.0f} s ago (limit " \
+            f"{limit:.0f} s)"
 
     def ready(self) -> tuple[bool, str]:
         """A revision was read and every environment's endpoint answered its last pass."""
