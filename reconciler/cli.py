@@ -823,7 +823,8 @@ def _default_cache() -> str:
 @click.option("--lease-seconds", type=click.FloatRange(min=5), default=300.0,
               show_default=True, envvar="RECONCILER_LEASE_SECONDS",
               help="How long the controller's lease on an environment lasts unless renewed "
-                   "(it renews it every pass; a successor waits at most this long).")
+                   "(renewed in the background every third of it; a successor waits at most "
+                   "this long).")
 @click.option("--runs-budget", type=click.IntRange(min=0), default=20, show_default=True,
               envvar="RECONCILER_RUNS_BUDGET",
               help="Pipelines whose runs are read per pass and environment.")
@@ -856,7 +857,7 @@ def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
     \b
     HTTP on --listen:
       /metrics   Prometheus metrics (dataduct_*)
-      /healthz   200 while passes keep starting
+      /healthz   200 while the loop is alive (a pass retrying AWS counts)
       /readyz    200 once a revision is read and every environment answers
       /status    JSON: per environment and pipeline, sync and health status
       /webhook   POST, GitHub push events signed with the webhook secret

@@ -375,8 +375,10 @@ def _run_environment(result: Run, env_run: EnvironmentRun, settings: Settings,
             env_run.results = applier.apply(plan)
             for item in env_run.results:
                 events.applied(name, item, result.revision)
-            if applier.stopped_by is not None:
-                raise LeaseLost(lease.uri if lease else "", applier.stopped_by)
+            stopped = applier.stopped_by
+            if stopped is not None:
+                raise stopped if isinstance(stopped, LeaseLost) else \
+                    LeaseLost(lease.uri if lease else "", stopped.message)
         applied_ok[name] = _in_sync(plan, env_run.results, options.apply)
     except (LeaseHeld, LeaseLost) as exc:
         env_run.waiting = str(exc)

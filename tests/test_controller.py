@@ -476,6 +476,94 @@ def test_two_controllers_at_once_one_applies_and_the_other_takes_over_after_expi
     assert revision_of(endpoint, "prod", "users") == commit
 
 
+LEASE_BUCKET = "coursera-reinvent"
+
+
+def s3_client(endpoint: str):
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def lease_key(env: str) -> str:
+    return f"{env}/.reconciler/lease/default.json"
+
+
+def lease_body(endpoint: str, env: str) -> dict:
+    got = s3_client(endpoint).get_object(Bucket=LEASE_BUCKET, Key=lease_key(env))
+    return json.loads(got["Body"].read())
+
+
+def test_a_deleted_lease_object_is_taken_again_and_the_next_commit_applied(
+        emulator_server, remote, tmp_path):
+    endpoint = emulator_server.endpoint
+    controller = make_controller(remote, endpoint, tmp_path)
+    controller.run_once()
+    holder = lease_body(endpoint, "prod")["holder"]
+    for env in ("staging", "prod"):  # by hand, or an embedded service that restarted empty
+        s3_client(endpoint).delete_object(Bucket=LEASE_BUCKET, Key=lease_key(env))
+    commit = remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 4"')
+    result = controller.run_once()
+    assert result is not None and not result.failed, result.problems
+    assert revision_of(endpoint, "prod", "users") == commit
+    assert revision_of(endpoint, "staging", "users") == commit
+    for env in ("staging", "prod"):
+        body = lease_body(endpoint, env)
+        assert body["holder"] == holder and body["generation"] == 2, body
+    controller.context.release_leases()
+
+
+def test_the_lease_is_renewed_while_a_pass_runs_and_a_lost_one_stops_every_write(
+        emulator_server, remote, tmp_path):
+    from reconciler.live.lease import LeaseLost
+
+    endpoint = emulator_server.endpoint
+    controller = make_controller(remote, endpoint, tmp_path, lease_seconds=1.5)
+    controller.run_once()
+    lease = controller.context.leases["prod"]
+    written = lease_body(endpoint, "prod")["written"]
+    emulator.CONTROLS.advance(1)  # the renewal writes "written" from the clock it is given
+    time.sleep(2.5)  # longer than the lease: only the renewal thread keeps it
+    lease.check()
+    assert lease_body(endpoint, "prod")["written"] != written
+    # another writer overwrites it (a holder that took it over after a partition)
+    s3_client(endpoint).put_object(Bucket=LEASE_BUCKET, Key=lease_key("prod"), Body=json.dumps(
+        {"holder": "other:1:x", "expires": "2099-01-01T00:00:00+00:00",
+         "generation": 9}).encode())
+    assert wait_until(lambda: lease.lost is not None, 5)
+    with pytest.raises(LeaseLost):
+        lease.check()
+    # whatever code path tries it, a Data Pipeline write of this controller is refused
+    client = controller.context.clients["prod"].datapipeline
+    with pytest.raises(LeaseLost):
+        client.create_pipeline(name="late", uniqueId="late-write")
+    assert not any(p["name"] == "late" for p in datapipeline(endpoint).list_pipelines()[
+        "pipelineIdList"])
+    remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 5"')
+    before = managed(endpoint)
+    controller.run_once()
+    assert controller.status.environments["prod"].waiting
+    assert "other:1:x" in controller.status.environments["prod"].waiting
+    after = managed(endpoint)
+    assert after[("prod", "users")] == before[("prod", "users")]
+    controller.context.release_leases()
+
+
+def test_a_standby_reads_no_pipeline_and_tries_again_when_the_lease_expires(
+        emulator_server, remote, tmp_path):
+    endpoint = emulator_server.endpoint
+    leader = make_controller(remote, endpoint, tmp_path, "a", lease_seconds=30)
+    leader.run_once()
+    standby = make_controller(remote, endpoint, tmp_path, "b", lease_seconds=30,
+                              interval=300.0)
+    standby.run_once()
+    assert all(e.waiting for e in standby.status.environments.values())
+    text = scrape(standby)
+    for operation in ("ListPipelines", "DescribePipelines", "GetPipelineDefinition"):
+        assert sample(text, "dataduct_aws_requests_total", operation=operation) == 0, operation
+    assert 0.5 <= standby.next_wait() <= 31.0
+    leader.context.release_leases()
+
+
 def test_an_apply_from_a_laptop_waits_for_the_controllers_lease(emulator_server, remote,
                                                                  tmp_path):
     from .conftest import run_cli
@@ -606,6 +694,68 @@ def test_the_run_command_stops_cleanly_on_sigterm_and_releases_its_lease(emulato
     lease = json.loads(s3.get_object(Bucket="coursera-reinvent",
                                      Key="prod/.reconciler/lease/default.json")["Body"].read())
     assert lease["expires"] < lease["written"]  # released: expired on the way out
+
+
+def _start_run(remote: Remote, endpoint: str, cache: Path, log: Path,
+               lease_seconds: float) -> subprocess.Popen:
+    environment = {**os.environ, **SECRETS, "AWS_ENDPOINT_URL": endpoint,
+                   "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "RECONCILER_INTERVAL": "2", "RECONCILER_LOG_FORMAT": "json",
+                   "RECONCILER_LEASE_SECONDS": str(lease_seconds)}
+    with log.open("a") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "run", "--repo", str(remote.path),
+             "--cache-dir", str(cache), "--listen", "127.0.0.1:0"],
+            stdout=out, stderr=subprocess.STDOUT, text=True, env=environment)
+
+
+def _writes(log: Path, holder: str) -> list[tuple[float, float, str]]:
+    """(start, end, holder) of every action a controller's log says it applied."""
+    found = []
+    for line in log.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        event = json.loads(line)
+        if event.get("event") == "applied":
+            end = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+            found.append((end - float(event["seconds"]), end, holder))
+    return found
+
+
+def test_after_kill_9_of_the_holder_the_standby_applies_within_one_lease_period(
+        emulator_server, remote, tmp_path):
+    endpoint, lease = emulator_server.endpoint, 6.0
+    logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
+    first = _start_run(remote, endpoint, tmp_path / "cache-a", logs["a"], lease)
+    processes = [first]
+    try:
+        assert wait_until(lambda: len(managed(endpoint)) == 4, 60), logs["a"].read_text()
+        processes.append(_start_run(remote, endpoint, tmp_path / "cache-b", logs["b"], lease))
+        assert wait_until(lambda: '"standby"' in logs["b"].read_text(), 30)
+        assert str(first.pid) in lease_body(endpoint, "prod")["holder"]
+        first.kill()  # kill -9: the lease is neither renewed nor released
+        first.wait()
+        killed = time.monotonic()
+        commit = remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 6"')
+        assert wait_until(lambda: revision_of(endpoint, "prod", "users") == commit, 30)
+        took_over = time.monotonic() - killed
+        # the old holder comes back: it is the standby now, and never writes with the other
+        processes.append(_start_run(remote, endpoint, tmp_path / "cache-a", logs["a"], lease))
+        time.sleep(3)
+        commit = remote.edit("pipelines/users.yaml", "id > 6", "id > 7")
+        assert wait_until(lambda: revision_of(endpoint, "staging", "users") == commit, 30)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+    print(f"took over {took_over:.1f} s after kill -9 (lease {lease:.0f} s, interval 2 s)")
+    assert took_over <= lease + 2 + 2, took_over  # one lease period, a pass's wait, a pass
+    writes = sorted(_writes(logs["a"], "a") + _writes(logs["b"], "b"))
+    assert {holder for *_, holder in writes} == {"a", "b"}
+    for (_, end, holder), (start, _, other) in zip(writes, writes[1:], strict=False):
+        assert holder == other or end <= start, writes
+    assert all(len(v) == 1 for v in managed(endpoint).values())
 
 
 def test_a_git_sync_checkout_is_read_one_revision_at_a_time(remote, tmp_path):

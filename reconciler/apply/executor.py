@@ -97,14 +97,14 @@ class Applier:
         results = []
         self.kept: set[str] = set()  # pipelines this apply created or updated
         self.present: set[str] = set()  # S3 objects known to be uploaded
-        self.stopped_by: str | None = None  # the lease was lost: nothing more is written
+        self.stopped_by: AwsError | None = None  # the lease was lost: nothing more is written
         for planned in plan.actions:
             if not planned.action.changes_something:
                 continue
             try:
                 self.checkpoint()
             except AwsError as exc:
-                self.stopped_by = str(exc)
+                self.stopped_by = exc
                 break
             started = self.clock()
             result = ActionResult(planned.environment, planned.pipeline, planned.action,
@@ -119,11 +119,14 @@ class Applier:
             try:
                 getattr(self, f"_{planned.action.value}")(planned, result)
             except AwsError as exc:
-                result.outcome = "failed"
-                result.temporary = exc.temporary or exc.code == LEASE_LOST
-                result.messages.append(str(exc))
-                if exc.code == LEASE_LOST:
-                    self.stopped_by = str(exc)
+                if exc.code == LEASE_LOST:  # not the pipeline's failure: no backoff for it
+                    result.outcome = "skipped"
+                    result.messages.append(f"stopped: {exc.message}")
+                    self.stopped_by = exc
+                else:
+                    result.outcome = "failed"
+                    result.temporary = exc.temporary
+                    result.messages.append(str(exc))
             except ApplyError as exc:
                 result.outcome = "failed"
                 result.messages.append(str(exc))

@@ -37,6 +37,7 @@ GONE = ("NoSuchKey", "404", "NotFound")  # an If-Match write to a key that is no
 WRITE_OPERATIONS = frozenset({"CreatePipeline", "PutPipelineDefinition", "ActivatePipeline",
                               "DeactivatePipeline", "DeletePipeline", "AddTags", "RemoveTags",
                               "SetStatus"})
+GUARD_ID = "dataduct-reconciler-lease-guard"
 RENEWALS_PER_PERIOD = 3
 SAFETY_SHARE = 0.2  # a write needs a renewal younger than 80% of the lease period
 
@@ -189,7 +190,11 @@ class Lease:
             if model.name in WRITE_OPERATIONS:
                 self.check()
 
-        client.meta.events.register("before-call.datapipeline", before_call)
+        # one guard per client: a client kept across passes is guarded by its current lease,
+        # not by every lease object a standby made and dropped
+        events = client.meta.events
+        events.unregister("before-call.datapipeline", unique_id=GUARD_ID)
+        events.register("before-call.datapipeline", before_call, unique_id=GUARD_ID)
 
     # -- the renewal thread ---------------------------------------------------------------------
 
