@@ -879,6 +879,7 @@ def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
         Redactor,
         configure_logging,
     )
+    from .engine import EMBEDDED_STATE
 
     chosen = [name for name, value in (("ROOT", root), ("--repo", repo),
                                        ("--checkout", checkout)) if value]
@@ -901,7 +902,14 @@ def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
         overrides=_load_overrides(overrides),
         backoff=Backoff(backoff_base, backoff_factor, backoff_cap, stall_after),
         lease_seconds=lease_seconds, runs_budget=runs_budget)
-    controller = Controller(source, config, wall=lambda: datetime.now(UTC), redactor=redactor)
+    environ = dict(os.environ)
+    if (repo or checkout) and not environ.get(EMBEDDED_STATE):
+        # the embedded service's state belongs to the installation, never to one revision's
+        # tree (old revisions are pruned from the cache)
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        environ[EMBEDDED_STATE] = str(Path(cache_dir) / "embedded-state.json")
+    controller = Controller(source, config, environ=environ, wall=lambda: datetime.now(UTC),
+                            redactor=redactor)
     if once:
         result = controller.run_once()
         if result is None:

@@ -758,6 +758,49 @@ def test_after_kill_9_of_the_holder_the_standby_applies_within_one_lease_period(
     assert all(len(v) == 1 for v in managed(endpoint).values())
 
 
+def test_the_quick_start_applies_ten_commits_in_a_row_on_the_embedded_service(remote,
+                                                                              tmp_path):
+    """`make run`: the embedded service in the controller's process, its state kept in the
+    cache directory (revision trees come and go)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environment.update({**SECRETS, "RECONCILER_INTERVAL": "1", "RECONCILER_LOG_FORMAT": "json"})
+    environment.pop("RECONCILER_EMBEDDED_STATE", None)
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "run", "--repo", str(remote.path),
+             "--cache-dir", str(tmp_path / "cache"), "--listen", "127.0.0.1:0"],
+            stdout=out, stderr=subprocess.STDOUT, text=True, env=environment)
+
+    def users_revision(env: str) -> str | None:
+        found = [line for line in log.read_text().splitlines() if "/status," in line]
+        if not found:
+            return None
+        url = found[0].split(" ")[-4].rstrip(",").removesuffix("/status")
+        code, body = http(url + "/status")
+        if code != 200:
+            return None
+        pipelines = json.loads(body)["environments"].get(env, {}).get("pipelines", [])
+        return next((p["last_applied_revision"] for p in pipelines
+                     if p["pipeline"] == "users"), None)
+
+    try:
+        first = git(remote.path, "rev-parse", "HEAD")
+        assert wait_until(lambda: users_revision("prod") == first, 60), log.read_text()
+        for number in range(10):
+            commit = remote.edit("pipelines/users.yaml", 'FROM users',
+                                 f'FROM users /* {number} */')
+            assert wait_until(lambda c=commit: users_revision("prod") == c
+                              and users_revision("staging") == c, 30), \
+                (number, log.read_text()[-3000:])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert (tmp_path / "cache" / "embedded-state.json").is_file()
+    assert not list((tmp_path / "cache").glob("trees/*/.reconciler"))
+    assert "Traceback" not in log.read_text()
+
+
 def test_a_git_sync_checkout_is_read_one_revision_at_a_time(remote, tmp_path):
     from reconciler.controller import CheckoutSource, SourceError
 
