@@ -858,7 +858,8 @@ def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
     HTTP on --listen:
       /metrics   Prometheus metrics (dataduct_*)
       /healthz   200 while the loop is alive (a pass retrying AWS counts)
-      /readyz    200 once a revision is read and every environment answers
+      /readyz    200 while it can do its job (revision valid, endpoints answering,
+                 leases held); else 503 and why
       /status    JSON: per environment and pipeline, sync and health status
       /webhook   POST, GitHub push events signed with the webhook secret
 
@@ -977,6 +978,8 @@ def _echo_status(data: dict, envs: dict) -> None:
     source = data.get("source", {})
     stale = " (STALE: " + str(source.get("error")) + ")" if source.get("stale") else ""
     click.echo(f"source {source.get('location')} at {source.get('revision')}{stale}")
+    if data.get("error"):
+        click.secho(f"error: nothing planned: {data['error']}", fg="red")
     rows = [("ENV", "PIPELINE", "SYNC", "HEALTH", "REVISION", "NEXT RETRY", "LAST ERROR")]
     for name, env in envs.items():
         if env.get("error"):

@@ -420,6 +420,10 @@ def test_a_failing_pipeline_backs_off_and_a_refused_one_waits_for_a_new_revision
     remote.edit("pipelines/discussion_votes.yaml", "name: discussion_votes",
                 "name: discussion_votes_v2")
     control("faults", {"operation": "CreatePipeline", "5xx": 1.0})
+    successes = sample(scrape(controller), "dataduct_reconcile_total", env="staging",
+                       result="success")
+    failures = sample(scrape(controller), "dataduct_reconcile_total", env="staging",
+                      result="failure")
     try:
         controller.run_once()
         votes = controller.status.pipeline("staging", "discussion_votes_v2")
@@ -435,11 +439,72 @@ def test_a_failing_pipeline_backs_off_and_a_refused_one_waits_for_a_new_revision
         assert votes.failures == 4 and votes.sync_status == "Stalled"
         assert sample(scrape(controller), "dataduct_pipeline_info", env="staging",
                       pipeline="discussion_votes_v2", sync_status="Stalled") == 1
+        # the passes between retries, which try nothing, fail too (DataductReconcileFailing)
+        text = scrape(controller)
+        assert sample(text, "dataduct_reconcile_total", env="staging",
+                      result="failure") == failures + 5
+        assert sample(text, "dataduct_reconcile_total", env="staging",
+                      result="success") == successes
     finally:
         control("faults", {"operation": "CreatePipeline"})
     emulator.CONTROLS.advance(700)
     controller.run_once()
     assert controller.status.pipeline("staging", "discussion_votes_v2").sync_status == "Synced"
+    assert sample(scrape(controller), "dataduct_reconcile_total", env="staging",
+                  result="success") == successes + 1
+
+
+def test_an_invalid_reconciler_yaml_makes_the_controller_unready_and_failing(
+        emulator_server, remote, tmp_path):
+    endpoint = emulator_server.endpoint
+    controller = make_controller(remote, endpoint, tmp_path)
+    server = ControllerServer(controller, "127.0.0.1", 0, WEBHOOK_SECRET)
+    server.start()
+    try:
+        controller.run_once()
+        assert http(server.address + "/readyz")[0] == 200
+        before = managed(endpoint)
+        remote.edit("reconciler.yaml", "environments:", "environmentz:")
+        for _ in range(2):
+            controller.run_once()
+        code, body = http(server.address + "/readyz")
+        assert code == 503 and b"reconciler.yaml:" in body, body
+        status = json.loads(http(server.address + "/status")[1])
+        assert "reconciler.yaml:" in status["error"]
+        text = scrape(controller)
+        for env in ("staging", "prod"):
+            assert sample(text, "dataduct_reconcile_total", env=env, result="failure") == 2
+        assert managed(endpoint) == before  # nothing deleted, nothing changed
+        assert http(server.address + "/healthz")[0] == 200  # alive: not restarted for it
+        remote.edit("reconciler.yaml", "environmentz:", "environments:")
+        controller.run_once()
+        assert http(server.address + "/readyz")[0] == 200
+        assert json.loads(http(server.address + "/status")[1])["error"] is None
+    finally:
+        server.stop()
+
+
+def test_a_pipeline_with_a_blocked_action_is_out_of_sync_with_the_reason(emulator_server,
+                                                                          remote, tmp_path):
+    endpoint = emulator_server.endpoint
+    controller = make_controller(remote, endpoint, tmp_path)
+    controller.run_once()
+    first = git(remote.path, "rev-parse", "HEAD")
+    remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 8"')
+    controller.run_once()
+    git(remote.path, "reset", "-q", "--hard", first)  # a force-push back: a rollback
+    result = controller.run_once()
+    assert result is not None
+    for env in ("staging", "prod"):
+        plan = next(e for e in result.wanted if e.environment == env).plan
+        assert plan is not None and [a.pipeline for a in plan.blocked] == ["users"]
+        users = controller.status.pipeline(env, "users")
+        assert users.sync_status == "OutOfSync"
+        assert "rollback is applied only with --allow-rollback" in users.reason
+        assert controller.status.pipeline(env, "discussion_votes").sync_status == "Synced"
+    text = scrape(controller)
+    assert sample(text, "dataduct_pipeline_info", env="prod", pipeline="users",
+                  sync_status="OutOfSync") == 1
 
 
 # -- one writer ------------------------------------------------------------------------------------

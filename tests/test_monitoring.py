@@ -228,3 +228,73 @@ def test_every_metric_the_dashboard_and_the_alerts_use_is_exported(
     # and the check can fail
     assert missing_metrics({"typo": "rate(dataduct_reconcile_totl[5m])"}, exposition) == {
         "typo": {"dataduct_reconcile_totl"}}
+
+
+# -- the alerts on what a real controller exports -------------------------------------------------
+
+
+def _reconcile_series(controller, passes: int, env: str, before_each=None) -> list[dict]:
+    """One pass a minute (the embedded clock moved on each time); the controller's
+    dataduct_reconcile_total after each, as promtool input series."""
+    from reconciler import emulator
+
+    from .test_controller import sample, scrape
+
+    values: dict[str, list[str]] = {"failure": [], "success": []}
+    for _ in range(passes):
+        if before_each is not None:
+            before_each()
+        controller.run_once()
+        emulator.CONTROLS.advance(60)
+        text = scrape(controller)
+        for result, series in values.items():
+            series.append(f"{sample(text, 'dataduct_reconcile_total', env=env, result=result):g}")
+    return [{"series": f'dataduct_reconcile_total{{env="{env}", result="{result}"}}',
+             "values": " ".join(series)} for result, series in values.items()]
+
+
+def _fires(tmp_path: Path, series: list[dict], alert: str, labels: dict) -> str:
+    """promtool's complaint if ``alert`` does not fire on ``series`` at 30 minutes, else ''."""
+    (rule,) = [r for r in rules() if r.get("alert") == alert]
+    annotations = {key: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)],
+                               value) for key, value in rule["annotations"].items()}
+    tests = {"rule_files": [str(ALERTS)], "evaluation_interval": "1m",
+             "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": [
+                 {"eval_time": "30m", "alertname": alert,
+                  "exp_alerts": [{"exp_labels": {"severity": "warning", **labels},
+                                  "exp_annotations": annotations}]}]}]}
+    path = tmp_path / "from_the_controller_test.yaml"
+    path.write_text(yaml.safe_dump(tests))
+    result = promtool("test", "rules", path.name, cwd=tmp_path)
+    return result.stdout + result.stderr if result.returncode else ""
+
+
+def test_a_pipeline_failing_on_every_attempt_fires_reconcile_failing(
+        emulator_server, remote, tmp_path):  # noqa: F811
+    from reconciler.controller import Backoff
+    from reconciler.emulator.server import control
+
+    from .test_controller import make_controller
+
+    controller = make_controller(remote, emulator_server.endpoint, tmp_path,
+                                 environments=("staging",),
+                                 backoff=Backoff(base=60, factor=2, cap=600, stall_after=3))
+    control("faults", {"operation": "CreatePipeline", "5xx": 1.0})
+    try:
+        series = _reconcile_series(controller, 31, "staging")
+    finally:
+        control("faults", {"operation": "CreatePipeline"})
+    assert (failed := _fires(tmp_path, series, "DataductReconcileFailing",
+                             {"env": "staging"})) == "", failed
+
+
+def test_an_invalid_reconciler_yaml_fires_reconcile_failing(emulator_server, remote,
+                                                           tmp_path):  # noqa: F811
+    from .test_controller import make_controller
+
+    controller = make_controller(remote, emulator_server.endpoint, tmp_path)
+    controller.run_once()
+    remote.edit("reconciler.yaml", "environments:", "environmentz:")
+    series = _reconcile_series(controller, 31, "prod")
+    assert (failed := _fires(tmp_path, series, "DataductReconcileFailing",
+                             {"env": "prod"})) == "", failed

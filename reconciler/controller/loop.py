@@ -167,14 +167,29 @@ class Controller:
 
     def _record(self, result: Run, now: datetime) -> None:
         self._log_problems(result)
+        self.status.error = _pass_refused(result)
+        if self.status.error is not None:
+            # reconciler.yaml invalid (or the pass refused as a whole): nothing was planned,
+            # and every environment's passes count as failures until it is fixed
+            for name in self.config.environments or tuple(self.status.environments) or (
+                    "unknown",):
+                self.metrics.reconcile_total.labels(name, "failure").inc()
+            return
         for env_run in result.wanted:
             name = env_run.environment
             env_status = self.status.environment(name)
             env_status.error, env_status.waiting = env_run.error, env_run.waiting
+            for item in env_run.results:
+                self.status.record_result(item, result.revision)
             plan = env_run.plan
+            # a pipeline waiting between retries of a failure keeps its environment failing:
+            # the passes in between are not successes
             failed = bool(env_run.error or any(r.failed for r in env_run.results) or (
                 plan is not None and (plan.errors or any(a.action is Action.UNKNOWN
-                                                         for a in plan.actions))))
+                                                         for a in plan.actions)))
+                or (plan is not None and not env_run.waiting and any(
+                    self.status.pipeline(name, a.pipeline).failures
+                    for a in plan.actions if a.action.changes_something)))
             outcome = "waiting" if env_run.waiting else "failure" if failed else "success"
             self.metrics.reconcile_duration.labels(name).observe(env_run.seconds)
             self.metrics.reconcile_total.labels(name, outcome).inc()
@@ -185,8 +200,6 @@ class Controller:
             if env_run.plan is None:
                 continue
             results = {r.pipeline: r for r in env_run.results}
-            for item in env_run.results:
-                self.status.record_result(item, result.revision)
             self._observe_runs(name, env_run, now)
             self.status.record_plan(name, env_run.plan.actions, results,
                                     partial(self._health, name, results=results))
@@ -294,9 +307,17 @@ class Controller:
             f"{limit:.0f} s)"
 
     def ready(self) -> tuple[bool, str]:
-        """A revision was read and every environment's endpoint answered its last pass."""
+        """Whether the controller can do its job: a revision was read and is valid, every
+        environment's endpoint answered its last pass, and this controller holds the leases
+        (a standby is alive, not ready)."""
         if self.last_read is None:
             return False, f"no revision read yet from {self.status.source.location}"
+        if self.status.error is not None:
+            return False, f"revision {self.status.source.revision}: {self.status.error}"
+        waiting = sorted(f"{name}: {env.waiting}" for name, env in
+                         self.status.environments.items() if env.waiting)
+        if waiting:
+            return False, f"not writing: {waiting[0]}"
         wanted = set(self.config.environments) or set(self.status.environments)
         missing = sorted(wanted - self.status.ready_environments)
         if not self.status.environments or missing:
@@ -305,3 +326,14 @@ class Controller:
             return False, (f"source stale ({self.status.source.error}); keeping revision "
                            f"{self.status.source.revision}")
         return True, f"revision {self.status.source.revision}"
+
+
+def _pass_refused(result: Run) -> str | None:
+    """Why nothing of the revision could be planned (reconciler.yaml invalid, a refused
+    pass), naming file:line; None when it was planned."""
+    if result.error is not None:
+        return result.error
+    if result.project.settings is not None:
+        return None
+    errors = [p for p in result.problems if p.severity == "error"]
+    return errors[0].format() if errors else "reconciler.yaml is missing or invalid"

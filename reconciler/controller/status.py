@@ -85,6 +85,7 @@ class Status:
         self.environments: dict[str, EnvironmentStatus] = {}
         self.last_pass_started: datetime | None = None
         self.ready_environments: set[str] = set()
+        self.error: str | None = None  # the last revision could not be planned at all
 
     def environment(self, env: str) -> EnvironmentStatus:
         return self.environments.setdefault(env, EnvironmentStatus(env))
@@ -148,6 +149,7 @@ class Status:
                        "stale": source.stale, "error": source.error,
                        "last_success": source.last_success.isoformat()
                        if source.last_success else None},
+            "error": self.error,
             "last_pass_started": self.last_pass_started.isoformat()
             if self.last_pass_started else None,
             "environments": {
