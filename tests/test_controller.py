@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import itertools
 import json
 import logging
 import os
@@ -818,7 +819,7 @@ def test_after_kill_9_of_the_holder_the_standby_applies_within_one_lease_period(
     assert took_over <= lease + 2 + 2, took_over  # one lease period, a pass's wait, a pass
     writes = sorted(_writes(logs["a"], "a") + _writes(logs["b"], "b"))
     assert {holder for *_, holder in writes} == {"a", "b"}
-    for (_, end, holder), (start, _, other) in zip(writes, writes[1:], strict=False):
+    for (_, end, holder), (start, _, other) in itertools.pairwise(writes):
         assert holder == other or end <= start, writes
     assert all(len(v) == 1 for v in managed(endpoint).values())
 

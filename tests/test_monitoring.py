@@ -288,8 +288,8 @@ def test_a_pipeline_failing_on_every_attempt_fires_reconcile_failing(
                              {"env": "staging"})) == "", failed
 
 
-def test_an_invalid_reconciler_yaml_fires_reconcile_failing(emulator_server, remote,
-                                                           tmp_path):  # noqa: F811
+def test_an_invalid_reconciler_yaml_fires_reconcile_failing(
+        emulator_server, remote, tmp_path):  # noqa: F811
     from .test_controller import make_controller
 
     controller = make_controller(remote, emulator_server.endpoint, tmp_path)
