@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -506,6 +507,60 @@ def test_a_pipeline_with_a_blocked_action_is_out_of_sync_with_the_reason(emulato
     text = scrape(controller)
     assert sample(text, "dataduct_pipeline_info", env="prod", pipeline="users",
                   sync_status="OutOfSync") == 1
+
+
+def test_an_endpoint_down_for_30_s_keeps_the_controller_alive_but_unready(
+        emulator_server, remote, tmp_path, monkeypatch):
+    from reconciler.controller import loop
+    from reconciler.emulator.server import EmulatorServer
+
+    # a pass stuck in botocore's retries (up to 20 s between attempts) is alive: with a floor
+    # of 25 s, liveness that looked only at passes would fail during this outage
+    monkeypatch.setattr(loop, "LIVENESS_FLOOR", 25.0)
+    endpoint = emulator_server.endpoint
+    port = int(endpoint.rsplit(":", 1)[1])
+    # AWS's retries as configured, with a 2 s read timeout instead of 60 s
+    controller = make_controller(remote, endpoint, tmp_path, interval=1.0,
+                                 connect=partial(AwsEnvironment.connect, config=Config(
+                                     retries={"mode": "adaptive", "max_attempts": 8},
+                                     connect_timeout=1, read_timeout=2)))
+    server = ControllerServer(controller, "127.0.0.1", 0, WEBHOOK_SECRET)
+    server.start()
+    worker = threading.Thread(target=controller.loop)
+    worker.start()
+    restarted = None
+    try:
+        assert wait_until(lambda: len(managed(endpoint)) == 4, 30)
+        assert wait_until(lambda: http(server.address + "/readyz")[0] == 200, 10)
+        emulator_server.stop()
+        # the endpoint takes connections and never answers (an outage, not a refusal)
+        black_hole = socket.socket()
+        black_hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        black_hole.bind(("127.0.0.1", port))
+        black_hole.listen(256)
+        commit = remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 9"')
+        health, ready = [], []
+        outage = time.monotonic()
+        while time.monotonic() - outage < 30:
+            health.append(http(server.address + "/healthz")[0])
+            ready.append(http(server.address + "/readyz"))
+            time.sleep(0.5)
+        black_hole.close()
+        restarted = EmulatorServer(port=port)
+        restarted.start()
+        assert wait_until(lambda: revision_of(endpoint, "prod", "users") == commit, 120)
+        assert all(len(v) == 1 for v in managed(endpoint).values())  # no duplicate
+    finally:
+        controller.stop()
+        worker.join(120)
+        server.stop()
+        if restarted is not None:
+            restarted.stop()
+    assert set(health) == {200}, health
+    down = [body for code, body in ready if code == 503]
+    # unready from the first attempt that timed out (2 s) to the end of the outage
+    assert all(code == 503 for code, _ in ready[10:]), [code for code, _ in ready]
+    assert b"endpoint not answering" in down[-1], down[-1]
 
 
 # -- one writer ------------------------------------------------------------------------------------

@@ -38,6 +38,11 @@ from .source import SourceError
 from .status import Backoff, Status
 
 LIVENESS_FLOOR = 300.0  # seconds: botocore's retries of one call take less
+# an attempt that got no answer from the endpoint, or a 5xx one (botocore's exception names
+# and the services' codes)
+NO_ANSWER = frozenset({"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                       "ConnectionClosedError", "ProxyConnectionError", "InternalServiceError",
+                       "InternalError", "ServiceUnavailable"})
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,13 @@ class ControllerEvents(Events):
 
     def aws_request(self, env: str, operation: str, code: str) -> None:
         self.controller.beat()  # a pass retrying AWS is alive, however long it takes
+        # readiness follows the endpoint as each attempt finds it, not as the last pass did
+        # (a pass stuck in retries during an outage ends minutes later)
+        unanswered = self.controller.status.unanswered
+        if code in NO_ANSWER or (code.isdigit() and int(code) >= 500):
+            unanswered[env] = f"{operation}: {code}"
+        else:
+            unanswered.pop(env, None)
         metrics = self.controller.metrics
         metrics.aws_requests.labels(env, operation, code).inc()
         if is_throttle(code):
@@ -318,6 +330,9 @@ class Controller:
                          self.status.environments.items() if env.waiting)
         if waiting:
             return False, f"not writing: {waiting[0]}"
+        if self.status.unanswered:
+            name, attempt = sorted(self.status.unanswered.items())[0]
+            return False, f"endpoint not answering: {name} ({attempt}); retrying"
         wanted = set(self.config.environments) or set(self.status.environments)
         missing = sorted(wanted - self.status.ready_environments)
         if not self.status.environments or missing:

@@ -86,6 +86,7 @@ class Status:
         self.last_pass_started: datetime | None = None
         self.ready_environments: set[str] = set()
         self.error: str | None = None  # the last revision could not be planned at all
+        self.unanswered: dict[str, str] = {}  # env -> its endpoint's last failed attempt
 
     def environment(self, env: str) -> EnvironmentStatus:
         return self.environments.setdefault(env, EnvironmentStatus(env))
