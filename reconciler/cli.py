@@ -877,6 +877,7 @@ def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
         ControllerServer,
         DirectorySource,
         GitSource,
+        ListenError,
         Redactor,
         configure_logging,
     )
@@ -920,7 +921,12 @@ def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
         _echo_plan_text(result)
         _echo_results(result)
         sys.exit(_apply_exit(result))
-    server = ControllerServer(controller, host, port, secret)
+    try:
+        server = ControllerServer(controller, host, port, secret)
+    except ListenError as exc:
+        click.secho(f"error: {exc.strerror} (--listen HOST:PORT chooses another)", fg="red",
+                    err=True)
+        sys.exit(EXIT_INVALID)
     server.start()
     click.secho(f"reconciler run: {source.describe()} -> "
                 f"{', '.join(environments) or 'every environment'}; {server.address}/status, "

@@ -232,6 +232,81 @@ def test_a_signed_webhook_applies_a_change_within_seconds_and_an_unsigned_one_no
     assert not worker.is_alive()
 
 
+def _signed(body: bytes, delivery: str) -> dict[str, str]:
+    return {"X-GitHub-Event": "push", "X-GitHub-Delivery": delivery,
+            "X-Hub-Signature-256": "sha256=" + hmac.new(WEBHOOK_SECRET, body,
+                                                        hashlib.sha256).hexdigest()}
+
+
+def test_the_http_server_holds_up_to_crowds_idlers_big_bodies_and_replays(remote, tmp_path):
+    controller = make_controller(remote, "http://127.0.0.1:9", tmp_path)
+    server = ControllerServer(controller, "127.0.0.1", 0, WEBHOOK_SECRET)
+    server.start()
+    host, port = "127.0.0.1", int(server.address.rsplit(":", 1)[1])
+    idle: list[socket.socket] = []
+    try:
+        # 500 connections that send half a request and then nothing (slowloris) ...
+        for _ in range(500):
+            sock = socket.create_connection((host, port), timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            idle.append(sock)
+        # ... do not keep 200 clients at once from being answered, without a reset
+        answers: list[int | str] = []
+
+        def probe() -> None:
+            try:
+                answers.append(http(f"{server.address}/healthz")[0])
+            except OSError as exc:
+                answers.append(repr(exc))
+
+        started = time.monotonic()
+        crowd = [threading.Thread(target=probe) for _ in range(200)]
+        for thread in crowd:
+            thread.start()
+        for thread in crowd:
+            thread.join(30)
+        took = time.monotonic() - started
+        assert answers == [200] * 200, [a for a in answers if a != 200][:5]
+        assert took < 10, took
+        # a body over the limit is refused from its Content-Length, before it is sent
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 20971520\r\n\r\n")
+            assert sock.recv(200).startswith(b"HTTP/1.1 413")
+        # a signed delivery starts a pass once; the same delivery replayed starts nothing
+        body = json.dumps({"ref": "refs/heads/main"}).encode()
+        assert http(f"{server.address}/webhook", body, _signed(body, "d-1"))[0] == 202
+        replayed = http(f"{server.address}/webhook", body, _signed(body, "d-1"))
+        assert replayed[0] == 200 and b"seen already" in replayed[1]
+        assert http(f"{server.address}/webhook", body, _signed(body, "d-2"))[0] == 202
+        assert server.webhooks_accepted == 2
+        # an unsigned request naming a delivery does not use it up
+        assert http(f"{server.address}/webhook", body, {"X-GitHub-Delivery": "d-3"})[0] == 401
+        assert http(f"{server.address}/webhook", body, _signed(body, "d-3"))[0] == 202
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()
+
+
+def test_run_on_a_busy_port_is_a_one_line_error(remote, tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "reconciler", "run", str(remote.path),
+             "--listen", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60,
+            env={**os.environ, **SECRETS, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    finally:
+        busy.close()
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: the address is in use (another "
+        "controller, or another program) (--listen HOST:PORT chooses another)"], done.stderr
+
+
 def test_webhook_signatures_are_checked_exactly():
     body = b'{"ref": "refs/heads/main"}'
     good = "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()

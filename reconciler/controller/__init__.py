@@ -7,12 +7,12 @@ holds each pipeline's sync and health status and the backoff of failed ones; ``h
 them; ``logs`` configures the JSON logs and redacts secrets.
 """
 
-from .http import ControllerServer, signature_ok
+from .http import ControllerServer, ListenError, signature_ok
 from .logs import Redactor, configure_logging
 from .loop import Controller, ControllerConfig
 from .source import CheckoutSource, DirectorySource, GitSource, SourceError
 from .status import Backoff, Status
 
 __all__ = ["Backoff", "CheckoutSource", "Controller", "ControllerConfig", "ControllerServer",
-           "DirectorySource", "GitSource", "Redactor", "SourceError", "Status",
+           "DirectorySource", "GitSource", "ListenError", "Redactor", "SourceError", "Status",
            "configure_logging", "signature_ok"]

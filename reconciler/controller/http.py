@@ -5,23 +5,44 @@ kubelet's probes), ``/status`` (JSON, for ``reconciler status``) and ``POST /web
 A webhook must carry ``X-Hub-Signature-256: sha256=<HMAC-SHA256 of the body>`` made with the
 shared secret; it is compared in constant time, and a missing or wrong signature gets 401 and
 changes nothing. Without a configured secret the webhook is refused (403): an unsigned hook
-would let anyone who can reach the port start passes.
+would let anyone who can reach the port start passes. A signed delivery is accepted once: its
+``X-GitHub-Delivery`` id is remembered for a day, so a replayed one starts nothing.
+
+The server is waitress: connections are read by one event loop (an idle or slow client holds
+no thread; one that sends nothing for ``CHANNEL_TIMEOUT`` seconds is closed), a request is
+handed to a small pool of threads only once it has arrived whole, a body over
+``MAX_BODY_BYTES`` is refused with 413 from its Content-Length before it is read, and the
+listen backlog absorbs bursts. A probe therefore answers while hundreds of connections idle.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
+import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import waitress
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .loop import Controller
 
-MAX_WEBHOOK_BYTES = 1 << 20  # GitHub caps payloads at 25 MB; a push event is far smaller
+MAX_BODY_BYTES = 1 << 20  # GitHub caps payloads at 25 MB; a push event is far smaller
+MAX_HEADER_BYTES = 64 << 10
+CHANNEL_TIMEOUT = 15  # seconds a connection may send nothing before it is closed
+THREADS = 8  # requests served at once (each is answered in milliseconds)
+CONNECTION_LIMIT = 2000  # open connections; more wait in the listen backlog
+BACKLOG = 1024
+DELIVERY_MEMORY = 86400.0  # seconds a webhook delivery id is remembered
+DELIVERIES_KEPT = 10000
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
 def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
@@ -32,95 +53,128 @@ def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), header.strip().encode())
 
 
+class ListenError(OSError):
+    """The address cannot be listened on (in use, not this host's, not allowed)."""
+
+
+class Deliveries:
+    """Webhook delivery ids seen recently (GitHub's ``X-GitHub-Delivery``), bounded."""
+
+    def __init__(self, seconds: float = DELIVERY_MEMORY, kept: int = DELIVERIES_KEPT,
+                 clock: Callable[[], float] = time.monotonic):
+        self.seconds, self.kept, self.clock = seconds, kept, clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_time(self, delivery: str) -> bool:
+        """Remember ``delivery``; False when it was seen within the memory."""
+        now = self.clock()
+        with self._lock:
+            while self._seen and (len(self._seen) >= self.kept or
+                                  next(iter(self._seen.values())) < now - self.seconds):
+                self._seen.popitem(last=False)
+            if delivery in self._seen:
+                return False
+            self._seen[delivery] = now
+            return True
+
+
 class ControllerServer:
     def __init__(self, controller: Controller, host: str, port: int,
                  webhook_secret: bytes | None = None):
         self.controller, self.webhook_secret = controller, webhook_secret
         self.webhooks_accepted = 0
-        handler = _handler(self)
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.deliveries = Deliveries()
+        try:
+            self.httpd: Any = waitress.create_server(
+                self.app, host=host, port=port, threads=THREADS,
+                connection_limit=CONNECTION_LIMIT, backlog=BACKLOG,
+                channel_timeout=CHANNEL_TIMEOUT, cleanup_interval=5,
+                max_request_body_size=MAX_BODY_BYTES,
+                max_request_header_size=MAX_HEADER_BYTES, asyncore_use_poll=True,
+                ident="dataduct-reconciler", expose_tracebacks=False)
+        except OSError as exc:
+            why = "the address is in use (another controller, or another program)" \
+                if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+            raise ListenError(exc.errno, f"cannot listen on {host}:{port}: {why}") from exc
+        # waitress logs every client that hangs up early; probes and scrapers do
+        logging.getLogger("waitress").setLevel(logging.ERROR)
         self.thread: threading.Thread | None = None
 
     @property
     def address(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}" if isinstance(host, str) else \
-            f"http://{host.decode()}:{port}"
+        return f"http://{self.httpd.effective_host}:{self.httpd.effective_port}"
 
     def start(self) -> None:
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="http",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.run, name="http", daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        """Close every connection and the listening socket; the event loop then ends."""
+        server = self.httpd
+        while server._map:
+            for channel in list(server._map.values()):
+                channel.handle_close()
+        server.task_dispatcher.shutdown()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+
+    # -- the application ------------------------------------------------------------------------
+
+    def app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
+        if method == "POST":
+            code, body, kind = self._post(path, environ)
+        elif method in ("GET", "HEAD"):
+            code, body, kind = self._get(path)
+        else:
+            code, body, kind = _json(405, {"error": f"{method} is not served here"})
+        start_response(f"{code} {_REASONS.get(code, 'Error')}",
+                       [("Content-Type", kind), ("Content-Length", str(len(body)))])
+        return [b"" if method == "HEAD" else body]
+
+    def _get(self, path: str) -> tuple[int, bytes, str]:
+        controller = self.controller
+        if path == "/metrics":
+            return 200, controller.metrics.exposition(), CONTENT_TYPE_LATEST
+        if path in ("/healthz", "/readyz"):
+            ok, why = controller.healthy() if path == "/healthz" else controller.ready()
+            return _json(200 if ok else 503, {"ok": ok, "reason": why})
+        if path == "/status":
+            return _json(200, controller.status.to_json())
+        return _json(404, {"error": f"no {path} here; try /status, /metrics, /healthz, "
+                                    "/readyz or POST /webhook"})
+
+    def _post(self, path: str, environ: dict[str, Any]) -> tuple[int, bytes, str]:
+        if path != "/webhook":
+            return _json(404, {"error": "POST /webhook only"})
+        body = environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
+        if len(body) > MAX_BODY_BYTES:
+            return _json(413, {"error": f"a webhook body is at most {MAX_BODY_BYTES} bytes"})
+        if self.webhook_secret is None:
+            return _json(403, {"error": "no webhook secret is configured "
+                                        "(--webhook-secret-file): webhooks are refused"})
+        if not signature_ok(self.webhook_secret, body,
+                            environ.get("HTTP_X_HUB_SIGNATURE_256")):
+            return _json(401, {"error": "missing or wrong X-Hub-Signature-256"})
+        delivery = environ.get("HTTP_X_GITHUB_DELIVERY")
+        if delivery and not self.deliveries.first_time(delivery):
+            return _json(200, {"ok": True, "ignored": f"delivery {delivery} was seen already"})
+        event = environ.get("HTTP_X_GITHUB_EVENT", "push")
+        if event == "ping":
+            return _json(200, {"ok": True, "event": "ping"})
+        if event != "push":
+            return _json(202, {"ok": True, "ignored": event})
+        self.webhooks_accepted += 1
+        self.controller.request_pass()
+        return _json(202, {"ok": True, "pass": "requested"})
 
 
-def _handler(server: ControllerServer) -> type[BaseHTTPRequestHandler]:
-    controller = server.controller
+_REASONS = {200: "OK", 202: "Accepted", 401: "Unauthorized", 403: "Forbidden",
+            404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
+            503: "Service Unavailable"}
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "dataduct-reconciler"
 
-        def log_message(self, format: str, *args: Any) -> None:
-            """Requests are not logged (probes every few seconds would drown the log)."""
-
-        def _send(self, code: int, body: bytes, content_type: str = "application/json"
-                  ) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, code: int, value: Any) -> None:
-            self._send(code, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, controller.metrics.exposition(), CONTENT_TYPE_LATEST)
-            elif path in ("/healthz", "/readyz"):
-                ok, why = controller.healthy() if path == "/healthz" else controller.ready()
-                self._json(200 if ok else 503, {"ok": ok, "reason": why})
-            elif path == "/status":
-                self._json(200, controller.status.to_json())
-            else:
-                self._json(404, {"error": f"no {path} here; try /status, /metrics, /healthz, "
-                                          "/readyz or POST /webhook"})
-
-        def do_POST(self) -> None:
-            if self.path.split("?", 1)[0] != "/webhook":
-                self._json(404, {"error": "POST /webhook only"})
-                return
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if length < 0 or length > MAX_WEBHOOK_BYTES:
-                self._json(413, {"error": f"a webhook body is at most {MAX_WEBHOOK_BYTES} "
-                                          "bytes"})
-                return
-            body = self.rfile.read(length)
-            if server.webhook_secret is None:
-                self._json(403, {"error": "no webhook secret is configured "
-                                          "(--webhook-secret-file): webhooks are refused"})
-                return
-            if not signature_ok(server.webhook_secret, body,
-                                self.headers.get("X-Hub-Signature-256")):
-                self._json(401, {"error": "missing or wrong X-Hub-Signature-256"})
-                return
-            event = self.headers.get("X-GitHub-Event", "push")
-            if event == "ping":
-                self._json(200, {"ok": True, "event": "ping"})
-                return
-            if event != "push":
-                self._json(202, {"ok": True, "ignored": event})
-                return
-            server.webhooks_accepted += 1
-            controller.request_pass()
-            self._json(202, {"ok": True, "pass": "requested"})
-
-    return Handler
+def _json(code: int, value: Any) -> tuple[int, bytes, str]:
+    return code, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode(), \
+        "application/json"
