@@ -428,7 +428,11 @@ def emulator(host: str, port: int, state_file: str | None) -> None:
         sys.exit(EXIT_INVALID)
 
     server = EmulatorServer(host, port, state_file)
-    server._prepare()
+    try:
+        server._prepare()
+    except ReconcilerError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(EXIT_INVALID)
     endpoint = server.endpoint
     click.echo(f"Embedded AWS (Data Pipeline, S3, SNS, IAM, STS) on {endpoint}")
     click.echo(f"  export AWS_ENDPOINT_URL={endpoint}")

@@ -355,3 +355,28 @@ def test_the_state_file_is_private_and_holds_no_secret(tmp_path):
     assert state.stat().st_mode & 0o777 == 0o600
     assert "hunter2-secret" not in state.read_text()
     assert "*myPassword" in state.read_text()  # the parameter is kept, its value is not
+
+
+@pytest.mark.parametrize("path", ["/nowhere", "/nowhere/deeper?x=1"])
+def test_a_big_post_to_an_unknown_path_gets_a_4xx_in_aws_form(emulator_server, path):
+    status, kind, data = raw(emulator_server.endpoint, path, b"x" * (20 << 20))
+    assert (status, kind) == (400, "application/xml"), data[:200]
+    assert b"<Code>InvalidRequest</Code>" in data
+    # the service is still there
+    assert client(emulator_server.endpoint).list_pipelines()["pipelineIdList"] == []
+
+
+@pytest.mark.parametrize("content, why", [
+    ("[1, 2]\n", "not the embedded service's state"),
+    ('{"foo": 1}\n', "not the embedded service's state"),
+    ('{"kind": "terraform-state", "clock": {}}\n', "not the embedded service's state"),
+    ("not json\n", "not JSON"),
+])
+def test_a_state_file_of_another_kind_is_a_clear_error_and_is_kept(tmp_path, content, why):
+    state = tmp_path / "other.json"
+    state.write_text(content)
+    done = run_cli("emulator", "--port", "0", "--state", str(state))
+    assert done.code == 1
+    assert f"error: {state}:1: {why}" in done.stderr, done.stderr
+    assert "delete" in done.stderr and "Traceback" not in done.stderr
+    assert state.read_text() == content  # neither read into the service nor overwritten

@@ -15,6 +15,7 @@ import socket
 import tempfile
 import threading
 from datetime import timedelta
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ from moto.backends import get_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from ..errors import ReconcilerError
 from .backend import utc
 from .clock import CONTROLS, Outcome, format_time
-from .requests import ControlError, check_control, check_request
+from .requests import JSON_ERROR, ControlError, check_control, check_request
 from .service import ADMISSION, all_backends, backends, fault_response, install
 
 CONTROL_PREFIX = "/_reconciler/"
@@ -40,6 +42,14 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_request(self, *args, **kwargs) -> None:
         pass
+
+
+STATE_KIND = "dataduct-reconciler/embedded-state"
+
+
+class StateFileError(ReconcilerError):
+    """A --state file that is not the embedded service's state: it is neither read nor
+    overwritten."""
 
 
 class EmulatorServer:
@@ -78,7 +88,11 @@ class EmulatorServer:
     def _prepare(self) -> None:
         """Load the state file and bind the socket (serving is started separately)."""
         if self.state_file and self.state_file.exists():
-            self.load(self.state_file)
+            try:
+                self.load(self.state_file)
+            except StateFileError:
+                self.state_file = None  # never overwrite a file that is not ours
+                raise
         self._server = make_server(self.host, self.port, self._app, threaded=True,
                                    request_handler=_QuietHandler)
 
@@ -109,12 +123,41 @@ class EmulatorServer:
                 return [body.encode()]
             ADMISSION.admitted = True
         try:
-            result = self._moto(environ, start_response)
+            result = self._served(environ, start_response, operation)
         finally:
             ADMISSION.admitted = False
         if operation in MUTATING:
             self.save()
         return result
+
+    def _served(self, environ, start_response, operation: str | None):
+        """moto's answer; a request moto fails on (its HTML 500 page) is answered in AWS's
+        form instead: a request it cannot serve is the client's error, as AWS says."""
+        answered: dict[str, Any] = {}
+
+        def capture(status: str, headers: list, exc_info: Any = None):
+            answered.update(status=status, headers=headers)
+            return lambda data: None
+
+        try:
+            body = b"".join(self._moto(environ, capture))
+        except Exception:  # moto's own bug on a request it does not expect
+            answered = {"status": "500 Internal Server Error",
+                        "headers": [("content-type", "text/html")]}
+            body = b""
+        kind = {k.lower(): v for k, v in answered.get("headers", [])}
+        if not (answered.get("status", "").startswith("500")
+                and kind.get("content-type", "").startswith("text/html")):
+            start_response(answered["status"], answered["headers"])
+            return [body]
+        what = f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO', '')}"
+        if operation is not None:
+            return _answer(start_response, 500, {"__type": "InternalServiceError", "message":
+                           f"the embedded service failed on {operation}"}, JSON_ERROR)
+        message = escape(f"the embedded service cannot serve {what[:200]}")
+        return _answer(start_response, 400, (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidRequest</Code>'
+            f"<Message>{message}</Message></Error>").encode(), "application/xml")
 
     @staticmethod
     def _drop(environ, start_response):
@@ -155,7 +198,29 @@ class EmulatorServer:
 
     @staticmethod
     def load(path: Path) -> None:
-        restore_state(json.loads(path.read_text()))
+        """Restore ``path``; :class:`StateFileError` (and nothing changed, the file kept) when
+        it is not a state file this service wrote."""
+        fix = (f"pass --state another file (or set {STATE_VARIABLE}), or delete {path} to "
+               "start afresh")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StateFileError(f"{path}: cannot be read ({exc}); {fix}") from exc
+        except ValueError as exc:
+            raise StateFileError(f"{path}:{getattr(exc, 'lineno', 1)}: not JSON ({exc}); "
+                                 f"{fix}") from exc
+        if not isinstance(data, dict) or set(data) - {"kind", "clock", "accounts"} or \
+                data.get("kind", STATE_KIND) != STATE_KIND or \
+                not isinstance(data.get("clock", {}), dict) or \
+                not isinstance(data.get("accounts", {}), dict):
+            raise StateFileError(f"{path}:1: not the embedded service's state (a JSON object "
+                                 f'with "kind": "{STATE_KIND}", "clock" and "accounts"); '
+                                 f"{fix}")
+        try:
+            restore_state(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateFileError(f"{path}: a part of it cannot be restored ({exc!r}); "
+                                 f"{fix}") from exc
 
 
 def _answer(start_response, status: int, payload: Any, content_type: str) -> list[bytes]:
@@ -168,6 +233,7 @@ def _answer(start_response, status: int, payload: Any, content_type: str) -> lis
 
 def snapshot_state() -> dict[str, Any]:
     return {
+        "kind": STATE_KIND,
         "clock": {"frozen_at": format_time(CONTROLS.frozen_at) if CONTROLS.frozen_at else None,
                   "offset_seconds": CONTROLS.offset.total_seconds()},
         "accounts": {account: {region: backend.to_json()
