@@ -181,8 +181,9 @@ def _compile_project(snapshot: Snapshot, options: CompileOptions,
                                     config_cache) for env in wanted_envs}
     result.configs = configs
     _check_modes(settings, config_cache, problems)
-    for path in snapshot.rejected:
-        if path.startswith(settings.pipelines_dir + "/"):
+    for path in snapshot.rejected:  # a step template refused is as wrong as a manifest
+        if any(path.startswith(folder + "/") for folder in (settings.pipelines_dir,
+                                                            settings.templates_dir)):
             problems.append(Problem(Location(path), snapshot.rejected[path], code="file"))
     if manifests is None:
         _check_tables(snapshot, settings, options, problems)
