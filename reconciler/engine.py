@@ -411,6 +411,16 @@ def _take_every_lease(context: PassContext, result: Run, settings: Settings, ord
     return None
 
 
+def artifacts_place(result: Run, env: str) -> tuple[str, str] | None:
+    """The environment's artifacts bucket and base path (its config's ``etl.S3_ETL_BUCKET``
+    and ``etl.S3_BASE_PATH``), where the lease and the run cursors are kept; None without a
+    bucket."""
+    config = result.project.configs.get(env)
+    if config is None or not config.get("etl", "S3_ETL_BUCKET"):
+        return None
+    return str(config.get("etl", "S3_ETL_BUCKET")), str(config.get("etl", "S3_BASE_PATH", ""))
+
+
 def _lease(context: PassContext, aws: AwsEnvironment, result: Run, settings: Settings,
            env: str, now: datetime) -> Lease | None:
     """The environment's lease (in its artifacts bucket); None without a holder or bucket."""
@@ -419,11 +429,10 @@ def _lease(context: PassContext, aws: AwsEnvironment, result: Run, settings: Set
     lease = context.leases.get(env)
     if lease is not None:
         return lease
-    config = result.project.configs.get(env)
-    bucket = config.get("etl", "S3_ETL_BUCKET") if config is not None else None
-    if not bucket:
+    place = artifacts_place(result, env)
+    if place is None:
         return None
-    base = str(config.get("etl", "S3_BASE_PATH", "")) if config is not None else ""
+    bucket, base = place
     started = time.monotonic()
     clock = context.wall_clock or (lambda: now + timedelta(seconds=time.monotonic() - started))
     lease = Lease(aws, lease_uri(str(bucket), base, settings.installation),

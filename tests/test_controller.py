@@ -408,6 +408,30 @@ def test_runs_are_counted_once_with_their_retries_and_duration(emulator_server, 
                                               pipeline="users")
 
 
+def test_runs_before_the_first_read_and_while_the_controller_was_down_are_counted(
+        emulator_server, remote, tmp_path):
+    endpoint = emulator_server.endpoint
+    labels = {"env": "staging", "pipeline": "users", "activity": "upsert_users",
+              "status": "FINISHED"}
+    controller = make_controller(remote, endpoint, tmp_path, environments=("staging",))
+    controller.run_once()  # creates users: it runs daily at 12:00, from today
+    control("clock", {"advance_seconds": 2 * 86400})  # two runs finish before a first read
+    controller.run_once()
+    assert sample(scrape(controller), "dataduct_pipeline_runs_total", **labels) == 2
+    controller.context.release_leases()  # the controller stops; a day passes; it starts again
+    control("clock", {"advance_seconds": 86400})
+    restarted = make_controller(remote, endpoint, tmp_path, name="b",
+                                environments=("staging",))
+    restarted.run_once()
+    assert sample(scrape(restarted), "dataduct_pipeline_runs_total", **labels) == 1
+    restarted.run_once()
+    assert sample(scrape(restarted), "dataduct_pipeline_runs_total", **labels) == 1
+    cursors = json.loads(s3_client(endpoint).get_object(
+        Bucket=LEASE_BUCKET, Key="staging/.reconciler/runs/default.json")["Body"].read())
+    assert cursors["kind"] == "dataduct-reconciler/run-cursor" and cursors["pipelines"]
+    restarted.context.release_leases()
+
+
 # -- drift -----------------------------------------------------------------------------------------
 
 

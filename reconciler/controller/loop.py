@@ -27,10 +27,11 @@ import structlog
 from ..apply.executor import ActionResult
 from ..desired.cache import CompileCache
 from ..desired.overrides import Overrides
-from ..engine import Connect, Events, PassContext, PassOptions, Run, run_pass
+from ..engine import Connect, Events, PassContext, PassOptions, Run, artifacts_place, run_pass
 from ..live.aws import AwsEnvironment
+from ..live.lease import RUNS_KEY, state_uri
 from ..live.pacing import Pacer, is_throttle
-from ..observe import Metrics, RunObserver
+from ..observe import CursorStore, Metrics, RunObserver
 from ..plan.planner import Action, EnvironmentPlan, PlannedAction
 from ..source import SourceRead
 from .logs import Redactor
@@ -212,23 +213,26 @@ class Controller:
             if env_run.plan is None:
                 continue
             results = {r.pipeline: r for r in env_run.results}
-            self._observe_runs(name, env_run, now)
+            self._observe_runs(name, env_run, now, _cursors_uri(result, name))
             self.status.record_plan(name, env_run.plan.actions, results,
                                     partial(self._health, name, results=results))
             self.metrics.set_pipelines(name, [(p.pipeline, p.sync_status, p.health_status)
                                               for p in env_status.pipelines.values()])
             self._count_drift(name, env_run.plan)
 
-    def _observe_runs(self, env: str, env_run: Any, now: datetime) -> None:
+    def _observe_runs(self, env: str, env_run: Any, now: datetime, cursors: str | None
+                      ) -> None:
         aws = self.context.clients.get(env)
         if aws is None or env_run.live is None or env_run.desired is None:
             return
         activities = {p.name: [o.id for o in p.objects if (o.type or "").endswith("Activity")]
                       for p in env_run.desired.pipelines}
+        # the cursors are the writer's (the observer runs only where the lease is held)
+        store = CursorStore(aws, cursors) if cursors and self.context.lease_holder else None
         try:
             self.observer.observe(env, aws, env_run.live, activities, now,
                                   interrupted=lambda: self.trigger.is_set()
-                                  or self.stopping.is_set())
+                                  or self.stopping.is_set(), store=store)
         except Exception as exc:  # reading runs must never stop the loop; it is reported
             self.log.error("reading pipeline runs failed", env=env, error=str(exc))
 
@@ -352,3 +356,11 @@ def _pass_refused(result: Run) -> str | None:
         return None
     errors = [p for p in result.problems if p.severity == "error"]
     return errors[0].format() if errors else "reconciler.yaml is missing or invalid"
+
+
+def _cursors_uri(result: Run, env: str) -> str | None:
+    """Where the run observer keeps the environment's cursors (beside its lease)."""
+    place, settings = artifacts_place(result, env), result.project.settings
+    if place is None or settings is None:
+        return None
+    return state_uri(*place, RUNS_KEY.format(installation=settings.installation))

@@ -32,6 +32,7 @@ from typing import Any
 from .aws import AwsEnvironment, AwsError, call
 
 LEASE_KEY = ".reconciler/lease/{installation}.json"
+RUNS_KEY = ".reconciler/runs/{installation}.json"  # the run observer's cursors, beside it
 CONFLICT = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
 GONE = ("NoSuchKey", "404", "NotFound")  # an If-Match write to a key that is not there
 WRITE_OPERATIONS = frozenset({"CreatePipeline", "PutPipelineDefinition", "ActivatePipeline",
@@ -254,7 +255,11 @@ class Lease:
 
 
 def lease_uri(bucket: str, base: str, installation: str) -> str:
-    key = LEASE_KEY.format(installation=installation)
+    return state_uri(bucket, base, LEASE_KEY.format(installation=installation))
+
+
+def state_uri(bucket: str, base: str, key: str) -> str:
+    """Where the controller keeps an object of its own state in an artifacts bucket."""
     return f"s3://{bucket}/{base.strip('/')}/{key}" if base.strip("/") else \
         f"s3://{bucket}/{key}"
 

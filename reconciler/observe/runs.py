@@ -8,21 +8,25 @@ pass already has each pipeline's ``@latestRunTime``, ``@nextRunTime`` and ``@hea
 run was in flight then, oldest read first, at most ``budget`` pipelines a pass.
 
 Each finished instance (the run of one activity for one scheduled time) is counted exactly
-once: the observer remembers which it counted. The first read of a pipeline after the
-controller starts is a baseline: it sets the last success and remembers what has already
-finished without counting it, so a restarted controller counts nothing twice (runs that
-finished while it was down are not counted).
+once, across restarts too: the observer's cursor per pipeline (from which scheduled time it
+reads next, and which instances from then on it counted) is kept in the environment's
+artifacts bucket beside the lease (:class:`CursorStore`), so a restarted controller goes on
+where it stopped and counts what finished while it was down. A pipeline that appears after
+the observer first saw the environment (one the controller created) is read from its first
+run. Only pipelines that were there before the observer ever saw them start with a baseline:
+their history (runs from before the controller ran) is remembered without being counted.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..live.aws import NOT_THERE, AwsEnvironment, AwsError
+from ..live.aws import NOT_THERE, AwsEnvironment, AwsError, call
 from ..live.model import LiveState
 from .metrics import Metrics
 
@@ -30,6 +34,8 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 TERMINAL = frozenset({"FINISHED", "FAILED", "CASCADE_FAILED", "CANCELED", "TIMEDOUT",
                       "SKIPPED"})
 DEFAULT_LOOKBACK = timedelta(days=1)  # how far back a baseline reads, without a period
+CURSOR_KIND = "dataduct-reconciler/run-cursor"
+UNREAD = ("", "", "")  # a restored cursor: read the pipeline at the next chance
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -66,6 +72,35 @@ class RunSummary:
     failed_latest: bool
 
 
+class CursorStore:
+    """An environment's run cursors, one JSON object in S3 (written by the lease holder)."""
+
+    def __init__(self, aws: AwsEnvironment, uri: str):
+        self.aws, self.uri = aws, uri
+        self.bucket, _, self.key = uri[len("s3://"):].partition("/")
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved cursors; None when there are none (or they are not readable as such:
+        the observer then starts afresh, with baselines, and counts nothing twice)."""
+        try:
+            got = call(self.aws.s3, "get_object", Bucket=self.bucket, Key=self.key)
+            data = json.loads(got["Body"].read())
+        except AwsError as exc:
+            if exc.code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
+                return None
+            raise
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get("kind") != CURSOR_KIND:
+            return None
+        return data
+
+    def save(self, data: dict[str, Any]) -> None:
+        body = json.dumps({"kind": CURSOR_KIND, **data}, sort_keys=True).encode()
+        call(self.aws.s3, "put_object", Bucket=self.bucket, Key=self.key, Body=body,
+             ContentType="application/json")
+
+
 class RunObserver:
     def __init__(self, metrics: Metrics, budget: int = 20,
                  clock: Callable[[], float] = time.monotonic):
@@ -73,14 +108,22 @@ class RunObserver:
         self.tracked: dict[tuple[str, str], Tracked] = {}  # (env, pipeline id)
         self.summaries: dict[tuple[str, str], RunSummary] = {}  # (env, pipeline name)
         self.reads = 0  # pipelines read since start, for tests and benchmarks
+        # per environment, once its cursors are loaded: the pipelines that were there before
+        # the observer first saw the environment and still wait for their baseline read
+        self.pending: dict[str, set[str]] = {}
 
     def observe(self, env: str, aws: AwsEnvironment, live: LiveState,
                 activities: Mapping[str, Iterable[str]], now: datetime,
-                interrupted: Callable[[], bool] = lambda: False) -> None:
+                interrupted: Callable[[], bool] = lambda: False,
+                store: CursorStore | None = None) -> None:
         """One pass: lateness for every pipeline; the runs of those that moved, within the
         budget. ``activities`` names each pipeline's activity objects (the others' instances
         are resources and data nodes, not runs). Reading stops early when ``interrupted``
-        (a change waits to be applied); the pipelines not read come first next time."""
+        (a change waits to be applied); the pipelines not read come first next time. With a
+        ``store``, the cursors are loaded from it first and saved to it after."""
+        if env not in self.pending:
+            self._restore(env, live, store.load() if store is not None else None)
+        pending = self.pending[env]
         seen = set()
         candidates = []
         for pipeline in live.pipelines:
@@ -89,21 +132,51 @@ class RunObserver:
             self._late(env, pipeline.pipeline, pipeline.fields, now)
             moved = _moved(pipeline.fields)
             tracked = self.tracked.get(key)
+            if tracked is None and pipeline.pipeline_id not in pending:
+                # new since the observer first saw the environment: every run of it counts
+                tracked = self.tracked[key] = Tracked(UNREAD, "")
             if tracked is None or tracked.moved != moved or tracked.in_flight:
                 candidates.append((tracked.last_read if tracked else -1.0, pipeline))
         for key in [k for k in self.tracked if k[0] == env and k not in seen]:
             del self.tracked[key]
+        pending &= {pid for _, pid in seen}
         candidates.sort(key=lambda c: c[0])
-        for _, pipeline in candidates[:self.budget]:
-            if interrupted():
-                return
-            try:
-                self._read(env, aws, pipeline, set(activities.get(pipeline.pipeline, ())),
-                           now)
-            except AwsError as exc:
-                if exc.code not in NOT_THERE:
-                    raise
-                self.tracked.pop((env, pipeline.pipeline_id), None)  # replaced or deleted
+        read = 0
+        try:
+            for _, pipeline in candidates[:self.budget]:
+                if interrupted():
+                    return
+                try:
+                    self._read(env, aws, pipeline,
+                               set(activities.get(pipeline.pipeline, ())), now)
+                    read += 1
+                except AwsError as exc:
+                    if exc.code not in NOT_THERE:
+                        raise
+                    self.tracked.pop((env, pipeline.pipeline_id), None)  # replaced or deleted
+        finally:
+            if store is not None and read:
+                store.save(self._cursors(env))
+
+    def _restore(self, env: str, live: LiveState, saved: dict[str, Any] | None) -> None:
+        live_ids = {p.pipeline_id for p in live.pipelines}
+        if saved is None:  # never saw this environment: what is there now has a history
+            self.pending[env] = set(live_ids)
+            return
+        self.pending[env] = {str(p) for p in saved.get("pending", [])} & live_ids
+        for pipeline_id, cursor in (saved.get("pipelines") or {}).items():
+            if pipeline_id in live_ids and isinstance(cursor, dict):
+                self.tracked[(env, pipeline_id)] = Tracked(
+                    UNREAD, str(cursor.get("since") or ""),
+                    counted={str(i) for i in cursor.get("counted", [])},
+                    last_success=parse_time(cursor.get("last_success")))
+
+    def _cursors(self, env: str) -> dict[str, Any]:
+        return {"pending": sorted(self.pending.get(env, ())), "pipelines": {
+            pipeline_id: {"since": t.since, "counted": sorted(t.counted),
+                          "last_success": format_time(t.last_success)
+                          if t.last_success else None}
+            for (e, pipeline_id), t in sorted(self.tracked.items()) if e == env}}
 
     def _late(self, env: str, name: str, fields: Mapping[str, str], now: datetime) -> None:
         expected = parse_time(fields.get("@nextRunTime"))
@@ -117,7 +190,7 @@ class RunObserver:
         baseline = tracked is None
         if tracked is None:
             tracked = Tracked(_moved(pipeline.fields), _baseline_start(pipeline.fields, now))
-        instances = [i for i in aws.instances(pipeline.pipeline_id, tracked.since)
+        instances = [i for i in aws.instances(pipeline.pipeline_id, tracked.since or None)
                      if not activities or i["fields"].get("@componentParent") in activities]
         self.reads += 1
         open_starts, latest_start, failed_latest = [], tracked.since, False
@@ -149,6 +222,7 @@ class RunObserver:
         tracked.moved = _moved(pipeline.fields)
         tracked.last_read = self.clock()
         self.tracked[key] = tracked
+        self.pending.get(env, set()).discard(pipeline.pipeline_id)
         if tracked.last_success is not None:
             self.metrics.last_success.labels(env, pipeline.pipeline).set(
                 tracked.last_success.timestamp())
