@@ -662,6 +662,24 @@ def test_an_endpoint_down_for_30_s_keeps_the_controller_alive_but_unready(
     assert b"endpoint not answering" in down[-1], down[-1]
 
 
+def test_a_controller_replaces_a_pipeline_once_over_ten_passes(emulator_server, remote,
+                                                                tmp_path):
+    endpoint = emulator_server.endpoint
+    controller = make_controller(remote, endpoint, tmp_path, environments=("staging",))
+    controller.run_once()
+    emulator.CONTROLS.advance(6 * 3600 + 600)  # past the first run: a replacement moves on
+    remote.edit("pipelines/users.yaml", "frequency: daily", "frequency: hourly")
+    creates = emulator.CONTROLS.calls.get("CreatePipeline", 0)
+    deletes = emulator.CONTROLS.calls.get("DeletePipeline", 0)
+    for _ in range(10):
+        controller.run_once()
+        emulator.CONTROLS.advance(1800)
+    assert emulator.CONTROLS.calls.get("CreatePipeline", 0) - creates == 1
+    assert emulator.CONTROLS.calls.get("DeletePipeline", 0) - deletes == 1
+    assert controller.status.pipeline("staging", "users").sync_status == "Synced"
+    assert len(managed(endpoint)[("staging", "users")]) == 1
+
+
 # -- one writer ------------------------------------------------------------------------------------
 
 
