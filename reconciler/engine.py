@@ -371,10 +371,10 @@ def _run_environment(result: Run, env_run: EnvironmentRun, settings: Settings,
                               hold=lambda pipeline: context.hold(name, pipeline),
                               stopping=context.stopping,
                               checkpoint=lease.check if lease is not None else
-                              lambda: None)
+                              lambda: None,
+                              on_result=lambda item: events.applied(name, item,
+                                                                    result.revision))
             env_run.results = applier.apply(plan)
-            for item in env_run.results:
-                events.applied(name, item, result.revision)
             stopped = applier.stopped_by
             if stopped is not None:
                 raise stopped if isinstance(stopped, LeaseLost) else \

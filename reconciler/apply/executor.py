@@ -92,6 +92,8 @@ class Applier:
     # before each action: raises an AwsError when the lease is lost (and the lease's own
     # guard checks it again before every write call)
     checkpoint: Callable[[], None] = lambda: None
+    # each action's result as soon as it is done (a long apply's progress, in the logs)
+    on_result: Callable[[ActionResult], None] = lambda _: None
 
     def apply(self, plan: EnvironmentPlan) -> list[ActionResult]:
         results = []
@@ -115,6 +117,7 @@ class Applier:
                 result.outcome = "skipped"
                 result.messages.append(held)
                 results.append(result)
+                self.on_result(result)
                 continue
             try:
                 getattr(self, f"_{planned.action.value}")(planned, result)
@@ -134,6 +137,7 @@ class Applier:
             if result.pipeline_id and planned.action is not Action.DELETE:
                 self.kept.add(result.pipeline_id)
             results.append(result)
+            self.on_result(result)
             if self.stopped_by is not None:
                 break
         return results
