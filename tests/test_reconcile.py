@@ -507,6 +507,13 @@ def test_an_unreadable_wheelhouse_fails_only_the_pipelines_with_qa_steps(world, 
 LATER = NOW + timedelta(hours=6, minutes=10)  # past the load time: replacements move on
 
 
+def why_failed(result) -> list:
+    """What made a pass fail, for an assertion's message."""
+    return [result.error, [p.format() for p in result.problems if p.severity == "error"],
+            [(e.environment, e.error, e.waiting, [r.messages for r in e.results if r.failed])
+             for e in result.wanted]]
+
+
 @pytest.mark.parametrize("edits", [
     [("frequency: daily", "frequency: hourly")],
     [("frequency: daily", "frequency: hourly"), ("frequency: hourly", "frequency: 2-hours")],
@@ -523,7 +530,7 @@ def test_after_a_replace_the_next_plans_are_empty(world, edits):
         world.edit("pipelines/users.yaml", old, new)
         before = {env: world.pipeline_id(env, "users") for env in ("staging", "prod")}
         replaced = world.run(now=LATER)
-        assert not replaced.failed
+        assert not replaced.failed, why_failed(replaced)
         for env in ("staging", "prod"):
             assert actions(replaced, env)["users"][0] == Action.REPLACE
             assert world.pipeline_id(env, "users") != before[env]
