@@ -189,8 +189,13 @@ class Applier:
         result.pipeline_id = new
         try:
             self._put(desired, new, None, result)
-        except ApplyError:
-            self.aws.delete(new)  # the old pipeline keeps running; leave no pending duplicate
+        except (ApplyError, AwsError) as failure:  # refused, or AWS failing: either way
+            try:  # the old pipeline keeps running; leave no pending duplicate
+                self.aws.delete(new)
+            except AwsError as exc:
+                result.messages.append(f"{new} could not be deleted again ({exc}); the next "
+                                       f"pass removes it; {old} keeps running")
+                raise failure from exc
             self._mark("DeletePipeline")
             result.messages.append(f"deleted {new} again; {old} keeps running")
             raise
