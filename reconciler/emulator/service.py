@@ -20,6 +20,7 @@ from moto.core.base_backend import BackendDict
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import BaseResponse
 from moto.datapipeline.responses import DataPipelineResponse
+from moto.s3.responses import S3Response
 
 from .backend import (
     EmbeddedDataPipelineBackend,
@@ -49,10 +50,25 @@ def install() -> None:
     DataPipelineResponse.datapipeline_backend = property(  # type: ignore[assignment]
         lambda self: backends[self.current_account][self.region])
     DataPipelineResponse.call_action = _call_action  # type: ignore[method-assign,assignment]
+    S3Response.put_object = _atomic(S3Response.put_object)  # type: ignore[method-assign]
     cache = getattr(moto.backends, "_import_backend", None)
     if cache is not None and hasattr(cache, "cache_clear"):
         cache.cache_clear()
     _installed = True
+
+
+_S3_WRITES = threading.Lock()
+
+
+def _atomic(put_object: Any) -> Any:
+    """moto checks If-Match and If-None-Match, then writes, with nothing in between to stop
+    a second request doing the same: two writers racing for a lease could both win. S3 makes
+    a conditional write atomic; so does the embedded service, one PutObject at a time."""
+    def put_object_atomically(self: Any) -> Any:
+        with _S3_WRITES:
+            return put_object(self)
+
+    return put_object_atomically
 
 
 def all_backends() -> list[EmbeddedDataPipelineBackend]:
