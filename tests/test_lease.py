@@ -108,6 +108,22 @@ def test_a_held_lease_is_taken_over_only_after_it_expires(aws, clock):
     assert datetime.fromisoformat(body(aws)["expires"]) < clock()  # released: expired
 
 
+def test_a_released_lease_is_free_to_a_writer_whose_clock_is_behind(aws, clock):
+    """Clocks differ between hosts: a lease given back is free at once, not when the next
+    writer's clock passes the moment it was released."""
+    first = lease(aws, clock, "first")
+    assert first.acquire() is None
+    clock.advance(20)
+    first.release()
+    assert body(aws)["released"] is True
+    behind = Clock()  # 20 s behind the first writer's
+    second = Lease(aws, URI, "second", 30.0, behind)
+    assert second.acquire() is None
+    assert (body(aws)["holder"], body(aws)["generation"], "released" in body(aws)) == \
+        ("second", 2, False)
+    second.release()
+
+
 def test_a_write_conditional_on_a_stale_version_fails(aws, clock):
     """What keeps a slow writer from overwriting a lease someone else renewed meanwhile."""
     holder = lease(aws, clock, "holder")

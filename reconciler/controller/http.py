@@ -31,6 +31,7 @@ from typing import Any
 import waitress
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..errors import ReconcilerError
 from .loop import Controller
 
 MAX_BODY_BYTES = 1 << 20  # GitHub caps payloads at 25 MB; a push event is far smaller
@@ -53,7 +54,7 @@ def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), header.strip().encode())
 
 
-class ListenError(OSError):
+class ListenError(ReconcilerError, OSError):
     """The address cannot be listened on (in use, not this host's, not allowed)."""
 
 

@@ -106,17 +106,20 @@ class Lease:
             raise
         try:
             body = json.loads(got["Body"].read())
-            expires = datetime.fromisoformat(body["expires"])
+            # a released lease is free whatever the reader's clock says (clocks differ)
+            expires = datetime.min.replace(tzinfo=UTC) if body.get("released") else \
+                datetime.fromisoformat(body["expires"])
             return LeaseState(str(body["holder"]), expires, got.get("ETag"),
                               int(body.get("generation", 0)))
         except (ValueError, KeyError, TypeError):
             # an unreadable lease is treated as expired, and replaced only if unchanged
             return LeaseState("unknown", datetime.min.replace(tzinfo=UTC), got.get("ETag"))
 
-    def _write(self, expires: datetime, condition: dict[str, str], generation: int) -> bool:
-        body = json.dumps({"holder": self.holder, "expires": expires.isoformat(),
-                           "generation": generation,
-                           "written": self.now().isoformat()}).encode()
+    def _write(self, expires: datetime, condition: dict[str, str], generation: int,
+               released: bool = False) -> bool:
+        fields = {"holder": self.holder, "expires": expires.isoformat(),
+                  "generation": generation, "written": self.now().isoformat()}
+        body = json.dumps({**fields, "released": True} if released else fields).encode()
         started = time.monotonic()
         try:
             answer = call(self.aws.s3, "put_object", Bucket=self.bucket, Key=self.key,
@@ -127,7 +130,7 @@ class Lease:
                 self.etag = None
                 return False
             if exc.code == "NoSuchBucket" and self.aws.create_embedded_bucket(self.bucket):
-                return self._write(expires, condition, generation)
+                return self._write(expires, condition, generation, released)
             raise
         self.etag, self.generation, self.lost = answer.get("ETag"), generation, None
         self.valid_until = started + self.ttl * (1 - SAFETY_SHARE)
@@ -235,14 +238,15 @@ class Lease:
             renewer.join(timeout=5)
 
     def release(self) -> None:
-        """Give the lease up (an expired lease in its place) if we hold it."""
+        """Give the lease up if we hold it: a lease marked released (and expired, for older
+        readers) takes its place, free at once for a writer whose clock is behind ours."""
         self._stop_renewing()
         with self._lock:
             if self.etag is None:
                 return
             past = self.now() - timedelta(seconds=1)
             try:
-                self._write(past, {"IfMatch": self.etag}, self.generation)
+                self._write(past, {"IfMatch": self.etag}, self.generation, released=True)
             finally:
                 self.etag = None
 
