@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from reconciler.desired.builder import load_table
-from reconciler.desired.expressions import mapping_lookup, substitute
 from reconciler.desired.sql import (
     REDSHIFT_ONLY,
     Source,
@@ -31,6 +30,7 @@ from reconciler.desired.sql import (
 )
 from reconciler.local import LocalRunError
 from reconciler.qa.cli import main as qa_main
+from reconciler.service.expressions import mapping_lookup, substitute
 
 from .conftest import DATADUCT_EXAMPLES, MANIFESTS, PROJECT, require_reference, run_cli
 from .databases import postgres_connect, postgres_database

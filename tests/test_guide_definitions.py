@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.desired.servicemodel import check_definition
+from reconciler.service.model import check_definition
 
 from .conftest import GUIDE, require_reference
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.desired.servicemodel import check_definition, period_seconds
+from reconciler.service.model import check_definition, period_seconds
 
 from .conftest import GUIDE, PROJECT, require_reference
 
@@ -54,7 +54,7 @@ def test_the_model_file_matches_the_guide(tmp_path, monkeypatch):
     spec.loader.exec_module(gen)
     monkeypatch.setattr(gen, "OUTPUT", tmp_path / "model.json")
     gen.main(str(GUIDE))
-    committed = (PROJECT / "reconciler" / "desired" / "service_model.json").read_text()
+    committed = (PROJECT / "reconciler" / "service" / "service_model.json").read_text()
     assert json.loads((tmp_path / "model.json").read_text()) == json.loads(committed)
 
 

@@ -1,4 +1,4 @@
-"""Generate reconciler/desired/service_model.json from the AWS Data Pipeline Developer Guide.
+"""Generate reconciler/service/service_model.json from the AWS Data Pipeline Developer Guide.
 
 The object model that the compiler's checks and the embedded service enforce is read from the
 guide's object reference (``doc_source/dp-object-*.md``), not typed by hand: each page's field
@@ -21,7 +21,7 @@ import re
 import sys
 from pathlib import Path
 
-OUTPUT = Path(__file__).resolve().parent.parent / "reconciler" / "desired" / "service_model.json"
+OUTPUT = Path(__file__).resolve().parent.parent / "reconciler" / "service" / "service_model.json"
 
 _TABLE_HEADER = re.compile(r"^\| (?P<kind>[^|]+?) \| Description \| Slot Type \|\s*$")
 _ROW = re.compile(r"^\| (?P<field>[^|]+?) \|(?P<desc>.*)\| (?P<slot>[^|]*?) \|\s*$")

@@ -18,12 +18,12 @@ from datetime import date
 from typing import Any
 
 from ..errors import CompileError, Location, Problem
+from ..service.model import DEFAULT_MAX_OBJECTS
 from ..snapshot import Snapshot
 from .cache import DIRECTORY, file_hash
 from .config import DEFAULT_MAX_SQL_BYTES, EnvConfig
 from .definition import Artifact, Parameter, PipelineObject, QaRunner, Ref, SecretRef
 from .manifest import Manifest
-from .servicemodel import DEFAULT_MAX_OBJECTS
 from .sql import TableDefinition, TableDefinitionError, parse_table_definition
 
 

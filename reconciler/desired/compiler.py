@@ -18,12 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import CompileError, Problem, did_you_mean
+from ..service.model import check_definition
 from ..snapshot import Snapshot
 from .builder import CompileOptions, PipelineBuilder, parameter_id
 from .config import EnvConfig
 from .definition import CompiledPipeline, Field, Parameter, PipelineObject, Ref, make_object
 from .manifest import Manifest, StepSpec
-from .servicemodel import check_definition
 from .steps import StepContext, StepResult, StepType
 
 __all__ = ["CompileOptions", "compile_manifest", "parse_load_time"]

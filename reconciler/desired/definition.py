@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any
 
 from ..errors import Location
-from .servicemodel import period_seconds
+from ..service.model import period_seconds
 
 DAY = 86400
 

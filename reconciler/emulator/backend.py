@@ -3,7 +3,7 @@
 :class:`EmbeddedDataPipelineBackend` subclasses moto's backend and keeps its own pipeline
 model: idempotent creation on (name, uniqueId), tags with the 10-tag limit, "latest" and
 "active" definitions with parameters, validation with the project's object-model check
-(``reconciler.desired.servicemodel``), the edits an activated pipeline refuses, the
+(``reconciler.service.model``), the edits an activated pipeline refuses, the
 pipeline states, deletion tombstones (PipelineDeletedException), and runs on the simulated
 clock (``runs.py``). Every rule cites its source in docs/emulator.md.
 """
@@ -20,8 +20,8 @@ from moto.core.exceptions import JsonRESTError
 from moto.datapipeline.models import DataPipelineBackend
 from moto.moto_api._internal import mock_random
 
-from ..desired.expressions import ExpressionError, substitute
-from ..desired.servicemodel import (
+from ..service.expressions import ExpressionError, substitute
+from ..service.model import (
     DEFAULT_MAX_OBJECTS,
     check_definition,
     edits_refused_after_activation,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from ..desired.servicemodel import API_QUOTAS
+from ..service.quotas import API_QUOTAS
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 

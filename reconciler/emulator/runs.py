@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..desired.servicemodel import fields_of, period_seconds
+from ..service.model import fields_of, period_seconds
 from .clock import CONTROLS, format_time
 
 TERMINAL = {"FINISHED", "FAILED", "CASCADE_FAILED", "CANCELED"}

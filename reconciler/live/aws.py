@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..desired.config import Environment
 from ..errors import ReconcilerError
+from ..service.quotas import THROTTLING
 from .model import (
     TAG_ENVIRONMENT,
     TAG_MANAGED_BY,
@@ -31,7 +32,7 @@ from .model import (
     LivePipeline,
     LiveState,
 )
-from .pacing import THROTTLING, Pacer, RequestHook, attach
+from .pacing import Pacer, RequestHook, attach
 
 EMBEDDED = "embedded"
 RETRIES = Config(retries={"mode": "adaptive", "max_attempts": 8},

@@ -21,15 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..desired.servicemodel import API_QUOTAS
+from ..service.quotas import API_QUOTAS, THROTTLING
 
 # A little under the documented figures: the service's clock and ours are not the same clock.
 RATE_MARGIN = 0.95
 BURST_MARGIN = 0.9
 
 RequestHook = Callable[[str, str], None]  # (operation, code): "OK" or the error code
-THROTTLING = frozenset({"ThrottlingException", "Throttling", "RequestLimitExceeded",
-                        "TooManyRequestsException", "SlowDown", "RequestThrottled"})
 
 
 @dataclass

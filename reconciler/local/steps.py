@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..desired.definition import CompiledPipeline, PipelineObject
-from ..desired.expressions import ExpressionError, format_joda, substitute
-from ..desired.servicemodel import period_seconds
 from ..desired.sql import SqlError, to_postgres
 from ..errors import ReconcilerError
+from ..service.expressions import ExpressionError, format_joda, substitute
+from ..service.model import period_seconds
 
 RUNNER_MODULE = "reconciler.qa"
 

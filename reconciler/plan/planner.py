@@ -16,8 +16,8 @@ from enum import StrEnum
 
 from ..desired.config import Policy
 from ..desired.definition import DAY, CompiledPipeline, PipelineObject, make_object
-from ..desired.servicemodel import edits_refused_after_activation, period_seconds
 from ..live.model import PENDING, TAG_SECRETS, LiveDefinition, LivePipeline, LiveState
+from ..service.model import edits_refused_after_activation, period_seconds
 from ..snapshot import Relation
 from .diff import Change, anchor_like_live, field_changes
 from .tables import tables_written

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlglot import exp
 
-from ..desired.servicemodel import fields_of
 from ..desired.sql import SqlError, parse_sql
 from ..desired.sql.text import REDSHIFT_COMMANDS
+from ..service.model import fields_of
 
 
 def tables_written(objects: Iterable[Mapping[str, Any]]) -> set[str]:

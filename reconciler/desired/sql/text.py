@@ -21,6 +21,7 @@ from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.tokens import Token, TokenType
 
 from ...errors import ReconcilerError
+from ...service.expressions import expression_end
 from .dialect import DIALECT
 
 EXPRESSION_PLACEHOLDER = "__dataduct_expr_{}__"
@@ -68,16 +69,8 @@ def mask_expressions(text: str) -> tuple[str, tuple[str, ...]]:
             out.append(text[i:])
             break
         out.append(text[i:start])
-        j, depth = start + 2, 1
-        while j < len(text) and depth:
-            char = text[j]
-            if char in "'\"":
-                close = text.find(char, j + 1)
-                j = len(text) if close < 0 else close + 1
-                continue
-            depth += {"{": 1, "}": -1}.get(char, 0)
-            j += 1
-        if depth:
+        j = expression_end(text, start)
+        if j is None:
             line, column = _line_col(text, start)
             raise SqlError("a Data Pipeline expression '#{' is never closed", line, column,
                            hint="close it with '}'")

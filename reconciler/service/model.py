@@ -37,14 +37,6 @@ MIN_SCHEDULE_PERIOD_SECONDS = 15 * 60
 MAX_SCHEDULE_PERIOD_SECONDS = 3 * 365 * 86400
 MAX_ONDEMAND_ACTIVE_INSTANCES = 5
 MAX_PARAMETERS = 50
-# Web service call limits per account and region (dp-limits.md): calls per second and burst.
-API_QUOTAS: dict[str, tuple[float, int]] = {
-    "ActivatePipeline": (1, 100), "CreatePipeline": (1, 100), "DeletePipeline": (1, 100),
-    "DescribeObjects": (2, 100), "DescribePipelines": (1, 100),
-    "GetPipelineDefinition": (1, 100), "ListPipelines": (1, 100),
-    "PutPipelineDefinition": (1, 100), "QueryObjects": (2, 100),
-    "ValidatePipelineDefinition": (1, 100), "SetStatus": (1, 100),
-}
 
 PARAMETER_TYPES = ("String", "Integer", "Double", "AWS::S3::ObjectKey")
 # Enumerations, compared case-insensitively (the guide's examples write CRON and ONDEMAND).

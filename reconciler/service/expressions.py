@@ -281,22 +281,31 @@ def substitute(text: str, lookup: Lookup) -> str:
     for match in _EXPRESSION.finditer(text):
         if match.start() < i:
             continue
-        j, depth = match.end(), 1
-        while j < len(text) and depth:
-            char = text[j]
-            if char in "'\"":
-                close = text.find(char, j + 1)
-                j = len(text) if close < 0 else close + 1
-                continue
-            depth += {"{": 1, "}": -1}.get(char, 0)
-            j += 1
-        if depth:
+        j = expression_end(text, match.start())
+        if j is None:
             raise ExpressionError(f"'#{{' at {match.start()} is never closed")
         out.append(text[i:match.start()])
         out.append(to_text(evaluate(text[match.end():j - 1], lookup)))
         i = j
     out.append(text[i:])
     return "".join(out)
+
+
+def expression_end(text: str, start: int) -> int | None:
+    """Where the expression whose ``#{`` is at ``start`` ends (just after the brace that
+    closes it), or None when it is never closed. Quoted strings inside it (``'YYYY'``) are
+    skipped over, so braces or quotes in them do not end it early. The one scanner of
+    expressions: evaluation and the SQL parser's masking both use it."""
+    j, depth = start + 2, 1
+    while j < len(text) and depth:
+        char = text[j]
+        if char in "'\"":
+            close = text.find(char, j + 1)
+            j = len(text) if close < 0 else close + 1
+            continue
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        j += 1
+    return None if depth else j
 
 
 def mapping_lookup(values: Mapping[str, Any]) -> Lookup:
