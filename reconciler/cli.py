@@ -476,43 +476,15 @@ def _configure_logging(level: int) -> None:
         cache_logger_on_first_use=False)
 
 
-KILL_AFTER = "RECONCILER_TEST_KILL_AFTER"
-
-
-def _kill_after(call: str) -> None:
-    """Fault injection for the crash-safety tests: $RECONCILER_TEST_KILL_AFTER names an AWS
-    call (CreatePipeline, PutPipelineDefinition, ActivatePipeline, AddTags, PutObject,
-    DeactivatePipeline, DeletePipeline), optionally with ``:N`` for its Nth call, after which
-    this process kills itself with SIGKILL, as a crash would."""
-    wanted, _, count = os.environ.get(KILL_AFTER, "").partition(":")
-    if wanted != call:
-        return
-    _kill_after.seen = getattr(_kill_after, "seen", 0) + 1  # type: ignore[attr-defined]
-    if _kill_after.seen >= int(count or 1):  # type: ignore[attr-defined]
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _command_events():
-    """The engine's events for a command: logged, and the crash-test hook."""
-    from .engine import Events
-
-    class CommandEvents(Events):
-        def aws_call_done(self, operation: str) -> None:
-            if os.environ.get(KILL_AFTER):
-                _kill_after(operation)
-
-    return CommandEvents()
-
-
 def _run(root: str, options, *, confirm=None, lease_wait: float = 0.0,
          lease_seconds: float = 300.0):
     import logging
 
-    from .engine import PassContext, run
+    from .engine import Events, PassContext, run
 
     _configure_logging(logging.INFO if options.apply else logging.WARNING)
     base = find_root(root)
-    context = PassContext(events=_command_events(), lease_wait=lease_wait,
+    context = PassContext(events=Events(), lease_wait=lease_wait,
                           lease_seconds=lease_seconds, wall_clock=lambda: datetime.now(UTC))
     result = run(base, options, now=datetime.now(UTC), confirm=confirm, context=context)
     _print_problems(base, result.problems)

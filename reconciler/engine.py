@@ -30,11 +30,11 @@ from .apply.executor import ActionResult, Applier
 from .apply.secrets import SecretError, SecretsKey, resolve_secrets, secrets_digest, secrets_key
 from .desired.cache import CompileCache
 from .desired.compiler import CompileOptions
-from .desired.config import Environment, Settings, load_settings
+from .desired.config import EMBEDDED, Environment, Settings, load_settings
 from .desired.overrides import Overrides, OverridesError
 from .desired.project import ProjectResult, compile_project
 from .errors import Problem
-from .live.aws import EMBEDDED, AwsEnvironment, AwsError
+from .live.aws import AwsEnvironment, AwsError
 from .live.lease import Lease, LeaseHeld, LeaseLost, lease_uri, new_holder_id
 from .live.model import TAG_REVISION, LiveDefinition, LiveState
 from .live.pacing import Pacer
@@ -58,6 +58,32 @@ DEFAULT_LEASE_SECONDS = 300.0
 class Connect(Protocol):
     def __call__(self, env: Environment, installation: str, environ: Mapping[str, str], *,
                  pacer: Pacer | None = None, on_request: Any = None) -> AwsEnvironment: ...
+
+
+def connect_environment(env: Environment, installation: str, environ: Mapping[str, str],
+                        *, pacer: Pacer | None = None, on_request: Any = None,
+                        **options: Any) -> AwsEnvironment:
+    """Clients for one environment: AWS's, or the embedded service's where reconciler.yaml
+    says ``endpoint_url: embedded`` (the one running at $AWS_ENDPOINT_URL, else one started
+    in this process, keeping its state in $RECONCILER_EMBEDDED_STATE). The one place that
+    tells the two apart; ``options`` go to :meth:`AwsEnvironment.connect`."""
+    if env.endpoint_url != EMBEDDED:
+        return AwsEnvironment.connect(env, installation, environ, pacer=pacer,
+                                      on_request=on_request, **options)
+    endpoint = environ.get("AWS_ENDPOINT_URL") or _embedded_endpoint(env, environ)
+    return AwsEnvironment.connect(env, installation, environ, endpoint=endpoint, local=True,
+                                  pacer=pacer, on_request=on_request, **options)
+
+
+def _embedded_endpoint(env: Environment, environ: Mapping[str, str]) -> str:
+    try:
+        from .emulator.server import embedded_endpoint
+    except ImportError as exc:
+        raise AwsError("Connect", "EmbeddedServiceMissing",
+                       f"environment {env.name} uses endpoint_url: embedded, which needs the "
+                       "embedded extra (moto): pip install 'dataduct-reconciler[embedded]' "
+                       f"({exc})", 400) from None
+    return embedded_endpoint(environ.get(EMBEDDED_STATE))
 
 
 class Events:
@@ -89,9 +115,6 @@ class Events:
 
     def aws_request(self, env: str, operation: str, code: str) -> None:
         """One attempt of one AWS call and its answer ("OK" or the error code)."""
-
-    def aws_call_done(self, operation: str) -> None:
-        """A write the executor just made (the crash-safety tests stop a process here)."""
 
     def secrets(self, values: list[str]) -> None:
         """Secret values this pass resolved: whatever logs must never show them."""
@@ -244,7 +267,7 @@ def embedded_state_file(root: Path, settings: Settings | None, environ: Mapping[
 
 
 def run(root: str | os.PathLike[str], options: PassOptions, *, now: datetime,
-        environ: Mapping[str, str] | None = None, connect: Connect = AwsEnvironment.connect,
+        environ: Mapping[str, str] | None = None, connect: Connect = connect_environment,
         confirm: Callable[[EnvironmentPlan], bool] | None = None,
         context: PassContext | None = None) -> Run:
     """One pass over a checkout as it is now (the command line's plan, apply, sync)."""
@@ -253,7 +276,7 @@ def run(root: str | os.PathLike[str], options: PassOptions, *, now: datetime,
 
 
 def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
-             environ: Mapping[str, str] | None = None, connect: Connect = AwsEnvironment.connect,
+             environ: Mapping[str, str] | None = None, connect: Connect = connect_environment,
              confirm: Callable[[EnvironmentPlan], bool] | None = None,
              context: PassContext | None = None) -> Run:
     """Plan (and with ``options.apply``, apply) every wanted environment of a repository read
@@ -366,7 +389,6 @@ def _run_environment(result: Run, env_run: EnvironmentRun, settings: Settings,
             runner = runner_wheel()
             files = {**snapshot.files, qa_runner().artifact_path: runner.content}
             applier = Applier(aws, files, secret_values, result.revision, key,
-                              after_call=events.aws_call_done,
                               wheelhouse=lambda: wheelhouse(environ),
                               hold=lambda pipeline: context.hold(name, pipeline),
                               stopping=context.stopping,

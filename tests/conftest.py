@@ -135,9 +135,15 @@ class CliResult:
     stderr: str
 
 
+CRASHING = Path(__file__).parent / "crashing.py"
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> CliResult:
-    """The real command line, in a subprocess."""
-    proc = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=cwd,
+    """The real command line, in a subprocess; with RECONCILER_TEST_KILL_AFTER in ``env``,
+    the one that crashes after that AWS call (tests/crashing.py)."""
+    program = [str(CRASHING)] if "RECONCILER_TEST_KILL_AFTER" in (env or {}) else \
+        ["-m", "reconciler"]
+    proc = subprocess.run([sys.executable, *program, *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, **(env or {})})
     return CliResult(proc.returncode, proc.stdout, proc.stderr)

@@ -40,7 +40,7 @@ from reconciler.controller import (
     signature_ok,
 )
 from reconciler.emulator.server import control
-from reconciler.live.aws import AwsEnvironment
+from reconciler.engine import connect_environment
 from reconciler.live.pacing import Pacer
 
 from .conftest import MANIFESTS, require_tool
@@ -86,7 +86,7 @@ def remote(tmp_path):
 
 
 def make_controller(remote: Remote, endpoint: str, tmp_path: Path, name: str = "a",
-                    wall=None, connect=AwsEnvironment.connect, **config) -> Controller:
+                    wall=None, connect=connect_environment, **config) -> Controller:
     environ = {**SECRETS, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     source = GitSource(str(remote.path), "main", tmp_path / f"cache-{name}")
@@ -497,7 +497,7 @@ def test_a_failing_pipeline_backs_off_and_a_refused_one_waits_for_a_new_revision
     endpoint = emulator_server.endpoint
     # botocore tries twice (not 8 times, with its adaptive delays) before a failure counts
     controller = make_controller(remote, endpoint, tmp_path, environments=("staging",),
-                                 connect=partial(AwsEnvironment.connect, config=Config(
+                                 connect=partial(connect_environment, config=Config(
                                      retries={"mode": "standard", "max_attempts": 2})))
     # users compiles to 15 objects: the service refuses it (permanent), discussion_votes 13
     backends["123456789012"]["us-east-1"].max_objects = 14
@@ -670,7 +670,7 @@ def test_an_endpoint_down_for_30_s_keeps_the_controller_alive_but_unready(
     outage = Outage(endpoint)
     # AWS's retries as configured, with a 2 s read timeout instead of 60 s
     controller = make_controller(remote, outage.endpoint, tmp_path, interval=1.0,
-                                 connect=partial(AwsEnvironment.connect, config=Config(
+                                 connect=partial(connect_environment, config=Config(
                                      retries={"mode": "adaptive", "max_attempts": 8},
                                      connect_timeout=1, read_timeout=2)))
     server = ControllerServer(controller, "127.0.0.1", 0, WEBHOOK_SECRET)

@@ -51,7 +51,7 @@ class World:
         clients = [session.client(name, config=RETRIES) for name in ("datapipeline", "s3")]
         for client in clients:  # the session's record of AWS calls (tests/test_iam.py)
             record_calls(client, os.environ.get(CALL_LOG))
-        return AwsEnvironment(env, installation, *clients)
+        return AwsEnvironment(env, installation, *clients, creates_buckets=True)
 
     def run(self, apply=True, environments=None, now=NOW, environ=None, **options):
         emulator.CONTROLS.calls.clear()

@@ -372,3 +372,26 @@ def test_fuzzed_shapes_never_crash(fuzz_base):
             p.format() for p in result.all_problems()]
 
     check()
+
+
+def test_only_an_embedded_environment_creates_a_missing_bucket(emulator_server, monkeypatch):
+    """What "embedded" means is decided once, by the engine's connect: the live layer writes
+    to any endpoint the same way, and only the embedded service's missing buckets are made."""
+    from reconciler.desired.config import EMBEDDED, Environment
+    from reconciler.engine import connect_environment
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    environ = {"AWS_ENDPOINT_URL": emulator_server.endpoint}
+    endpoint = Environment("staging", "config/staging.yaml", region="us-east-1",
+                           endpoint_url=emulator_server.endpoint)
+    aws = connect_environment(endpoint, "default", environ)
+    with pytest.raises(AwsError) as caught:
+        aws.write("s3://not-made-for-aws/k", b"x")
+    assert caught.value.code == "NoSuchBucket"
+    embedded = Environment("staging", "config/staging.yaml", region="us-east-1",
+                           endpoint_url=EMBEDDED)
+    connect_environment(embedded, "default", environ).write("s3://made-when-embedded/k", b"x")
+    got = _client("s3", emulator_server.endpoint).get_object(Bucket="made-when-embedded",
+                                                              Key="k")
+    assert got["Body"].read() == b"x"

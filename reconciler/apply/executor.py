@@ -83,7 +83,6 @@ class Applier:
     revision: str
     key: SecretsKey | None = None  # the installation's key for the secrets tag
     clock: Callable[[], float] = time.monotonic
-    after_call: Callable[[str], None] | None = None  # test hook: crash points
     # the QA runner's driver wheels (file name -> content), uploaded for pipelines running it
     wheelhouse: Callable[[], Mapping[str, bytes]] = dict
     # why a pipeline must not be applied now (backing off after failures), or None
@@ -170,14 +169,12 @@ class Applier:
 
     def _deactivate(self, planned: PlannedAction, result: ActionResult) -> None:
         self.aws.deactivate(_live_id(planned))
-        self._mark("DeactivatePipeline")
         result.messages.append("deactivated (suspend: true); running attempts finish")
 
     def _adopt(self, planned: PlannedAction, result: ActionResult) -> None:
         desired = self._desired(planned)
         pipeline_id = _live_id(planned)
         self.aws.tag(pipeline_id, self._identity(desired))
-        self._mark("AddTags")
         result.messages.append(f"adopted {pipeline_id} as {desired.name}")
 
     def _replace(self, planned: PlannedAction, result: ActionResult) -> None:
@@ -196,7 +193,6 @@ class Applier:
                 result.messages.append(f"{new} could not be deleted again ({exc}); the next "
                                        f"pass removes it; {old} keeps running")
                 raise failure from exc
-            self._mark("DeletePipeline")
             result.messages.append(f"deleted {new} again; {old} keeps running")
             raise
         self._archive_and_delete(planned, result)
@@ -258,7 +254,6 @@ class Applier:
                                       desired.description,
                                       {**self._identity(desired), TAG_DIGEST: PENDING,
                                        TAG_REVISION: self.revision})
-        self._mark("CreatePipeline")
         result.messages.append(f"created {pipeline_id}")
         return pipeline_id
 
@@ -272,7 +267,6 @@ class Applier:
         values = api["parameterValues"] + [{"id": k, "stringValue": v}
                                            for k, v in sorted(secrets.items())]
         answer = self.aws.put(pipeline_id, objects, api["parameterObjects"], values)
-        self._mark("PutPipelineDefinition")
         if answer.get("errored"):
             problems = [f"{e.get('id')}: {m}" for e in answer.get("validationErrors", [])
                         for m in e.get("errors", [])]
@@ -284,12 +278,10 @@ class Applier:
     def _activate_and_tag(self, desired: CompiledPipeline, pipeline_id: str,
                           result: ActionResult) -> None:
         self.aws.activate(pipeline_id)
-        self._mark("ActivatePipeline")
         secrets = self.secret_values.get(desired.name, {})
         self.aws.tag(pipeline_id, {**self._identity(desired), TAG_DIGEST: desired.digest,
                                    TAG_REVISION: self.revision,
                                    TAG_SECRETS: secrets_digest(desired, secrets, self.key)})
-        self._mark("AddTags")
         result.messages.append(f"definition {desired.digest[:12]} applied and activated")
 
     def _drop_stale_tags(self, planned: PlannedAction, desired: CompiledPipeline,
@@ -299,7 +291,6 @@ class Applier:
         stale = [k for k in live_tags if k not in MANAGED_TAGS and k not in dict(desired.tags)]
         if stale:
             self.aws.untag(pipeline_id, stale)
-            self._mark("RemoveTags")
 
     def _archive_and_delete(self, planned: PlannedAction, result: ActionResult) -> None:
         pipeline_id = _live_id(planned)
@@ -315,7 +306,6 @@ class Applier:
                        for item in self.aws.run_history(pipeline_id)]
             target = f"{log_uri.rstrip('/')}/archive/{pipeline_id}.jsonl"
             self.aws.write(target, ("\n".join(history) + "\n").encode() if history else b"")
-            self._mark("PutObject")
             result.messages.append(f"archived {len(history)} run record(s) to {target}")
         elif not never_ran:
             raise ApplyError(f"{pipeline_id} has no pipelineLogUri to archive its run history "
@@ -323,11 +313,5 @@ class Applier:
         if planned.live is not None and planned.live.state not in ("PENDING", "INACTIVE",
                                                                    "FINISHED"):
             self.aws.deactivate(pipeline_id)
-            self._mark("DeactivatePipeline")
         self.aws.delete(pipeline_id)
-        self._mark("DeletePipeline")
         result.messages.append(f"deleted {pipeline_id}")
-
-    def _mark(self, call: str) -> None:
-        if self.after_call is not None:
-            self.after_call(call)

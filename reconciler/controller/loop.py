@@ -27,8 +27,16 @@ import structlog
 from ..apply.executor import ActionResult
 from ..desired.cache import CompileCache
 from ..desired.overrides import Overrides
-from ..engine import Connect, Events, PassContext, PassOptions, Run, artifacts_place, run_pass
-from ..live.aws import AwsEnvironment
+from ..engine import (
+    Connect,
+    Events,
+    PassContext,
+    PassOptions,
+    Run,
+    artifacts_place,
+    connect_environment,
+    run_pass,
+)
 from ..live.lease import RUNS_KEY, state_uri
 from ..live.pacing import Pacer, is_throttle
 from ..observe import CursorStore, Metrics, RunObserver
@@ -103,7 +111,7 @@ class ControllerEvents(Events):
 class Controller:
     def __init__(self, source: Source, config: ControllerConfig | None = None, *,
                  environ: Mapping[str, str] | None = None,
-                 connect: Connect = AwsEnvironment.connect,
+                 connect: Connect = connect_environment,
                  wall: Callable[[], datetime],
                  redactor: Redactor | None = None):
         self.source, self.config = source, config or ControllerConfig()

@@ -68,6 +68,10 @@ class Environment:
     policy: Policy = field(default_factory=Policy)
 
 
+# ``endpoint_url: embedded``: the built-in service, started in the process that needs it
+EMBEDDED = "embedded"
+
+
 @dataclass(frozen=True)
 class Settings:
     """The parsed ``reconciler.yaml``."""

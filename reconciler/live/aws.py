@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import botocore.session
@@ -22,7 +22,6 @@ from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..desired.config import Environment
 from ..errors import ReconcilerError
 from ..service.quotas import THROTTLING
 from .model import (
@@ -34,10 +33,25 @@ from .model import (
 )
 from .pacing import Pacer, RequestHook, attach
 
-EMBEDDED = "embedded"
 RETRIES = Config(retries={"mode": "adaptive", "max_attempts": 8},
                  connect_timeout=10, read_timeout=60)
 NOT_THERE = ("PipelineNotFoundException", "PipelineDeletedException")
+LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+class Environment(Protocol):
+    """What the live layer needs to know of an environment (``reconciler.yaml`` says it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def region(self) -> str | None: ...
+    @property
+    def role_arn(self) -> str | None: ...
+    @property
+    def endpoint_url(self) -> str | None: ...
+    @property
+    def name_prefix(self) -> str: ...
 
 
 
@@ -124,23 +138,6 @@ def _assumed_role_session(base: Any, env: Environment, region: str, endpoint: st
     return boto3.session.Session(botocore_session=core, region_name=region)
 
 
-def endpoint_for(env: Environment, environ: Mapping[str, str]) -> str | None:
-    """AWS_ENDPOINT_URL wins (it aims everything at one endpoint, a running emulator for
-    instance); ``embedded`` starts the built-in service in this process."""
-    if environ.get("AWS_ENDPOINT_URL"):
-        return environ["AWS_ENDPOINT_URL"]
-    if env.endpoint_url == EMBEDDED:
-        try:
-            from ..emulator.server import STATE_VARIABLE, embedded_endpoint
-        except ImportError as exc:
-            raise AwsError("Connect", "EmbeddedServiceMissing",
-                           f"environment {env.name} uses endpoint_url: embedded, which needs "
-                           "the embedded extra (moto): pip install "
-                           f"'dataduct-reconciler[embedded]' ({exc})", 400) from None
-        return embedded_endpoint(environ.get(STATE_VARIABLE))
-    return env.endpoint_url
-
-
 @dataclass
 class AwsEnvironment:
     """boto3 clients for one environment (Data Pipeline, S3), with its role assumed."""
@@ -149,25 +146,30 @@ class AwsEnvironment:
     installation: str
     datapipeline: Any
     s3: Any
+    # a local service that starts with no buckets (the embedded one): a missing bucket is
+    # created; against AWS it is the user's to create
+    creates_buckets: bool = False
 
     @classmethod
     def connect(cls, env: Environment, installation: str,
-                environ: Mapping[str, str] | None = None, *, pacer: Pacer | None = None,
+                environ: Mapping[str, str] | None = None, *, endpoint: str | None = None,
+                local: bool = False, pacer: Pacer | None = None,
                 on_request: RequestHook | None = None, config: Config = RETRIES
                 ) -> AwsEnvironment:
-        """Clients for ``env``: its endpoint and region, its role assumed with credentials
-        that refresh themselves before they expire (a controller runs for months; an assumed
-        role lasts an hour), every Data Pipeline call paced by ``pacer`` and every attempt
-        reported to ``on_request``."""
+        """Clients for ``env``: its endpoint (``endpoint``, else $AWS_ENDPOINT_URL, else the
+        environment's) and region, its role assumed with credentials that refresh themselves
+        before they expire (a controller runs for months; an assumed role lasts an hour),
+        every Data Pipeline call paced by ``pacer`` and every attempt reported to
+        ``on_request``. ``local``: a local service (test credentials when there are none,
+        missing buckets created)."""
         environ = os.environ if environ is None else environ
         # a process-wide diagnostic: also read from the process's environment
         call_log = environ.get(CALL_LOG) or os.environ.get(CALL_LOG)
-        endpoint = endpoint_for(env, environ)
+        endpoint = endpoint or environ.get("AWS_ENDPOINT_URL") or env.endpoint_url
         region = env.region or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         session = boto3.session.Session(region_name=region)
-        if endpoint and env.endpoint_url == EMBEDDED and session.get_credentials() is None:
-            session = boto3.session.Session(region_name=region, aws_access_key_id="testing",
-                                            aws_secret_access_key="testing")
+        if local and session.get_credentials() is None:
+            session = boto3.session.Session(region_name=region, **LOCAL_CREDENTIALS)
         if env.role_arn:
             session = _assumed_role_session(session, env, region, endpoint, call_log)
         scope = f"{endpoint or 'aws'}|{region}|{env.role_arn or 'default credentials'}"
@@ -177,7 +179,7 @@ class AwsEnvironment:
         attach(s3, pacer=None, scope=scope, on_request=on_request)
         for client in (datapipeline, s3):
             record_calls(client, call_log)
-        return cls(env, installation, datapipeline, s3)
+        return cls(env, installation, datapipeline, s3, creates_buckets=local)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -332,20 +334,20 @@ class AwsEnvironment:
         return True
 
     def write(self, uri: str, content: bytes) -> None:
-        """Put ``content`` at an s3:// URI. The embedded service starts with no buckets, so
-        there a missing bucket is created; against AWS it is an error."""
+        """Put ``content`` at an s3:// URI. On a local service a missing bucket is created;
+        against AWS it is an error."""
         bucket, _, key = uri[len("s3://"):].partition("/")
         try:
             call(self.s3, "put_object", Bucket=bucket, Key=key, Body=content)
         except AwsError as exc:
-            if exc.code != "NoSuchBucket" or not self.create_embedded_bucket(bucket):
+            if exc.code != "NoSuchBucket" or not self.create_missing_bucket(bucket):
                 raise
             call(self.s3, "put_object", Bucket=bucket, Key=key, Body=content)
 
-    def create_embedded_bucket(self, bucket: str) -> bool:
-        """Create a bucket on the embedded service (which starts with none); False against
-        AWS, where a missing bucket is the user's to create."""
-        if self.env.endpoint_url != EMBEDDED:
+    def create_missing_bucket(self, bucket: str) -> bool:
+        """Create a bucket on a local service (which starts with none); False against AWS,
+        where a missing bucket is the user's to create."""
+        if not self.creates_buckets:
             return False
         call(self.s3, "create_bucket", Bucket=bucket)
         return True

@@ -129,7 +129,7 @@ class Lease:
                     "IfMatch" in condition and (exc.code in GONE or exc.status == 404)):
                 self.etag = None
                 return False
-            if exc.code == "NoSuchBucket" and self.aws.create_embedded_bucket(self.bucket):
+            if exc.code == "NoSuchBucket" and self.aws.create_missing_bucket(self.bucket):
                 return self._write(expires, condition, generation, released)
             raise
         self.etag, self.generation, self.lost = answer.get("ETag"), generation, None
