@@ -937,6 +937,8 @@ def status(url: str, environments: tuple[str, ...], output_format: str) -> None:
     import urllib.error
     import urllib.request
 
+    from .controller.health import settled
+
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=10) as answer:
             data = json.loads(answer.read())
@@ -949,8 +951,7 @@ def status(url: str, environments: tuple[str, ...], output_format: str) -> None:
         click.echo(json.dumps({**data, "environments": envs}, indent=2))
     else:
         _echo_status(data, envs)
-    good = all((p["sync_status"] in ("Synced", "Suspended") and
-               p["health_status"] in ("Healthy",)) or p["sync_status"] == "Suspended"
+    good = all(settled(p["sync_status"], p["health_status"])
                for env in envs.values() for p in env["pipelines"])
     sys.exit(EXIT_OK if good and not any(e.get("error") for e in envs.values())
              else EXIT_CHANGES)

@@ -3,10 +3,12 @@ manifests repository, with its HTTP server (metrics, probes, status, webhook).
 
 ``source`` reads the repository at one revision per pass (a directory, a git remote, a
 git-sync checkout); ``loop`` runs the passes and keeps what lives between them; ``status``
-holds each pipeline's sync and health status and the backoff of failed ones; ``http`` serves
+holds each pipeline's sync and health status (derived in ``health``, pure) and the backoff of
+failed ones; ``http`` serves
 them; ``logs`` configures the JSON logs and redacts secrets.
 """
 
+from .health import Health, SyncStatus
 from .http import ControllerServer, ListenError, signature_ok
 from .logs import Redactor, configure_logging
 from .loop import Controller, ControllerConfig
@@ -14,5 +16,5 @@ from .source import CheckoutSource, DirectorySource, GitSource, SourceError
 from .status import Backoff, Status
 
 __all__ = ["Backoff", "CheckoutSource", "Controller", "ControllerConfig", "ControllerServer",
-           "DirectorySource", "GitSource", "ListenError", "Redactor", "SourceError", "Status",
-           "configure_logging", "signature_ok"]
+           "DirectorySource", "GitSource", "Health", "ListenError", "Redactor", "SourceError",
+           "Status", "SyncStatus", "configure_logging", "signature_ok"]

@@ -42,6 +42,7 @@ from ..live.pacing import Pacer, is_throttle
 from ..observe import CursorStore, Metrics, RunObserver
 from ..plan.planner import Action, EnvironmentPlan, PlannedAction
 from ..source import SourceRead
+from .health import Health, health
 from .logs import Redactor
 from .source import SourceError
 from .status import Backoff, Status
@@ -223,7 +224,7 @@ class Controller:
             results = {r.pipeline: r for r in env_run.results}
             self._observe_runs(name, env_run, now, _cursors_uri(result, name))
             self.status.record_plan(name, env_run.plan.actions, results,
-                                    partial(self._health, name, results=results))
+                                    partial(self._health, name))
             self.metrics.set_pipelines(name, [(p.pipeline, p.sync_status, p.health_status)
                                               for p in env_status.pipelines.values()])
             self._count_drift(name, env_run.plan)
@@ -244,24 +245,11 @@ class Controller:
         except Exception as exc:  # reading runs must never stop the loop; it is reported
             self.log.error("reading pipeline runs failed", env=env, error=str(exc))
 
-    def _health(self, env: str, planned: PlannedAction, *,
-                results: Mapping[str, ActionResult]) -> str:
-        if planned.action is Action.UNKNOWN:
-            return "Unknown"
-        result = results.get(planned.pipeline)
-        live = planned.live
-        if live is None:
-            if result is not None and result.outcome == "applied":
-                return "Progressing"
-            return "Missing" if planned.desired is not None else "Unknown"
-        if live.state in ("PENDING", "ACTIVATING", "DEACTIVATING") or (
-                result is not None and result.outcome == "applied"
-                and planned.action is not Action.DELETE):
-            return "Progressing"
+    def _health(self, env: str, planned: PlannedAction, result: ActionResult | None
+                ) -> Health:
         summary = self.observer.summaries.get((env, planned.pipeline))
-        if live.fields.get("@healthStatus") == "ERROR" or (summary and summary.failed_latest):
-            return "Degraded"
-        return "Healthy"
+        return health(planned, result,
+                      latest_run_failed=summary is not None and summary.failed_latest)
 
     def _count_drift(self, env: str, plan: EnvironmentPlan) -> None:
         drifted = {(env, a.pipeline) for a in plan.actions if a.drift}

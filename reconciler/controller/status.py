@@ -16,10 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..apply.executor import ActionResult
-from ..plan.planner import Action, PlannedAction
-
-SYNC_STATUSES = ("Synced", "OutOfSync", "Unknown", "Suspended", "Stalled")
-HEALTH_STATUSES = ("Healthy", "Progressing", "Degraded", "Missing", "Unknown")
+from ..plan.planner import PlannedAction
+from .health import Health, SyncStatus, sync_status
 
 
 @dataclass(frozen=True)
@@ -37,8 +35,8 @@ class Backoff:
 class PipelineStatus:
     environment: str
     pipeline: str
-    sync_status: str = "Unknown"
-    health_status: str = "Unknown"
+    sync_status: SyncStatus = SyncStatus.UNKNOWN
+    health_status: Health = Health.UNKNOWN
     reason: str = ""
     last_applied_revision: str | None = None
     last_error: str | None = None
@@ -48,7 +46,7 @@ class PipelineStatus:
 
     @property
     def stalled(self) -> bool:
-        return self.sync_status == "Stalled"
+        return self.sync_status is SyncStatus.STALLED
 
     def to_json(self) -> dict[str, Any]:
         return {"pipeline": self.pipeline, "sync_status": self.sync_status,
@@ -126,8 +124,8 @@ class Status:
     # -- statuses -------------------------------------------------------------------------------
 
     def record_plan(self, env: str, actions: list[PlannedAction],
-                    results: dict[str, ActionResult], health: Callable[[PlannedAction], str]
-                    ) -> None:
+                    results: dict[str, ActionResult],
+                    health: Callable[[PlannedAction, ActionResult | None], Health]) -> None:
         environment = self.environment(env)
         environment.last_pass = self.now()
         seen = set()
@@ -136,10 +134,9 @@ class Status:
             state = self.pipeline(env, planned.pipeline)
             result = results.get(planned.pipeline)
             state.reason = planned.reason
-            state.sync_status = _sync_status(planned, result)
-            if state.failures >= self.backoff.stall_after:
-                state.sync_status = "Stalled"
-            state.health_status = health(planned)
+            state.sync_status = sync_status(
+                planned, result, stalled=state.failures >= self.backoff.stall_after)
+            state.health_status = health(planned, result)
         for name in [n for n in environment.pipelines if n not in seen]:
             del environment.pipelines[name]
 
@@ -159,17 +156,3 @@ class Status:
                        "pipelines": [p.to_json() for _, p in sorted(env.pipelines.items())]}
                 for name, env in sorted(self.environments.items())},
         }
-
-
-def _sync_status(planned: PlannedAction, result: ActionResult | None) -> str:
-    if planned.action is Action.UNKNOWN:
-        return "Unknown"
-    if result is not None:
-        if result.outcome == "applied":
-            return "Suspended" if planned.action is Action.DEACTIVATE else "Synced"
-        return "OutOfSync"
-    if planned.action is Action.NOOP:
-        if planned.desired is not None and planned.desired.suspend:
-            return "Suspended"
-        return "Synced"
-    return "OutOfSync"
