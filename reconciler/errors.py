@@ -70,6 +70,14 @@ class Problem:
             text += f"; {self.hint}"
         return text.replace("\n", " ")
 
+    def to_json(self, file: str | None = None) -> dict[str, object]:
+        """The problem for machines (``validate --format json``, ``plan --format json``);
+        ``file`` shows the location's file another way (relative to the caller's directory)."""
+        loc = self.location
+        return {"file": file or loc.file, "line": loc.line, "column": loc.column,
+                "severity": self.severity, "message": self.message, "hint": self.hint,
+                "code": self.code, "environments": list(self.environments)}
+
     def sort_key(self) -> tuple:
         loc = self.location
         return (loc.file, loc.line or 0, loc.column or 0, self.message)

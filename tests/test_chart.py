@@ -149,7 +149,7 @@ def test_the_rendered_overrides_are_accepted_by_the_controller(full):
 def test_the_rendered_settings_are_options_of_reconciler_run(full):
     """Every RECONCILER_* variable and every option the chart gives `reconciler run` is one
     it reads."""
-    from reconciler.cli import run as run_command
+    from reconciler.cli.operating import run as run_command
 
     envvars = {p.envvar for p in run_command.params if getattr(p, "envvar", None)}
     options = {opt for p in run_command.params for opt in getattr(p, "opts", [])}

@@ -5,6 +5,7 @@ dependency edges that other paths already imply removed (transitive reduction)."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .definition import CompiledPipeline
 
@@ -39,6 +40,22 @@ class PipelineGraph:
             arrow = "-->" if edge.kind == "data" else "-.->"
             lines.append(f"    {_mermaid_id(edge.source)} {arrow} {_mermaid_id(edge.target)}")
         return "\n".join(lines) + "\n"
+
+    def to_graphviz(self) -> Any:
+        """The graph as a ``graphviz.Digraph`` (its ``source`` is DOT; rendering it to SVG
+        needs Graphviz's ``dot`` program, which is the caller's to run)."""
+        import graphviz
+
+        dot = graphviz.Digraph(self.name, graph_attr={"rankdir": "TB", "label": self.name},
+                               node_attr={"fontname": "Helvetica", "fontsize": "11"})
+        for node in self.nodes:
+            shape = "box" if node.kind == "activity" else "cylinder"
+            dot.node(node.id, f"{node.id}\n{node.type}", shape=shape,
+                     style="rounded" if node.kind == "activity" else "")
+        for edge in self.edges:
+            dot.edge(edge.source, edge.target,
+                     style="solid" if edge.kind == "data" else "dashed")
+        return dot
 
 
 def _mermaid_id(value: str) -> str:

@@ -12,16 +12,22 @@ from .steps import (
     LocalRunError,
     StepActivity,
     evaluation,
+    postgres_connection,
     qa_invocation,
     run_sql,
+    run_step,
     step_activities,
+    step_sql,
 )
 
 __all__ = [
     "LocalRunError",
     "StepActivity",
     "evaluation",
+    "postgres_connection",
     "qa_invocation",
     "run_sql",
+    "run_step",
     "step_activities",
+    "step_sql",
 ]

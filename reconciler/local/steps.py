@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -153,3 +153,83 @@ def qa_invocation(activity: PipelineObject, evaluate: Callable[[str], str],
 
 def scheduled_label(moment: datetime) -> str:
     return format_joda(moment, "YYYY-MM-dd'T'HH:mm:ss")
+
+
+def step_sql(compiled: CompiledPipeline, step: str, dialect: str, scheduled: datetime
+             ) -> Iterator[str]:
+    """The SQL a step runs, for review (``reconciler sql``): each SQL activity's script
+    (``postgres``: as ``run-step`` runs it, evaluated for ``scheduled`` and transpiled) and
+    the queries each QA activity gives the QA runner."""
+    for activity in step_activities(compiled, step):
+        obj = activity.object
+        yield f"-- {obj.id} ({obj.type})"
+        if activity.kind == "sql":
+            if dialect == "postgres":
+                statements = postgres_statements(obj, evaluation(compiled, obj, scheduled))
+                yield "\n".join(s + ";" for s in statements)
+            else:
+                yield obj.get("script") or f"-- script at {obj.get('scriptUri')}"
+        elif activity.kind == "qa":
+            for argument in obj.get_all("scriptArgument"):
+                name, _, value = argument.partition("=")
+                if name.endswith("_sql"):
+                    yield f"-- {name.lstrip('-')}:\n{value.rstrip(';')};"
+        else:
+            yield "-- (runs no SQL)"
+        yield ""
+
+
+def postgres_connection(dsn: str) -> Any:
+    """An autocommit connection to the PostgreSQL standing in for Redshift. ``dsn`` holds no
+    password: libpq reads PGPASSWORD and ~/.pgpass."""
+    from ..qa.databases import POSTGRES, QaError, login_from_url
+
+    try:
+        login = login_from_url(dsn, "destination")
+    except QaError as exc:
+        raise LocalRunError(str(exc).replace("--destination_dsn", "--dsn")) from None
+    if login.kind != POSTGRES:
+        raise LocalRunError("--dsn must be a postgresql:// URL")
+    try:
+        import psycopg
+    except ImportError:
+        raise LocalRunError("run-step needs psycopg: pip install "
+                            "'dataduct-reconciler[qa]'") from None
+    try:
+        return psycopg.connect(host=login.host, port=login.port, dbname=login.database,
+                               user=login.user or None, autocommit=True,
+                               application_name="reconciler-run-step")
+    except psycopg.Error as exc:
+        raise LocalRunError(f"cannot connect to {login.describe()}: {exc}") from None
+
+
+def run_step(compiled: CompiledPipeline, step: str, *, dsn: str, source_dsn: str | None,
+             scheduled: datetime,
+             report: Callable[[str], None] = lambda _: None,
+             echo: Callable[[str], None] = lambda _: None) -> int:
+    """Run a step's activities in order (``reconciler run-step``): SQL on PostgreSQL, QA
+    checks with the QA runner on ``dsn`` and ``source_dsn``. Raises :class:`LocalRunError`
+    when an activity does not run locally or its SQL fails; returns the QA runner's exit
+    code when a check does not pass (0 when everything did). ``report`` gets a line per
+    activity, ``echo`` each statement before it runs."""
+    from ..qa.cli import main as qa_main
+
+    activities = step_activities(compiled, step)
+    unsupported = [a.id for a in activities if a.kind == "other"]
+    if unsupported:
+        raise LocalRunError(f"{step} has activities that do not run locally (they copy from "
+                            f"S3 or run programs): {', '.join(unsupported)}")
+    for activity in activities:
+        obj = activity.object
+        evaluate = evaluation(compiled, obj, scheduled)
+        report(f"== {obj.id} ({obj.type})")
+        if activity.kind == "qa":
+            code = qa_main(qa_invocation(obj, evaluate, dsn, source_dsn))
+            if code:
+                return code
+            continue
+        statements = postgres_statements(obj, evaluate)
+        with postgres_connection(dsn) as connection:
+            run_sql(connection, statements, obj.id, echo=echo)
+        report(f"   {len(statements)} statement(s) ran")
+    return 0

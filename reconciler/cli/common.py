@@ -1,0 +1,179 @@
+"""What the commands share: the ``reconciler`` group, the errors and exit codes, the options
+several commands take (each defined once), and printing problems and paths."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from .. import __version__
+from ..desired.compiler import CompileOptions
+from ..desired.project import ProjectResult, compile_project
+from ..errors import InvalidInputError, Problem, ReconcilerError
+from ..plugins import installed_step_plugins
+from ..qa.bundle import qa_runner
+from ..source import find_root, read_snapshot
+
+EXIT_OK = 0
+EXIT_INVALID = 1  # invalid input, or anything failed
+EXIT_CHANGES = 2  # plan: git and AWS differ
+EXIT_BLOCKED = 3  # apply, sync: everything applied, but a policy held something back
+
+
+class CliError(ReconcilerError, click.ClickException):
+    """An error the command reports on one line (``error: ...``) before it exits with
+    ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_INVALID):
+        super().__init__(message)
+        vars(self)["exit_code"] = exit_code  # click's is a class attribute; this one's own
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.secho(f"error: {self.message}", fg="red", err=True)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException:
+            raise
+        except ReconcilerError as exc:
+            raise CliError(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reconciler")
+def main() -> None:
+    """GitOps for AWS Data Pipeline: Dataduct YAML manifests in git, pipelines in AWS.
+
+    \b
+    A manifests repository has reconciler.yaml at its root, config/ (shared config,
+    per-environment overrides), pipelines/ (one Dataduct pipeline per file), tables/ and
+    the files steps reference. Start with:
+      reconciler validate manifests/
+      reconciler render manifests/pipelines/users.yaml --env staging
+      reconciler graph manifests/pipelines/users.yaml --format mermaid
+    """
+
+
+# -- the options several commands share ------------------------------------------------------
+
+root_argument = click.argument("root", default=".",
+                               type=click.Path(exists=True, file_okay=False))
+env_option = click.option("--env", "environments", multiple=True,
+                          help="Only this environment (repeatable; default: all).")
+pipeline_option = click.option("--pipeline", "pipelines", multiple=True, metavar="NAME",
+                               help="Only this pipeline (repeatable; default: all). Other "
+                                    "pipelines are neither planned nor touched.")
+start_date_option = click.option(
+    "--start-date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+    help="Date of the schedule's first run (default: today, UTC). load_time gives the hour.")
+overrides_option = click.option(
+    "--overrides", metavar="FILE", envvar="RECONCILER_OVERRIDES",
+    type=click.Path(dir_okay=False),
+    help="The installation's values over reconciler.yaml: per environment region, role_arn, "
+         "endpoint_url and policy (schemas/overrides.schema.json).")
+allow_replace_option = click.option(
+    "--allow-replace", "allow_replace", multiple=True, metavar="NAME",
+    help="Approve a replace of this pipeline for this run, where the environment's policy "
+         "forbids it (repeatable).")
+allow_rollback_option = click.option(
+    "--allow-rollback", is_flag=True, envvar="RECONCILER_ALLOW_ROLLBACK",
+    help="Apply even where git's revision is older than (or unrelated to) the one a pipeline "
+         "runs: a deliberate rollback, or the branch after a force-push.")
+allow_dirty_option = click.option(
+    "--allow-dirty", is_flag=True,
+    help="Apply a checkout with uncommitted changes; the pipelines are tagged <commit>-dirty.")
+lease_seconds_option = click.option(
+    "--lease-seconds", type=click.FloatRange(min=2), default=300.0, show_default=True,
+    metavar="SECONDS", envvar="RECONCILER_LEASE_SECONDS",
+    help="How long this writer's lease on an environment lasts unless renewed (it is renewed "
+         "in the background every third of it while it applies); a writer that crashed holds "
+         "it that long, so a successor waits at most this long.")
+lease_wait_option = click.option(
+    "--lease-wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
+    metavar="SECONDS", envvar="RECONCILER_LEASE_WAIT",
+    help="How long to wait for another writer's lease on an environment (a controller, "
+         "another apply) before giving up on it.")
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+def display_path(root: Path, file: str) -> str:
+    """``file`` of the repository at ``root`` as the user should see it: relative to the
+    current directory."""
+    # normpath, not resolve: a link in the repository is shown as the link, not its target
+    absolute = Path(os.path.normpath(root / file)) if not os.path.isabs(file) else Path(file)
+    try:
+        return os.path.relpath(absolute, Path.cwd())
+    except ValueError:  # another drive on Windows
+        return str(absolute)
+
+
+def print_problems(root: Path, problems: list[Problem]) -> None:
+    for problem in problems:
+        location = problem.location
+        shown = replace(problem, location=replace(location, file=display_path(root,
+                                                                               location.file)))
+        colour = "red" if problem.severity == "error" else "yellow"
+        click.secho(shown.format(), fg=colour, err=True)
+
+
+def compile_repository(path: str, start_date: date | None, environments: Any = None,
+                       manifests: Any = None) -> tuple[Path, ProjectResult]:
+    root = find_root(path)
+    snapshot = read_snapshot(root)
+    options = CompileOptions(start_date=start_date or today(), qa_runner=qa_runner())
+    result = compile_project(snapshot, options, plugins=installed_step_plugins(),
+                             environments=environments, manifests=manifests)
+    return root, result
+
+
+def manifest_of(file: str) -> tuple[Path, str]:
+    """The repository holding the manifest ``file``, and its path in it."""
+    path = Path(file).resolve()
+    if not path.is_file():
+        raise click.BadParameter(f"{file}: no such file", param_hint="FILE")
+    root = find_root(path.parent)
+    return root, path.relative_to(root).as_posix()
+
+
+def load_overrides(path: str | None) -> Any:
+    """The --overrides file, checked before anything runs (exit 1 naming file:line)."""
+    if not path:
+        return None
+    from ..desired.overrides import parse_overrides
+
+    try:
+        return parse_overrides(Path(path).read_bytes(), path)
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read the overrides: {exc.strerror}") from None
+    except InvalidInputError as exc:
+        raise CliError("\n".join(p.format() for p in exc.problems)) from None
+
+
+def configure_logging(level: int) -> None:
+    """A command's logs: JSON lines on stderr (stdout stays for plans and results)."""
+    import structlog
+
+    structlog.configure(
+        processors=[structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    structlog.processors.JSONRenderer(sort_keys=True)],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False)
+
+
+def interrupt(*_args: Any) -> None:
+    """A SIGTERM handler: stop as Ctrl-C does."""
+    raise KeyboardInterrupt
