@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from reconciler.desired import sql as sqlgen
-from reconciler.desired.steps.builtin import sqlglot_dialect
+from reconciler.desired.steps.builtin.common import sqlglot_dialect
 
 from .conftest import MANIFESTS, compile_repo, run_cli
 

@@ -2,8 +2,8 @@
 
 ``base`` says what a step type is, ``context`` is the view of the pipeline a step compiles in
 (the wiring every step shares, shared objects, repository files, SQL), ``builtin`` holds
-Dataduct's step types and ``templates`` the declarative ones a manifests repository defines.
-Plugins import from here.
+Dataduct's step types (a module per family: extract, transform, load, sql, checks) and
+``templates`` the declarative ones a manifests repository defines. Plugins import from here.
 """
 
 from .base import OutputNode, StepCompileError, StepResult, StepType, param
