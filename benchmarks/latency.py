@@ -40,6 +40,7 @@ from reconciler import emulator
 from reconciler.controller import Controller, ControllerConfig, ControllerServer, GitSource
 from reconciler.emulator.server import EmulatorServer, control
 from reconciler.engine import Events, PassContext, PassOptions, run_pass
+from reconciler.live.lease import Leases
 from reconciler.live.pacing import Pacer, is_throttle
 from reconciler.source import read_checkout
 
@@ -115,7 +116,7 @@ def webhook_latency(count: int, repeats: int, server: EmulatorServer, work: Path
     started = time.perf_counter()
     created = run_pass(controller.source.read(), PassOptions(apply=True),
                        now=datetime.now(UTC), environ=environ(endpoint),
-                       context=PassContext(lease_holder=None))
+                       context=PassContext(leases=Leases(enabled=False)))
     if created.failed:
         raise SystemExit("the benchmark repository did not apply cleanly")
     controller.run_once()
@@ -172,7 +173,7 @@ def quota_pass(count: int, server: EmulatorServer, work: Path) -> None:
     source = read_checkout(repo)
     started = time.perf_counter()
     created = run_pass(source, PassOptions(apply=True), now=datetime.now(UTC), environ=env,
-                       context=PassContext(lease_holder=None))
+                       context=PassContext(leases=Leases(enabled=False)))
     if created.failed:
         raise SystemExit("the benchmark repository did not apply cleanly")
     print(f"  {count} pipelines created in {time.perf_counter() - started:.1f} s "
@@ -181,7 +182,7 @@ def quota_pass(count: int, server: EmulatorServer, work: Path) -> None:
     for label, pacer in (("without pacing", None), ("with pacing", Pacer())):
         control("throttling", {"enabled": True})  # fresh buckets: full bursts
         events = ThrottleCount()
-        context = PassContext(events=events, lease_holder=None, pacer=pacer)
+        context = PassContext(events=events, leases=Leases(enabled=False), pacer=pacer)
         started = time.perf_counter()
         result = run_pass(source, PassOptions(apply=False), now=datetime.now(UTC),
                           environ=env, context=context)

@@ -28,6 +28,7 @@ from moto import mock_aws
 from reconciler import emulator
 from reconciler.engine import PassContext, PassOptions, run
 from reconciler.live.aws import RETRIES, AwsEnvironment
+from reconciler.live.lease import Leases
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = {"MAESTRO_PASSWORD": "m", "REDSHIFT_PASSWORD": "r", "POSTGRES_PASSWORD": "p"}
@@ -100,7 +101,7 @@ def main() -> int:
             options = PassOptions(environments=tuple(environments or ()), apply=apply,
                                   allow_dirty=True)
             result = run(repo, options, now=datetime.now(UTC), environ=SECRETS,
-                         connect=connect, context=PassContext(lease_holder=None))
+                         connect=connect, context=PassContext(leases=Leases(enabled=False)))
             if result.failed or result.project.errors:
                 raise SystemExit("the benchmark repository did not apply cleanly")
             return result

@@ -14,13 +14,12 @@ for its life, a command makes a fresh one. What happens is reported to its :clas
 
 from __future__ import annotations
 
-import contextlib
 import graphlib
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,7 +34,7 @@ from .desired.overrides import Overrides, OverridesError
 from .desired.project import ProjectResult, compile_project
 from .errors import Problem
 from .live.aws import AwsEnvironment, AwsError
-from .live.lease import Lease, LeaseHeld, LeaseLost, lease_uri, new_holder_id
+from .live.lease import Lease, LeaseHeld, LeaseLost, Leases, lease_uri
 from .live.model import TAG_REVISION, LiveDefinition, LiveState
 from .live.pacing import Pacer
 from .plan.planner import (
@@ -52,7 +51,6 @@ from .source import GitState, SourceRead, read_checkout, revision_relation
 
 STATE_DIRECTORY = ".reconciler"
 EMBEDDED_STATE = "RECONCILER_EMBEDDED_STATE"
-DEFAULT_LEASE_SECONDS = 300.0
 
 
 class Connect(Protocol):
@@ -135,16 +133,7 @@ class PassContext:
     # why a pipeline of an environment must not be applied now (backing off), or None
     hold: Callable[[str, str], str | None] = lambda env, pipeline: None
     stopping: Callable[[], bool] = lambda: False
-    # one writer per environment: None applies without a lease (the embedded service of tests)
-    lease_holder: str | None = field(default_factory=new_holder_id)
-    lease_seconds: float = DEFAULT_LEASE_SECONDS
-    lease_wait: float = 0.0  # how long an apply waits for another writer's lease
-    keep_leases: bool = False  # the controller renews its leases; a command releases them
-    # the controller's rule: hold every environment's lease or apply nothing, so of two
-    # controllers started at once exactly one applies (leases are taken in promotion order)
-    all_leases_or_none: bool = False
-    leases: dict[str, Lease] = field(default_factory=dict)
-    wall_clock: Callable[[], datetime] | None = None  # for lease expiry; default: the pass's
+    leases: Leases = field(default_factory=Leases)  # one writer per environment
 
     def client(self, env: Environment, installation: str, environ: Mapping[str, str],
                connect: Connect) -> AwsEnvironment:
@@ -156,17 +145,6 @@ class PassContext:
             self.clients[env.name] = aws
         return aws
 
-    def release_leases(self) -> None:
-        for lease in self.leases.values():
-            with contextlib.suppress(AwsError):  # it expires by itself
-                lease.release()
-        self.leases.clear()
-
-    def abandon_leases(self) -> None:
-        """Stop renewing the leases without giving them back (they expire on their own)."""
-        for lease in self.leases.values():
-            lease.abandon()
-        self.leases.clear()
 
 
 @dataclass(frozen=True)
@@ -318,7 +296,7 @@ def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
     wanted = [e for e in wanted if e in settings.environments]
     applied_ok: dict[str, dict[str, bool]] = {}
     order = promotion_order(settings.environments, [*wanted, *gates])
-    if options.apply and context.all_leases_or_none:
+    if options.apply and context.leases.all_or_none:
         held = _take_every_lease(context, result, settings, order, wanted, environ, connect,
                                  now)
         if held is not None:  # a standby: it plans nothing, and tries again when it expires
@@ -335,8 +313,7 @@ def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
         _run_environment(result, env_run, settings, snapshot, options, now, environ, key,
                          connect, confirm, context, applied_ok)
         env_run.seconds = time.monotonic() - started
-    if not context.keep_leases:
-        context.release_leases()
+    context.leases.after_pass()
     return result
 
 
@@ -385,7 +362,7 @@ def _run_environment(result: Run, env_run: EnvironmentRun, settings: Settings,
                 and any(a.action.changes_something for a in plan.actions)
                 and (confirm is None or confirm(plan))):
             if lease is not None:
-                lease.wait(context.lease_wait)
+                lease.wait(context.leases.wait)
             runner = runner_wheel()
             files = {**snapshot.files, qa_runner().artifact_path: runner.content}
             applier = Applier(aws, files, secret_values, result.revision, key,
@@ -426,7 +403,7 @@ def _take_every_lease(context: PassContext, result: Run, settings: Settings, ord
             if lease is not None:
                 lease.wait(0)
         except LeaseHeld as exc:
-            context.release_leases()
+            context.leases.release()
             return name, exc
         except AwsError:
             continue
@@ -446,23 +423,11 @@ def artifacts_place(result: Run, env: str) -> tuple[str, str] | None:
 def _lease(context: PassContext, aws: AwsEnvironment, result: Run, settings: Settings,
            env: str, now: datetime) -> Lease | None:
     """The environment's lease (in its artifacts bucket); None without a holder or bucket."""
-    if context.lease_holder is None:
-        return None
-    lease = context.leases.get(env)
-    if lease is not None:
-        return lease
     place = artifacts_place(result, env)
     if place is None:
         return None
-    bucket, base = place
-    started = time.monotonic()
-    clock = context.wall_clock or (lambda: now + timedelta(seconds=time.monotonic() - started))
-    lease = Lease(aws, lease_uri(str(bucket), base, settings.installation),
-                  context.lease_holder, context.lease_seconds, clock,
-                  on_lost=lambda why: context.events.lease_lost(env, why))
-    lease.guard(aws.datapipeline)
-    context.leases[env] = lease
-    return lease
+    return context.leases.of(env, aws, lease_uri(place[0], place[1], settings.installation),
+                             now, on_lost=lambda why: context.events.lease_lost(env, why))
 
 
 def _only(live: LiveState, desired: DesiredEnvironment, options: PassOptions) -> LiveState:

@@ -397,7 +397,7 @@ def test_runs_are_counted_once_with_their_retries_and_duration(emulator_server, 
     controller.run_once()
     assert sample(scrape(controller), "dataduct_pipeline_runs_total", status="FINISHED",
                   **labels) == 1  # counted once across passes
-    controller.context.release_leases()  # stopped, as a rollout stops the old pod
+    controller.context.leases.release()  # stopped, as a rollout stops the old pod
     restarted = make_controller(remote, endpoint, tmp_path, name="b",
                                 environments=("staging",))
     restarted.run_once()
@@ -419,7 +419,7 @@ def test_runs_before_the_first_read_and_while_the_controller_was_down_are_counte
     control("clock", {"advance_seconds": 2 * 86400})  # two runs finish before a first read
     controller.run_once()
     assert sample(scrape(controller), "dataduct_pipeline_runs_total", **labels) == 2
-    controller.context.release_leases()  # the controller stops; a day passes; it starts again
+    controller.context.leases.release()  # the controller stops; a day passes; it starts again
     control("clock", {"advance_seconds": 86400})
     restarted = make_controller(remote, endpoint, tmp_path, name="b",
                                 environments=("staging",))
@@ -430,7 +430,7 @@ def test_runs_before_the_first_read_and_while_the_controller_was_down_are_counte
     cursors = json.loads(s3_client(endpoint).get_object(
         Bucket=LEASE_BUCKET, Key="staging/.reconciler/runs/default.json")["Body"].read())
     assert cursors["kind"] == "dataduct-reconciler/run-cursor" and cursors["pipelines"]
-    restarted.context.release_leases()
+    restarted.context.leases.release()
 
 
 # -- drift -----------------------------------------------------------------------------------------
@@ -728,7 +728,7 @@ def test_two_controllers_at_once_one_applies_and_the_other_takes_over_after_expi
                   result="waiting") == 1
     # the leader is killed (its leases neither renewed nor released); a new commit waits
     # for its lease to expire
-    leader.context.abandon_leases()
+    leader.context.leases.abandon()
     commit = remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 2"')
     standby.run_once()
     assert revision_of(endpoint, "prod", "users") != commit
@@ -770,7 +770,7 @@ def test_a_deleted_lease_object_is_taken_again_and_the_next_commit_applied(
     for env in ("staging", "prod"):
         body = lease_body(endpoint, env)
         assert body["holder"] == holder and body["generation"] == 2, body
-    controller.context.release_leases()
+    controller.context.leases.release()
 
 
 def test_the_lease_is_renewed_while_a_pass_runs_and_a_lost_one_stops_every_write(
@@ -780,7 +780,7 @@ def test_the_lease_is_renewed_while_a_pass_runs_and_a_lost_one_stops_every_write
     endpoint = emulator_server.endpoint
     controller = make_controller(remote, endpoint, tmp_path, lease_seconds=1.5)
     controller.run_once()
-    lease = controller.context.leases["prod"]
+    lease = controller.context.leases.held["prod"]
     written = lease_body(endpoint, "prod")["written"]
     emulator.CONTROLS.advance(1)  # the renewal writes "written" from the clock it is given
     time.sleep(2.5)  # longer than the lease: only the renewal thread keeps it
@@ -806,7 +806,7 @@ def test_the_lease_is_renewed_while_a_pass_runs_and_a_lost_one_stops_every_write
     assert "other:1:x" in controller.status.environments["prod"].waiting
     after = managed(endpoint)
     assert after[("prod", "users")] == before[("prod", "users")]
-    controller.context.release_leases()
+    controller.context.leases.release()
 
 
 def test_a_standby_reads_no_pipeline_and_tries_again_when_the_lease_expires(
@@ -822,7 +822,7 @@ def test_a_standby_reads_no_pipeline_and_tries_again_when_the_lease_expires(
     for operation in ("ListPipelines", "DescribePipelines", "GetPipelineDefinition"):
         assert sample(text, "dataduct_aws_requests_total", operation=operation) == 0, operation
     assert 0.5 <= standby.next_wait() <= 31.0
-    leader.context.release_leases()
+    leader.context.leases.release()
 
 
 def test_an_apply_from_a_laptop_waits_for_the_controllers_lease(emulator_server, remote,

@@ -194,3 +194,21 @@ def test_an_unreadable_lease_is_replaced_only_if_unchanged(aws, clock):
     assert taker.acquire() is None
     assert body(aws)["holder"] == "taker"
     taker.abandon()
+
+
+def test_a_writers_leases_are_made_once_and_given_back_after_a_pass_unless_kept(aws, clock):
+    from reconciler.live.lease import Leases
+
+    assert Leases(enabled=False).of("prod", aws, URI, clock(), on_lost=print) is None
+    command = Leases(holder="laptop", seconds=30.0, clock=clock)
+    lease = command.of("prod", aws, URI, clock(), on_lost=print)
+    assert lease is command.of("prod", aws, URI, clock(), on_lost=print)
+    assert lease is not None and lease.acquire() is None
+    command.after_pass()  # a command gives its leases back
+    assert body(aws)["released"] is True and command.held == {}
+    controller = Leases(holder="controller", seconds=30.0, keep=True, clock=clock)
+    kept = controller.of("prod", aws, URI, clock(), on_lost=print)
+    assert kept is not None and kept.acquire() is None
+    controller.after_pass()  # the controller keeps them, renewing
+    assert body(aws)["holder"] == "controller" and "released" not in body(aws)
+    controller.release()

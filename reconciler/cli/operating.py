@@ -212,7 +212,7 @@ def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
         result = controller.run_once()
         if result is None:
             raise CliError(str(controller.status.source.error))
-        controller.context.release_leases()
+        controller.context.leases.release()
         echo_plan_text(result)
         echo_results(result)
         sys.exit(apply_exit(result))

@@ -39,11 +39,12 @@ def one_pass(root: str, options: Any, *, confirm: Any = None, lease_wait: float 
     """One pass of the engine over the repository at ``root``, its problems and errors
     printed; the engine's :class:`Run`."""
     from ..engine import Events, PassContext, run
+    from ..live.lease import Leases
 
     configure_logging(logging.INFO if options.apply else logging.WARNING)
     base = find_root(root)
-    context = PassContext(events=Events(), lease_wait=lease_wait,
-                          lease_seconds=lease_seconds, wall_clock=lambda: datetime.now(UTC))
+    context = PassContext(events=Events(), leases=Leases(
+        seconds=lease_seconds, wait=lease_wait, clock=lambda: datetime.now(UTC)))
     result = run(base, options, now=datetime.now(UTC), confirm=confirm, context=context)
     print_problems(base, result.problems)
     if result.embedded_state is not None:

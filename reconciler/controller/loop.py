@@ -37,7 +37,7 @@ from ..engine import (
     connect_environment,
     run_pass,
 )
-from ..live.lease import RUNS_KEY, state_uri
+from ..live.lease import RUNS_KEY, Leases, state_uri
 from ..live.pacing import Pacer, is_throttle
 from ..observe import CursorStore, Metrics, RunObserver
 from ..plan.planner import Action, EnvironmentPlan, PlannedAction
@@ -137,8 +137,9 @@ class Controller:
             events=ControllerEvents(self), compile_cache=CompileCache(), pacer=Pacer(),
             reuse_clients=True, hold=lambda env, name: self.status.hold(env, name,
                                                                          self.revision),
-            stopping=self.stopping.is_set, lease_seconds=self.config.lease_seconds,
-            keep_leases=True, all_leases_or_none=True, wall_clock=wall)
+            stopping=self.stopping.is_set,
+            leases=Leases(seconds=self.config.lease_seconds, keep=True, all_or_none=True,
+                          clock=wall))
 
     # -- one pass -----------------------------------------------------------------------------
 
@@ -237,7 +238,7 @@ class Controller:
         activities = {p.name: [o.id for o in p.objects if (o.type or "").endswith("Activity")]
                       for p in env_run.desired.pipelines}
         # the cursors are the writer's (the observer runs only where the lease is held)
-        store = CursorStore(aws, cursors) if cursors and self.context.lease_holder else None
+        store = CursorStore(aws, cursors) if cursors and self.context.leases.holder else None
         try:
             self.observer.observe(env, aws, env_run.live, activities, now,
                                   interrupted=lambda: self.trigger.is_set()
@@ -298,7 +299,7 @@ class Controller:
             if self.stopping.is_set():
                 break
             self.trigger.wait(self.next_wait())
-        self.context.release_leases()
+        self.context.leases.release()
         self.log.info("stopped", passes=self.passes)
 
     def stop(self) -> None:

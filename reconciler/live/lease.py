@@ -18,6 +18,7 @@ expired lease, so the next writer does not wait.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -40,7 +41,8 @@ WRITE_OPERATIONS = frozenset({"CreatePipeline", "PutPipelineDefinition", "Activa
                               "SetStatus"})
 GUARD_ID = "dataduct-reconciler-lease-guard"
 RENEWALS_PER_PERIOD = 3
-SAFETY_SHARE = 0.2  # a write needs a renewal younger than 80% of the lease period
+SAFETY_SHARE = 0.2
+DEFAULT_LEASE_SECONDS = 300.0  # a write needs a renewal younger than 80% of the lease period
 
 
 def new_holder_id() -> str:
@@ -256,6 +258,57 @@ class Lease:
         self._stop_renewing()
         with self._lock:
             self.etag = None
+
+
+class Leases:
+    """The leases of one writer, one per environment: who it is, how long they last, how
+    long an apply waits for another writer's, and whether they are kept across passes (the
+    controller renews them for its life) or given back after one (a command). Not
+    ``enabled``, nothing is leased (the in-process embedded service of tests)."""
+
+    def __init__(self, *, enabled: bool = True, holder: str | None = None,
+                 seconds: float = DEFAULT_LEASE_SECONDS, wait: float = 0.0,
+                 keep: bool = False, all_or_none: bool = False,
+                 clock: Callable[[], datetime] | None = None):
+        self.holder = (holder or new_holder_id()) if enabled else None
+        self.seconds, self.wait, self.keep = seconds, wait, keep
+        # the controller's rule: hold every environment's lease or apply nothing, so of two
+        # controllers started at once exactly one applies (leases are taken in promotion order)
+        self.all_or_none = all_or_none
+        self.clock = clock  # the wall clock for expiry; default: the pass's, moving on
+        self.held: dict[str, Lease] = {}
+
+    def of(self, env: str, aws: AwsEnvironment, uri: str, now: datetime,
+           on_lost: Callable[[str], None]) -> Lease | None:
+        """The lease of ``env`` (at ``uri``, in its artifacts bucket), made on first use with
+        a guard on the environment's Data Pipeline writes; None without a holder."""
+        if self.holder is None:
+            return None
+        lease = self.held.get(env)
+        if lease is None:
+            started = time.monotonic()
+            clock = self.clock or (lambda: now + timedelta(seconds=time.monotonic() - started))
+            lease = Lease(aws, uri, self.holder, self.seconds, clock, on_lost=on_lost)
+            self.held[env] = lease
+        lease.guard(aws.datapipeline)
+        return lease
+
+    def release(self) -> None:
+        """Give every lease back (one that cannot be given back expires by itself)."""
+        for lease in self.held.values():
+            with contextlib.suppress(AwsError):
+                lease.release()
+        self.held.clear()
+
+    def abandon(self) -> None:
+        """Stop renewing the leases without giving them back (they expire on their own)."""
+        for lease in self.held.values():
+            lease.abandon()
+        self.held.clear()
+
+    def after_pass(self) -> None:
+        if not self.keep:
+            self.release()
 
 
 def lease_uri(bucket: str, base: str, installation: str) -> str:
