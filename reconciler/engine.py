@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import structlog
 
 from .apply.executor import ActionResult, Applier
+from .apply.qa import driver_wheels, files_to_upload
 from .apply.secrets import SecretError, SecretsKey, resolve_secrets, secrets_digest, secrets_key
 from .desired.cache import CompileCache
 from .desired.compiler import CompileOptions
@@ -45,11 +46,10 @@ from .plan.planner import (
     plan_environment,
 )
 from .plugins import installed_step_plugins
-from .qa.bundle import qa_runner, runner_wheel, wheelhouse
+from .qa.bundle import qa_runner
 from .snapshot import Relation, Snapshot
-from .source import GitState, SourceRead, read_checkout, revision_relation
+from .source import GitState, SourceRead, read_checkout, revision_relation, state_directory
 
-STATE_DIRECTORY = ".reconciler"
 EMBEDDED_STATE = "RECONCILER_EMBEDDED_STATE"
 
 
@@ -236,12 +236,7 @@ def embedded_state_file(root: Path, settings: Settings | None, environ: Mapping[
         return None
     if environ.get(EMBEDDED_STATE):
         return Path(environ[EMBEDDED_STATE])
-    directory = root / STATE_DIRECTORY
-    directory.mkdir(exist_ok=True)
-    ignore = directory / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# state of the embedded AWS service; never committed\n*\n")
-    return directory / "embedded-state.json"
+    return state_directory(root) / "embedded-state.json"
 
 
 def run(root: str | os.PathLike[str], options: PassOptions, *, now: datetime,
@@ -363,10 +358,8 @@ def _run_environment(result: Run, env_run: EnvironmentRun, settings: Settings,
                 and (confirm is None or confirm(plan))):
             if lease is not None:
                 lease.wait(context.leases.wait)
-            runner = runner_wheel()
-            files = {**snapshot.files, qa_runner().artifact_path: runner.content}
-            applier = Applier(aws, files, secret_values, result.revision, key,
-                              wheelhouse=lambda: wheelhouse(environ),
+            applier = Applier(aws, files_to_upload(snapshot.files), secret_values,
+                              result.revision, key, wheelhouse=driver_wheels(environ),
                               hold=lambda pipeline: context.hold(name, pipeline),
                               stopping=context.stopping,
                               checkpoint=lease.check if lease is not None else

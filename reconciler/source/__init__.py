@@ -4,8 +4,16 @@ revisions relate."""
 
 from __future__ import annotations
 
-from .files import DEFAULT_MAX_FILE_BYTES, ROOT_MARKER, find_root, read_snapshot
+from .files import (
+    DEFAULT_MAX_FILE_BYTES,
+    ROOT_MARKER,
+    STATE_DIRECTORY,
+    find_root,
+    read_snapshot,
+    state_directory,
+)
 from .git import GitState, SourceRead, git_state, read_checkout, revision_relation
 
-__all__ = ["DEFAULT_MAX_FILE_BYTES", "ROOT_MARKER", "GitState", "SourceRead", "find_root",
-           "git_state", "read_checkout", "read_snapshot", "revision_relation"]
+__all__ = ["DEFAULT_MAX_FILE_BYTES", "ROOT_MARKER", "STATE_DIRECTORY", "GitState", "SourceRead",
+           "find_root", "git_state", "read_checkout", "read_snapshot", "revision_relation",
+           "state_directory"]

@@ -28,6 +28,20 @@ DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
+STATE_DIRECTORY = ".reconciler"  # what commands keep beside a checkout, ignored by git
+
+
+def state_directory(root: Path) -> Path:
+    """``.reconciler/`` in the checkout at ``root``, made on first use with a .gitignore of
+    its own, so what is kept there (the embedded service's state) is never committed."""
+    directory = root / STATE_DIRECTORY
+    directory.mkdir(exist_ok=True)
+    ignore = directory / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# state the reconciler keeps beside this checkout; never committed\n*\n")
+    return directory
+
+
 def find_root(start: str | os.PathLike[str]) -> Path:
     """The manifests root: ``start`` or the nearest parent holding ``reconciler.yaml``."""
     path = Path(start).resolve()
