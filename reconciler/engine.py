@@ -289,7 +289,6 @@ def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
         result.error = str(exc)
         return result
     wanted = [e for e in wanted if e in settings.environments]
-    applied_ok: dict[str, dict[str, bool]] = {}
     order = promotion_order(settings.environments, [*wanted, *gates])
     if options.apply and context.leases.all_or_none:
         held = _take_every_lease(context, result, settings, order, wanted, environ, connect,
@@ -301,12 +300,13 @@ def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
                 result.environments.append(EnvironmentRun(name, waiting=why))
             context.events.waiting(why, result.revision)
             return result
+    environments = EnvironmentPass(result, settings, snapshot, options, now, environ, key,
+                                   connect, confirm, context)
     for name in order:
         env_run = EnvironmentRun(name, for_gate_only=name not in wanted)
         result.environments.append(env_run)
         started = time.monotonic()
-        _run_environment(result, env_run, settings, snapshot, options, now, environ, key,
-                         connect, confirm, context, applied_ok)
+        environments.run(env_run)
         env_run.seconds = time.monotonic() - started
     context.leases.after_pass()
     return result
@@ -321,65 +321,95 @@ def _gates(settings: Settings | None, wanted: list[str]) -> set[str]:
             if (source := settings.environments[e].policy.promote_from)} - set(wanted)
 
 
-def _run_environment(result: Run, env_run: EnvironmentRun, settings: Settings,
-                     snapshot: Snapshot, options: PassOptions, now: datetime,
-                     environ: Mapping[str, str], key: SecretsKey | None, connect: Connect,
-                     confirm: Callable[[EnvironmentPlan], bool] | None,
-                     context: PassContext, applied_ok: dict[str, dict[str, bool]]) -> None:
-    name = env_run.environment
-    env = settings.environments[name]
-    events = context.events
-    try:
-        aws = context.client(env, settings.installation, environ, connect)
+@dataclass
+class EnvironmentPass:
+    """The pass over one environment after another, and what they share: the repository read
+    at one revision, its compiled project (in ``result``), the options, the time, the
+    process's environment and the secrets key, how to connect, and which pipelines each
+    environment now runs as git says (the promotion gate of the next)."""
+
+    result: Run
+    settings: Settings
+    snapshot: Snapshot
+    options: PassOptions
+    now: datetime
+    environ: Mapping[str, str]
+    key: SecretsKey | None
+    connect: Connect
+    confirm: Callable[[EnvironmentPlan], bool] | None
+    context: PassContext
+    applied_ok: dict[str, dict[str, bool]] = field(default_factory=dict)
+
+    def run(self, env_run: EnvironmentRun) -> None:
+        """Read, plan and (when asked) apply ``env_run``'s environment; its errors, and a
+        lease another writer holds, are recorded in ``env_run``, never raised."""
+        name, events, revision = env_run.environment, self.context.events, self.result.revision
+        env = self.settings.environments[name]
+        try:
+            aws = self.context.client(env, self.settings.installation, self.environ,
+                                      self.connect)
+            plan, secret_values = self._plan(env_run, env, aws)
+            lease = _lease(self.context, aws, self.result, self.settings, name, self.now)
+            if lease is not None and lease.held:  # still ours? (its thread renews it)
+                lease.wait(0)
+            if (self.options.apply and not env_run.for_gate_only
+                    and any(a.action.changes_something for a in plan.actions)
+                    and (self.confirm is None or self.confirm(plan))):
+                self._apply(env_run, plan, aws, lease, secret_values)
+            self.applied_ok[name] = _in_sync(plan, env_run.results, self.options.apply)
+        except (LeaseHeld, LeaseLost) as exc:
+            env_run.waiting = str(exc)
+            self.applied_ok[name] = {}
+            events.environment_failed(name, str(exc), revision)
+        except AwsError as exc:
+            env_run.error = str(exc)
+            env_run.error_temporary = exc.temporary
+            events.environment_failed(name, str(exc), revision)
+
+    def _plan(self, env_run: EnvironmentRun, env: Environment, aws: AwsEnvironment
+              ) -> tuple[EnvironmentPlan, dict[str, dict[str, str]]]:
+        """The environment's plan (kept in ``env_run`` too) and the secret values an apply
+        needs."""
+        name, options = env_run.environment, self.options
         # an environment promoted from that could not be read promotes nothing
-        promoted = applied_ok.get(env.policy.promote_from, {}) if env.policy.promote_from \
-            else None
-        desired, secret_values, secret_errors = _desired(result, snapshot, name, environ, key,
-                                                         promoted, options, now)
-        events.secrets([v for values in secret_values.values() for v in values.values()])
+        promoted = self.applied_ok.get(env.policy.promote_from, {}) \
+            if env.policy.promote_from else None
+        desired, secret_values, secret_errors = _desired(self.result, self.snapshot, name,
+                                                         self.environ, self.key, promoted,
+                                                         options, self.now)
+        self.context.events.secrets([v for values in secret_values.values()
+                                     for v in values.values()])
         live = _only(aws.read_managed(), desired, options)
         definitions = _definitions(aws, desired, live, env.policy.drift_checks_per_pass,
-                                   context.drift_ledger)
-        desired = _with_facts(desired, live, definitions, aws, result)
+                                   self.context.drift_ledger)
+        desired = _with_facts(desired, live, definitions, aws, self.result)
         env_run.live, env_run.desired = live, desired
         plan = plan_environment(desired, live, env.policy, definitions)
         # a plan without the secrets (a PR's CI) still says what would change; apply needs them
         (plan.errors if options.apply else plan.warnings).extend(secret_errors)
-        if key is None and any(p.secrets for p in desired.pipelines):
+        if self.key is None and any(p.secrets for p in desired.pipelines):
             plan.warnings.append("RECONCILER_SECRETS_KEY is not set: a rotated secret is not "
                                  "noticed until the definition changes")
         env_run.plan = plan
-        events.planned(name, plan, result.revision)
-        lease = _lease(context, aws, result, settings, name, now)
-        if lease is not None and lease.held:  # still ours? (its thread renews it)
-            lease.wait(0)
-        if (options.apply and not env_run.for_gate_only
-                and any(a.action.changes_something for a in plan.actions)
-                and (confirm is None or confirm(plan))):
-            if lease is not None:
-                lease.wait(context.leases.wait)
-            applier = Applier(aws, files_to_upload(snapshot.files), secret_values,
-                              result.revision, key, wheelhouse=driver_wheels(environ),
-                              hold=lambda pipeline: context.hold(name, pipeline),
-                              stopping=context.stopping,
-                              checkpoint=lease.check if lease is not None else
-                              lambda: None,
-                              on_result=lambda item: events.applied(name, item,
-                                                                    result.revision))
-            env_run.results = applier.apply(plan)
-            stopped = applier.stopped_by
-            if stopped is not None:
-                raise stopped if isinstance(stopped, LeaseLost) else \
-                    LeaseLost(lease.uri if lease else "", stopped.message)
-        applied_ok[name] = _in_sync(plan, env_run.results, options.apply)
-    except (LeaseHeld, LeaseLost) as exc:
-        env_run.waiting = str(exc)
-        applied_ok[name] = {}
-        events.environment_failed(name, str(exc), result.revision)
-    except AwsError as exc:
-        env_run.error = str(exc)
-        env_run.error_temporary = exc.temporary
-        events.environment_failed(name, str(exc), result.revision)
+        self.context.events.planned(name, plan, self.result.revision)
+        return plan, secret_values
+
+    def _apply(self, env_run: EnvironmentRun, plan: EnvironmentPlan, aws: AwsEnvironment,
+               lease: Lease | None, secret_values: dict[str, dict[str, str]]) -> None:
+        name, context, revision = env_run.environment, self.context, self.result.revision
+        if lease is not None:
+            lease.wait(context.leases.wait)
+        applier = Applier(aws, files_to_upload(self.snapshot.files), secret_values, revision,
+                          self.key, wheelhouse=driver_wheels(self.environ),
+                          hold=lambda pipeline: context.hold(name, pipeline),
+                          stopping=context.stopping,
+                          checkpoint=lease.check if lease is not None else lambda: None,
+                          on_result=lambda item: context.events.applied(name, item, revision))
+        env_run.results = applier.apply(plan)
+        stopped = applier.stopped_by
+        if stopped is not None:
+            raise stopped if isinstance(stopped, LeaseLost) else \
+                LeaseLost(lease.uri if lease else "", stopped.message)
 
 
 def _take_every_lease(context: PassContext, result: Run, settings: Settings, order: list[str],
