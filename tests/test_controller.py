@@ -1099,7 +1099,7 @@ def test_exporting_a_revision_unpacks_only_files_inside_the_tree(tmp_path, monke
     import io
     import tarfile
 
-    from reconciler.controller.source import _extract
+    from reconciler.source.follow import _extract
 
     def archive() -> tarfile.TarFile:
         buffer = io.BytesIO()

@@ -42,9 +42,9 @@ from ..live.pacing import Pacer, is_throttle
 from ..observe import CursorStore, Metrics, RunObserver
 from ..plan.planner import Action, EnvironmentPlan, PlannedAction
 from ..source import SourceRead
+from ..source.follow import SourceError
 from .health import Health, health
 from .logs import Redactor
-from .source import SourceError
 from .status import Backoff, Status
 
 LIVENESS_FLOOR = 300.0  # seconds: botocore's retries of one call take less
@@ -68,7 +68,7 @@ class ControllerConfig:
 
 
 class Source(Protocol):
-    """What a source of the repository offers (controller.source)."""
+    """What a source of the repository offers (source.follow)."""
 
     def describe(self) -> str: ...
 

@@ -1,6 +1,7 @@
 """The manifests repository, read into an immutable :class:`Snapshot` (the only code that
 touches it): ``files`` reads a directory safely, ``git`` says which revision it is and how
-revisions relate."""
+revisions relate, ``follow`` is where the controller reads it from pass after pass (a
+directory, a git remote, a git-sync checkout)."""
 
 from __future__ import annotations
 

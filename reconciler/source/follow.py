@@ -26,7 +26,8 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ReconcilerError
-from ..source import GitState, SourceRead, read_checkout, read_snapshot
+from .files import read_snapshot
+from .git import GitState, SourceRead, read_checkout
 
 GIT_TIMEOUT = 120
 KEEP_TREES = 3  # exported revisions kept on disk (the current one and a few before)
