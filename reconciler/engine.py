@@ -146,7 +146,6 @@ class PassContext:
         return aws
 
 
-
 @dataclass(frozen=True)
 class PassOptions:
     """What a pass is asked to do (the CLI's flags)."""

@@ -41,8 +41,8 @@ WRITE_OPERATIONS = frozenset({"CreatePipeline", "PutPipelineDefinition", "Activa
                               "SetStatus"})
 GUARD_ID = "dataduct-reconciler-lease-guard"
 RENEWALS_PER_PERIOD = 3
-SAFETY_SHARE = 0.2
-DEFAULT_LEASE_SECONDS = 300.0  # a write needs a renewal younger than 80% of the lease period
+SAFETY_SHARE = 0.2  # a write needs a renewal younger than 80% of the lease period
+DEFAULT_LEASE_SECONDS = 300.0
 
 
 def new_holder_id() -> str:
