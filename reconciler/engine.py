@@ -42,6 +42,7 @@ from .plan.planner import (
     Action,
     DesiredEnvironment,
     EnvironmentPlan,
+    PlannedAction,
     needs_definition,
     plan_environment,
 )
@@ -212,10 +213,9 @@ class Run:
                 or any(e.plan.errors for e in self.wanted if e.plan is not None))
 
     @property
-    def blocked(self) -> list[str]:
-        """What a policy held back, as ``env: pipeline: reason``."""
-        return [f"{e.environment}: {a.pipeline}: {a.reason}" for e in self.wanted
-                if e.plan is not None for a in e.plan.blocked]
+    def blocked(self) -> list[PlannedAction]:
+        """What a guard held back, in every wanted environment."""
+        return [a for e in self.wanted if e.plan is not None for a in e.plan.blocked]
 
 
 def promotion_order(environments: Mapping[str, Environment], wanted: list[str]) -> list[str]:
@@ -352,7 +352,7 @@ class EnvironmentPass:
             if lease is not None and lease.held:  # still ours? (its thread renews it)
                 lease.wait(0)
             if (self.options.apply and not env_run.for_gate_only
-                    and any(a.action.changes_something for a in plan.actions)
+                    and any(a.will_change for a in plan.actions)
                     and (self.confirm is None or self.confirm(plan))):
                 self._apply(env_run, plan, aws, lease, secret_values)
             self.applied_ok[name] = _in_sync(plan, env_run.results, self.options.apply)
@@ -524,7 +524,7 @@ def _in_sync(plan: EnvironmentPlan, results: list[ActionResult], applied: bool
     outcome = {r.pipeline: not r.failed for r in results}
     ready = {}
     for action in plan.actions:
-        if action.action is Action.NOOP:
+        if action.kind == Action.NOOP:
             ready[action.pipeline] = True
         elif applied and action.pipeline in outcome:
             ready[action.pipeline] = outcome[action.pipeline]

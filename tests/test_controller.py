@@ -602,7 +602,7 @@ def test_a_pipeline_with_a_blocked_action_is_out_of_sync_with_the_reason(emulato
         assert plan is not None and [a.pipeline for a in plan.blocked] == ["users"]
         users = controller.status.pipeline(env, "users")
         assert users.sync_status == "OutOfSync"
-        assert "rollback is applied only with --allow-rollback" in users.reason
+        assert users.reason.endswith("a rollback is applied only when approved")
         assert controller.status.pipeline(env, "discussion_votes").sync_status == "Synced"
     text = scrape(controller)
     assert sample(text, "dataduct_pipeline_info", env="prod", pipeline="users",

@@ -8,19 +8,25 @@ import pytest
 from reconciler.apply.executor import ActionResult
 from reconciler.controller.health import Health, SyncStatus, health, settled, sync_status
 from reconciler.live.model import LivePipeline
-from reconciler.plan.planner import Action, PlannedAction
+from reconciler.plan.planner import Action, PlannedAction, State
+
+UNKNOWN = "unknown"  # a pipeline whose manifest does not compile
 
 
 def live(state: str = "SCHEDULED", **fields: str) -> LivePipeline:
     return LivePipeline("df-1", "users", {}, state, dict(fields))
 
 
-def planned(action: Action, live_pipeline: LivePipeline | None = None) -> PlannedAction:
-    return PlannedAction("prod", "users", action, "why", live=live_pipeline)
+def planned(action: Action | str, live_pipeline: LivePipeline | None = None
+            ) -> PlannedAction:
+    if action == UNKNOWN:
+        return PlannedAction("prod", "users", Action.NOOP, "why", live=live_pipeline,
+                             state=State.UNKNOWN)
+    return PlannedAction("prod", "users", Action(action), "why", live=live_pipeline)
 
 
-def result(action: Action, outcome: str) -> ActionResult:
-    return ActionResult("prod", "users", action, outcome)
+def result(action: Action | str, outcome: str) -> ActionResult:
+    return ActionResult("prod", "users", Action(action), outcome)
 
 
 @pytest.mark.parametrize("action, outcome, stalled, expected", [
@@ -30,7 +36,7 @@ def result(action: Action, outcome: str) -> ActionResult:
     (Action.UPDATE, "failed", False, SyncStatus.OUT_OF_SYNC),
     (Action.UPDATE, "skipped", False, SyncStatus.OUT_OF_SYNC),
     (Action.DEACTIVATE, "applied", False, SyncStatus.SUSPENDED),
-    (Action.UNKNOWN, None, False, SyncStatus.UNKNOWN),
+    (UNKNOWN, None, False, SyncStatus.UNKNOWN),
     (Action.UPDATE, "failed", True, SyncStatus.STALLED),
 ])
 def test_sync_status(action, outcome, stalled, expected):
@@ -46,7 +52,7 @@ def test_sync_status(action, outcome, stalled, expected):
     (Action.UPDATE, live(), "applied", False, Health.PROGRESSING),
     (Action.UPDATE, live(), "failed", False, Health.HEALTHY),
     (Action.CREATE, None, "applied", False, Health.PROGRESSING),
-    (Action.UNKNOWN, live(), None, False, Health.UNKNOWN),
+    (UNKNOWN, live(), None, False, Health.UNKNOWN),
 ])
 def test_health(action, live_pipeline, outcome, failed_run, expected):
     done = result(action, outcome) if outcome else None

@@ -11,7 +11,9 @@ from reconciler.live.model import LiveDefinition, LivePipeline, LiveState
 from reconciler.plan.diff import anchor_like_live, field_changes, normalise
 from reconciler.plan.planner import (
     Action,
+    Approval,
     DesiredEnvironment,
+    State,
     plan_environment,
     starting_after,
 )
@@ -93,14 +95,14 @@ def test_classification_without_reading_definitions(repo):
                                   live("old", "x"), live("broken", "y",
                                                          manifest="pipelines/broken.yaml")])
     plan = plan_environment(desired, state, Policy(prune=True, max_delete_percent=100))
-    got = {a.pipeline: (a.action, a.reason) for a in plan.actions}
+    got = {a.pipeline: (a.kind, a.reason) for a in plan.actions}
     assert got == {
-        "users": (Action.BLOCKED, "deactivated outside git; set policy.self_heal: true to "
+        "users": (State.BLOCKED, "deactivated outside git; set policy.self_heal: true to "
                                   "re-activate it, or suspend: true in the manifest to keep it "
                                   "deactivated"),
         "discussion_votes": (Action.CREATE, "not in AWS yet"),
         "old": (Action.DELETE, "no manifest defines it for staging any more"),
-        "broken": (Action.UNKNOWN, "pipelines/broken.yaml does not compile; the pipeline is "
+        "broken": (State.UNKNOWN, "pipelines/broken.yaml does not compile; the pipeline is "
                                    "left as it is until it does"),
     }
 
@@ -120,7 +122,8 @@ def test_a_refused_edit_is_a_replace_or_blocked_by_policy(repo):
     assert "extra: cannot remove an object from an activated pipeline" in action.reason
     blocked = plan_environment(desired, state, Policy(allow_replace=False), definitions)
     (action,) = blocked.actions
-    assert (action.action, action.blocked) == (Action.BLOCKED, Action.REPLACE)
+    assert (action.state, action.action) == (State.BLOCKED, Action.REPLACE)
+    assert not action.will_change and action.approval is Approval.REPLACE
     pending = LiveState("staging", [live("users", "old-digest", state="PENDING")])
     (action,) = plan_environment(desired, pending, Policy(), definitions).actions
     assert action.action is Action.UPDATE  # never activated: anything goes
@@ -189,7 +192,8 @@ def test_a_hand_deactivated_pipeline_is_reactivated_only_with_self_heal(repo):
     users = users_of(repo)
     desired = DesiredEnvironment("staging", (users,))
     state = LiveState("staging", [live("users", users.digest, "INACTIVE")])
-    assert one(desired, state).blocked is Action.ACTIVATE
+    held = one(desired, state)
+    assert (held.state, held.action, held.will_change) == (State.BLOCKED, Action.ACTIVATE, False)
     assert one(desired, state, Policy(self_heal=True)).action is Action.ACTIVATE
     never = LiveState("staging", [live("users", users.digest, "PENDING")])
     assert one(desired, never).action is Action.ACTIVATE  # an apply that did not finish
@@ -204,23 +208,24 @@ def test_drift_is_reported_unless_self_heal_reverts_it(repo):
     desired = DesiredEnvironment("staging", (users,))
     state = LiveState("staging", [current])
     reported = one(desired, state, Policy(), definitions)
-    assert (reported.action, reported.blocked) == (Action.BLOCKED, Action.UPDATE)
+    assert (reported.state, reported.action) == (State.BLOCKED, Action.UPDATE)
     assert reported.changes and "changed outside git" in reported.reason
     assert one(desired, state, Policy(self_heal=True), definitions).action is Action.UPDATE
 
 
 @pytest.mark.parametrize("relation, action", [
     (Relation.NEWER, Action.UPDATE), (Relation.SAME, Action.UPDATE),
-    (Relation.UNVERSIONED, Action.UPDATE), (Relation.OLDER, Action.BLOCKED),
-    (Relation.UNRELATED, Action.BLOCKED), (Relation.UNKNOWN, Action.BLOCKED)])
+    (Relation.UNVERSIONED, Action.UPDATE), (Relation.OLDER, State.BLOCKED),
+    (Relation.UNRELATED, State.BLOCKED), (Relation.UNKNOWN, State.BLOCKED)])
 def test_git_never_applies_the_past_without_allow_rollback(repo, relation, action):
     users = users_of(repo)
     desired = DesiredEnvironment("staging", (users,), revision="r2", relations={"r1": relation})
     state = LiveState("staging", [live("users", "old-digest", revision="r1")])
     planned = one(desired, state)
-    assert planned.action is action
-    if action is Action.BLOCKED:
-        assert "--allow-rollback" in planned.reason
+    assert planned.kind == action
+    if action is State.BLOCKED:
+        assert planned.approval is Approval.ROLLBACK and planned.action is Action.UPDATE
+        assert planned.reason.endswith("a rollback is applied only when approved")
         allowed = replace(desired, allow_rollback=True)
         assert one(allowed, state).action is Action.UPDATE
 
@@ -233,8 +238,10 @@ def test_a_replace_is_approved_once_by_name_or_by_the_manifest(repo):
         [*objects, {"id": "extra", "name": "extra", "fields": [f("type", "TSV")]}]))}
     state = LiveState("staging", [current])
     desired = DesiredEnvironment("staging", (users,))
-    assert one(desired, state, Policy(), definitions).blocked is Action.REPLACE
-    assert "apply --allow-replace users" in one(desired, state, Policy(), definitions).reason
+    held = one(desired, state, Policy(), definitions)
+    assert (held.state, held.action, held.approval) == (State.BLOCKED, Action.REPLACE,
+                                                        Approval.REPLACE)
+    assert "--" not in held.reason  # the planner names no flag: the CLI adds how to approve
     approved = replace(desired, allow_replace=frozenset({"users"}))
     assert one(approved, state, Policy(), definitions).action is Action.REPLACE
     allowed = DesiredEnvironment("staging", (replace(users, replace_allowed=True),))

@@ -15,7 +15,7 @@ import yaml
 from reconciler import emulator
 from reconciler.engine import PassOptions, run
 from reconciler.live.aws import CALL_LOG, RETRIES, AwsEnvironment, record_calls
-from reconciler.plan.planner import Action
+from reconciler.plan.planner import Action, State
 
 SECRETS = {"MAESTRO_PASSWORD": "maestro-secret-value-1",
            "REDSHIFT_PASSWORD": "redshift-secret-value-2",
@@ -105,7 +105,7 @@ class World:
 
 def actions(result, env: str) -> dict[str, tuple[Action, str]]:
     plan = next(e.plan for e in result.environments if e.environment == env)
-    return {a.pipeline: (a.action, a.reason) for a in plan.actions}
+    return {a.pipeline: (a.kind, a.reason) for a in plan.actions}
 
 
 def writes() -> int:
@@ -176,7 +176,7 @@ def test_the_full_lifecycle(world):
     action, reason = actions(fourth, "staging")["users"]
     assert action == Action.REPLACE and "upsert_users: cannot remove an object" in reason
     action, reason = actions(fourth, "prod")["users"]
-    assert action == Action.BLOCKED and "set policy.allow_replace: true" in reason
+    assert action == State.BLOCKED and "set policy.allow_replace: true" in reason
     new_staging = world.pipeline_id("staging", "users")
     assert new_staging != old_staging and world.pipeline_id("prod", "users") == old_prod
     with pytest.raises(world.client.exceptions.PipelineDeletedException):
@@ -198,7 +198,7 @@ def test_the_full_lifecycle(world):
     sixth = world.run()
     for env in ("staging", "prod"):
         action, reason = actions(sixth, env)["discussion_votes"]
-        assert action == Action.BLOCKED and "set policy.prune: true" in reason
+        assert action == State.BLOCKED and "set policy.prune: true" in reason
         assert len(world.pipelines()[(env, "discussion_votes")]) == 1
     policy(world, "staging", prune=True, max_delete_percent=100)
     policy(world, "prod", prune=True, max_delete_percent=100)
@@ -216,7 +216,7 @@ def test_the_full_lifecycle(world):
     eighth = world.run()
     for env in ("staging", "prod"):
         action, reason = actions(eighth, env)["users"]
-        assert action == Action.BLOCKED and "set policy.allow_empty: true" in reason
+        assert action == State.BLOCKED and "set policy.allow_empty: true" in reason
         assert (env, "users") in world.pipelines()
     assert writes() == 0
 
@@ -242,8 +242,8 @@ def test_deleting_too_large_a_share_is_refused(world):
     assert plan.errors == ["would delete 2 of 5 managed pipelines (40%), over "
                            "policy.max_delete_percent 30"]
     assert {name: a for name, (a, _) in actions(result, "staging").items()
-            if name.startswith("extra")} == {"extra_0": Action.BLOCKED,
-                                             "extra_1": Action.BLOCKED,
+            if name.startswith("extra")} == {"extra_0": State.BLOCKED,
+                                             "extra_1": State.BLOCKED,
                                              "extra_2": Action.NOOP}
     assert ("staging", "extra_0") in world.pipelines() and writes() == 0
 
@@ -275,7 +275,7 @@ def test_a_manifest_that_stops_compiling_is_left_alone(world):
     world.edit("pipelines/users.yaml", "step_type: upsert", "step_type: upsertt")
     result = world.run()
     action, reason = actions(result, "staging")["users"]
-    assert action == Action.UNKNOWN and "does not compile" in reason
+    assert action == State.UNKNOWN and "does not compile" in reason
     assert actions(result, "staging")["discussion_votes"][0] == Action.NOOP
     assert len(world.pipelines()[("staging", "users")]) == 1 and writes() == 0
     assert any("unknown step type 'upsertt'" in p.message for p in result.problems)
@@ -285,7 +285,7 @@ def test_promotion_waits_for_the_earlier_environment(world):
     policy(world, "prod", promote_from="staging")
     planned = world.run(apply=False)
     action, reason = actions(planned, "prod")["users"]
-    assert action == Action.BLOCKED and "waiting for staging" in reason
+    assert action == State.BLOCKED and "waiting for staging" in reason
     assert actions(planned, "staging")["users"][0] == Action.CREATE
     synced = world.run()
     assert [e.environment for e in synced.environments] == ["staging", "prod"]
@@ -368,7 +368,7 @@ def test_the_promotion_gate_holds_when_only_prod_is_applied(world):
     result = world.run(environments=["prod"])
     by_env = {e.environment: e for e in result.environments}
     assert by_env["staging"].for_gate_only and by_env["staging"].results == []
-    assert actions(result, "prod")["users"][0] == Action.BLOCKED
+    assert actions(result, "prod")["users"][0] == State.BLOCKED
     assert world.pipelines() == {}
     world.run(environments=["staging"])
     world.run(environments=["prod"])
@@ -389,7 +389,7 @@ def test_drift_made_outside_git_is_found_by_the_drift_checks(world):
     policy(world, "staging", drift_checks_per_pass=2)
     reported = world.run(environments=["staging"])
     action, reason = actions(reported, "staging")["users"]
-    assert action == Action.BLOCKED and reason.startswith("changed outside git (1 change(s))")
+    assert action == State.BLOCKED and reason.startswith("changed outside git (1 change(s))")
     policy(world, "staging", drift_checks_per_pass=2, self_heal=True)
     found = world.run(environments=["staging"])
     action, reason = actions(found, "staging")["users"]
@@ -438,7 +438,7 @@ def test_a_pipeline_deactivated_by_hand_is_drift_reactivated_only_with_self_heal
     world.client.deactivate_pipeline(pipelineId=world.pipeline_id("staging", "users"))
     reported = world.run(environments=["staging"])
     action, reason = actions(reported, "staging")["users"]
-    assert action == Action.BLOCKED and "deactivated outside git" in reason
+    assert action == State.BLOCKED and "deactivated outside git" in reason
     assert world.state("staging", "users") == "INACTIVE"
     policy(world, "staging", self_heal=True)
     world.run(environments=["staging"])

@@ -135,6 +135,7 @@ def test_a_replace_in_prod_needs_approval_once_or_in_the_manifest(endpoint, gitr
     blocked = cli(endpoint, "apply", "--yes", str(gitrepo))
     assert blocked.code == 3, blocked.stdout + blocked.stderr
     assert "prod: users: needs replace" in blocked.stderr
+    assert "(reconciler apply --allow-replace users)" in blocked.stderr  # the CLI's hint
     approved = cli(endpoint, "apply", "--yes", "--env", "prod", "--allow-replace", "users",
                    str(gitrepo))
     assert approved.code == 0, approved.stdout + approved.stderr

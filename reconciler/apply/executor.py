@@ -100,7 +100,7 @@ class Applier:
         self.present: set[str] = set()  # S3 objects known to be uploaded
         self.stopped_by: AwsError | None = None  # the lease was lost: nothing more is written
         for planned in plan.actions:
-            if not planned.action.changes_something:
+            if not planned.will_change:
                 continue
             try:
                 self.checkpoint()

@@ -104,6 +104,19 @@ lease_wait_option = click.option(
          "another apply) before giving up on it.")
 
 
+def approval_hint(action: Any) -> str | None:
+    """How to approve a blocked :class:`~reconciler.plan.planner.PlannedAction` from the
+    command line: the planner's reasons say what is blocked, the CLI names its flags."""
+    from ..plan.planner import Approval
+
+    if action.approval is Approval.REPLACE:
+        return f"reconciler apply --allow-replace {action.pipeline}"
+    if action.approval is Approval.ROLLBACK:
+        return ("reconciler apply --allow-rollback, or the controller's --allow-rollback / "
+                "RECONCILER_ALLOW_ROLLBACK=true")
+    return None
+
+
 def today() -> date:
     return datetime.now(UTC).date()
 

@@ -22,6 +22,7 @@ from .common import (
     EXIT_OK,
     CliError,
     allow_rollback_option,
+    approval_hint,
     env_option,
     interrupt,
     lease_seconds_option,
@@ -204,7 +205,7 @@ def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
         interval=interval, environments=tuple(environments), allow_rollback=allow_rollback,
         overrides=load_overrides(overrides),
         backoff=Backoff(backoff_base, backoff_factor, backoff_cap, stall_after),
-        lease_seconds=lease_seconds, runs_budget=runs_budget)
+        lease_seconds=lease_seconds, runs_budget=runs_budget, approval_hint=approval_hint)
     controller = Controller(source, config,
                             environ=_controller_environ(cache_dir, bool(repo or checkout)),
                             wall=lambda: datetime.now(UTC), redactor=redactor)

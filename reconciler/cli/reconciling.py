@@ -20,6 +20,7 @@ from .common import (
     allow_dirty_option,
     allow_replace_option,
     allow_rollback_option,
+    approval_hint,
     configure_logging,
     display_path,
     env_option,
@@ -69,7 +70,7 @@ def echo_plan_text(result: Any) -> None:
     from ..plan.render import as_text
 
     plans, errors = _plans(result)
-    for line in as_text(plans, errors, result.revision).splitlines():
+    for line in as_text(plans, errors, result.revision, approval_hint).splitlines():
         colour = {"+": "green", "~": "yellow", "-": "red", "!": "magenta", "?": "cyan"}.get(
             line.strip()[:1]) if line.startswith("  ") else None
         click.secho(line, fg=colour if sys.stdout.isatty() else None)
@@ -92,8 +93,10 @@ def apply_exit(result: Any) -> int:
     blocked = result.blocked
     if blocked:
         click.secho(f"{len(blocked)} change(s) held back by a policy:", fg="magenta", err=True)
-        for line in blocked:
-            click.secho(f"  {line}", fg="magenta", err=True)
+        for action in blocked:
+            hint = approval_hint(action)
+            click.secho(f"  {action.environment}: {action.pipeline}: {action.reason}"
+                        + (f" ({hint})" if hint else ""), fg="magenta", err=True)
         return EXIT_BLOCKED
     return EXIT_OK
 
@@ -142,9 +145,9 @@ def plan(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
     plans, errors = _plans(result)
     if output_format == "json":
         click.echo(as_json(plans, errors, result.revision,
-                           [p.to_json() for p in result.problems]), nl=False)
+                           [p.to_json() for p in result.problems], approval_hint), nl=False)
     elif output_format == "markdown":
-        click.echo(as_markdown(plans, errors, result.revision), nl=False)
+        click.echo(as_markdown(plans, errors, result.revision, approval_hint), nl=False)
     else:
         echo_plan_text(result)
     if result.failed:
@@ -184,7 +187,7 @@ def apply(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
     from ..plan.render import as_text
 
     def confirm(plan: Any) -> bool:
-        click.echo(as_text([plan], {}, "").split("\n", 1)[1], nl=False)
+        click.echo(as_text([plan], {}, "", approval_hint).split("\n", 1)[1], nl=False)
         return yes or click.confirm(f"Apply these changes to {plan.environment}?",
                                     default=False)
 

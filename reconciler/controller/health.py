@@ -16,7 +16,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from ..apply.executor import ActionResult
-from ..plan.planner import Action, PlannedAction
+from ..plan.planner import Action, PlannedAction, State
 
 
 class SyncStatus(StrEnum):
@@ -43,14 +43,14 @@ def sync_status(planned: PlannedAction, result: ActionResult | None, *,
     """After a pass: ``result`` is what its apply did to the pipeline (None: nothing)."""
     if stalled:
         return SyncStatus.STALLED
-    if planned.action is Action.UNKNOWN:
+    if planned.state is State.UNKNOWN:
         return SyncStatus.UNKNOWN
     if result is not None:
         if result.outcome != "applied":
             return SyncStatus.OUT_OF_SYNC
         return SyncStatus.SUSPENDED if planned.action is Action.DEACTIVATE \
             else SyncStatus.SYNCED
-    if planned.action is Action.NOOP:
+    if planned.kind == Action.NOOP:
         suspended = planned.desired is not None and planned.desired.suspend
         return SyncStatus.SUSPENDED if suspended else SyncStatus.SYNCED
     return SyncStatus.OUT_OF_SYNC
@@ -59,7 +59,7 @@ def sync_status(planned: PlannedAction, result: ActionResult | None, *,
 def health(planned: PlannedAction, result: ActionResult | None, *,
            latest_run_failed: bool = False) -> Health:
     """After a pass, from the live pipeline it read, its apply's result and its runs."""
-    if planned.action is Action.UNKNOWN:
+    if planned.state is State.UNKNOWN:
         return Health.UNKNOWN
     applied = result is not None and result.outcome == "applied"
     live = planned.live

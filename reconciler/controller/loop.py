@@ -40,7 +40,7 @@ from ..engine import (
 from ..live.lease import RUNS_KEY, Leases, state_uri
 from ..live.pacing import Pacer, is_throttle
 from ..observe import CursorStore, Metrics, RunObserver
-from ..plan.planner import Action, EnvironmentPlan, PlannedAction
+from ..plan.planner import EnvironmentPlan, PlannedAction, State
 from ..source import SourceRead
 from ..source.follow import SourceError
 from .health import Health, health
@@ -65,6 +65,8 @@ class ControllerConfig:
     backoff: Backoff = field(default_factory=Backoff)
     lease_seconds: float = 300.0
     runs_budget: int = 20  # pipelines whose runs are read per pass and environment
+    # how an operator approves a blocked action (the CLI names its flags); added to reasons
+    approval_hint: Callable[[PlannedAction], str | None] = lambda _action: None
 
 
 class Source(Protocol):
@@ -208,11 +210,11 @@ class Controller:
             # a pipeline waiting between retries of a failure keeps its environment failing:
             # the passes in between are not successes
             failed = bool(env_run.error or any(r.failed for r in env_run.results) or (
-                plan is not None and (plan.errors or any(a.action is Action.UNKNOWN
+                plan is not None and (plan.errors or any(a.state is State.UNKNOWN
                                                          for a in plan.actions)))
                 or (plan is not None and not env_run.waiting and any(
                     self.status.pipeline(name, a.pipeline).failures
-                    for a in plan.actions if a.action.changes_something)))
+                    for a in plan.actions if a.will_change)))
             outcome = "waiting" if env_run.waiting else "failure" if failed else "success"
             self.metrics.reconcile_duration.labels(name).observe(env_run.seconds)
             self.metrics.reconcile_total.labels(name, outcome).inc()
@@ -225,7 +227,7 @@ class Controller:
             results = {r.pipeline: r for r in env_run.results}
             self._observe_runs(name, env_run, now, _cursors_uri(result, name))
             self.status.record_plan(name, env_run.plan.actions, results,
-                                    partial(self._health, name))
+                                    partial(self._health, name), self.config.approval_hint)
             self.metrics.set_pipelines(name, [(p.pipeline, p.sync_status, p.health_status)
                                               for p in env_status.pipelines.values()])
             self._count_drift(name, env_run.plan)

@@ -125,7 +125,9 @@ class Status:
 
     def record_plan(self, env: str, actions: list[PlannedAction],
                     results: dict[str, ActionResult],
-                    health: Callable[[PlannedAction, ActionResult | None], Health]) -> None:
+                    health: Callable[[PlannedAction, ActionResult | None], Health],
+                    hint: Callable[[PlannedAction], str | None] = lambda _action: None
+                    ) -> None:
         environment = self.environment(env)
         environment.last_pass = self.now()
         seen = set()
@@ -133,7 +135,8 @@ class Status:
             seen.add(planned.pipeline)
             state = self.pipeline(env, planned.pipeline)
             result = results.get(planned.pipeline)
-            state.reason = planned.reason
+            extra = hint(planned) if planned.approval is not None else None
+            state.reason = f"{planned.reason} ({extra})" if extra else planned.reason
             state.sync_status = sync_status(
                 planned, result, stalled=state.failures >= self.backoff.stall_after)
             state.health_status = health(planned, result)

@@ -34,18 +34,32 @@ class Action(StrEnum):
     DEACTIVATE = "deactivate"
     ADOPT = "adopt"
     NOOP = "noop"
-    BLOCKED = "blocked"
-    UNKNOWN = "unknown"
 
     @property
     def changes_something(self) -> bool:
-        return self in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE,
-                        Action.ACTIVATE, Action.DEACTIVATE, Action.ADOPT)
+        return self is not Action.NOOP
+
+
+class State(StrEnum):
+    """Whether a planned action is carried out."""
+
+    PLANNED = "planned"  # an apply carries it out
+    BLOCKED = "blocked"  # a guard holds it back; the reason says which and how to allow it
+    UNKNOWN = "unknown"  # its manifest does not compile: the pipeline is left as it is
+
+
+class Approval(StrEnum):
+    """What an operator can approve for one apply, where a guard blocks an action (the CLI
+    names its flag; the planner does not know flags)."""
+
+    REPLACE = "replace"
+    ROLLBACK = "rollback"
 
 
 @dataclass(frozen=True)
 class PlannedAction:
-    """What happens to one pipeline, and why."""
+    """What happens to one pipeline, and why: ``action`` is the change git asks for, and
+    ``state`` whether it is carried out."""
 
     environment: str
     pipeline: str
@@ -55,11 +69,26 @@ class PlannedAction:
     changes: tuple[Change, ...] = ()
     desired: CompiledPipeline | None = None
     live: LivePipeline | None = None
-    blocked: Action | None = None  # the action a policy forbade
+    state: State = State.PLANNED
     secrets_digest: str | None = None
     repair: bool = False  # removes a duplicate: not pruning, never counted as one
     warnings: tuple[str, ...] = ()
     drift: bool = False  # the live pipeline was changed outside git
+    approval: Approval | None = None  # what an operator may approve to unblock it
+
+    @property
+    def will_change(self) -> bool:
+        """An apply changes AWS for it."""
+        return self.state is State.PLANNED and self.action.changes_something
+
+    @property
+    def is_blocked(self) -> bool:
+        return self.state is State.BLOCKED
+
+    @property
+    def kind(self) -> str:
+        """How plans show and count it: its action, or ``blocked`` / ``unknown``."""
+        return self.action.value if self.state is State.PLANNED else self.state.value
 
 
 @dataclass
@@ -72,17 +101,16 @@ class EnvironmentPlan:
     @property
     def has_changes(self) -> bool:
         """Something to apply, or git and AWS differ in a way a policy blocks."""
-        return any(a.action.changes_something or a.action is Action.BLOCKED
-                   for a in self.actions)
+        return any(a.will_change or a.is_blocked for a in self.actions)
 
     @property
     def blocked(self) -> list[PlannedAction]:
-        return [a for a in self.actions if a.action is Action.BLOCKED]
+        return [a for a in self.actions if a.is_blocked]
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for a in self.actions:
-            out[a.action.value] = out.get(a.action.value, 0) + 1
+            out[a.kind] = out.get(a.kind, 0) + 1
         return out
 
 
@@ -235,11 +263,11 @@ class _Context:
                                 self.current, secrets_digest=self.secrets)
         return _gate(_guard_rollback(planned, self.desired), self.desired, self.policy)
 
-    def block(self, action: Action, reason: str, changes: tuple[Change, ...] = ()
-              ) -> PlannedAction:
-        return PlannedAction(self.env, self.wanted.name, Action.BLOCKED, reason,
+    def block(self, action: Action, reason: str, changes: tuple[Change, ...] = (),
+              approval: Approval | None = None) -> PlannedAction:
+        return PlannedAction(self.env, self.wanted.name, action, reason,
                              self.wanted.manifest, changes, self.wanted, self.current,
-                             blocked=action, secrets_digest=self.secrets)
+                             State.BLOCKED, secrets_digest=self.secrets, approval=approval)
 
     def plan(self) -> PlannedAction:
         current, wanted = self.current, self.wanted
@@ -320,9 +348,9 @@ class _Context:
                     or self.wanted.name in self.desired.allow_replace)
         if not approved:
             return self.block(Action.REPLACE, f"needs replace ({why}), and replace is not "
-                              f"allowed in {self.env}: approve it once with apply "
-                              f"--allow-replace {self.wanted.name}, or write replace: allowed "
-                              "in the manifest, or set policy.allow_replace: true", changes)
+                              f"allowed in {self.env}: approve it for one apply, or write "
+                              "replace: allowed in the manifest, or set policy.allow_replace: "
+                              "true", changes, Approval.REPLACE)
         replacement = starting_after(self.wanted, self.desired.now)
         start = _schedule_start(replacement)
         note = f"; the new pipeline starts at {start}" if start else ""
@@ -332,7 +360,7 @@ class _Context:
         assert self.current is not None
         old = self.current.pipeline
         planned = self.plan()
-        if planned.action in (Action.BLOCKED, Action.UNKNOWN):
+        if planned.state is not State.PLANNED:
             return planned
         if planned.action is Action.NOOP:
             return replace(planned, action=Action.ADOPT,
@@ -382,9 +410,9 @@ def _schedule_start(pipeline: CompiledPipeline) -> str | None:
 
 def _guard_rollback(planned: PlannedAction, desired: DesiredEnvironment) -> PlannedAction:
     """Never apply the past: a change to a pipeline that runs a newer revision than git's (a
-    stale checkout, a forced rollback) must be asked for with --allow-rollback."""
+    stale checkout, a forced rollback) must be approved (``allow_rollback``)."""
     live = planned.live
-    if live is None or not planned.action.changes_something or desired.allow_rollback:
+    if live is None or not planned.will_change or desired.allow_rollback:
         return planned
     running = live.tags.get("dataduct-reconciler/revision", "")
     relation = desired.relations.get(running, Relation.UNVERSIONED)
@@ -396,19 +424,19 @@ def _guard_rollback(planned: PlannedAction, desired: DesiredEnvironment) -> Plan
                                 f"of {running[:12]}, which the pipeline runs (a force-push?)",
             Relation.UNKNOWN: f"the pipeline runs {running[:12]}, which this checkout does not "
                               "have (fetch it)"}[relation]
-    return replace(planned, action=Action.BLOCKED, blocked=planned.action,
-                   reason=f"{what}: a rollback is applied only with --allow-rollback")
+    return replace(planned, state=State.BLOCKED, approval=Approval.ROLLBACK,
+                   reason=f"{what}: a rollback is applied only when approved")
 
 
 def _gate(planned: PlannedAction, desired: DesiredEnvironment, policy: Policy
           ) -> PlannedAction:
     """The promotion gate: only what the earlier environment has applied moves on."""
-    if policy.promote_from is None or planned.action not in (Action.CREATE, Action.UPDATE,
-                                                             Action.REPLACE):
+    if policy.promote_from is None or planned.state is not State.PLANNED \
+            or planned.action not in (Action.CREATE, Action.UPDATE, Action.REPLACE):
         return planned
     if desired.promoted and desired.promoted.get(planned.pipeline):
         return planned
-    return replace(planned, action=Action.BLOCKED, blocked=planned.action,
+    return replace(planned, state=State.BLOCKED,
                    reason=f"waiting for {policy.promote_from} to apply this revision first "
                           f"(policy.promote_from: {policy.promote_from})")
 
@@ -417,14 +445,14 @@ def _orphan(desired: DesiredEnvironment, pipeline: LivePipeline, policy: Policy
             ) -> PlannedAction:
     env, name = desired.environment, pipeline.pipeline
     if pipeline.manifest in desired.failed_manifests:
-        return PlannedAction(env, name, Action.UNKNOWN, f"{pipeline.manifest} does not compile; "
+        return PlannedAction(env, name, Action.NOOP, f"{pipeline.manifest} does not compile; "
                              "the pipeline is left as it is until it does", pipeline.manifest,
-                             live=pipeline)
+                             live=pipeline, state=State.UNKNOWN)
     reason = f"no manifest defines it for {env} any more"
     if not policy.prune:
-        return PlannedAction(env, name, Action.BLOCKED, f"{reason}; prune is off in {env} (set "
+        return PlannedAction(env, name, Action.DELETE, f"{reason}; prune is off in {env} (set "
                              "policy.prune: true to delete it)", pipeline.manifest,
-                             live=pipeline, blocked=Action.DELETE)
+                             live=pipeline, state=State.BLOCKED)
     return PlannedAction(env, name, Action.DELETE, reason, pipeline.manifest, live=pipeline)
 
 
@@ -434,7 +462,8 @@ def _warn_side_by_side(plan: EnvironmentPlan, definitions: Mapping[str, LiveDefi
     leaving = [a for a in plan.actions if a.live is not None and a.desired is None
                and a.live.pipeline_id in definitions]
     for index, action in enumerate(plan.actions):
-        if action.action is not Action.CREATE or action.desired is None:
+        if action.action is not Action.CREATE or not action.will_change \
+                or action.desired is None:
             continue
         written = tables_written([o.api() for o in action.desired.objects])
         for old in leaving:
@@ -450,7 +479,8 @@ def _warn_side_by_side(plan: EnvironmentPlan, definitions: Mapping[str, LiveDefi
 
 def _guard_mass_deletion(plan: EnvironmentPlan, desired: DesiredEnvironment, live: LiveState,
                          policy: Policy) -> None:
-    deletes = [a for a in plan.actions if a.action is Action.DELETE and not a.repair]
+    deletes = [a for a in plan.actions if a.will_change and a.action is Action.DELETE
+               and not a.repair]
     managed = len({p.pipeline for p in live.pipelines})
     if not deletes or not managed:
         return
@@ -465,5 +495,6 @@ def _guard_mass_deletion(plan: EnvironmentPlan, desired: DesiredEnvironment, liv
     if refusal is None:
         return
     plan.errors.append(refusal)
-    plan.actions = [replace(a, action=Action.BLOCKED, reason=refusal, blocked=Action.DELETE)
-                    if a.action is Action.DELETE and not a.repair else a for a in plan.actions]
+    refused = {id(a) for a in deletes}
+    plan.actions = [replace(a, state=State.BLOCKED, reason=refusal)
+                    if id(a) in refused else a for a in plan.actions]

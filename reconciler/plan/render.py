@@ -14,35 +14,48 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .diff import Change
-from .planner import Action, EnvironmentPlan, PlannedAction
+from .planner import Action, EnvironmentPlan, PlannedAction, State
 
-SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-",
-          Action.ACTIVATE: ">", Action.DEACTIVATE: "||", Action.ADOPT: "~",
-          Action.NOOP: "=", Action.BLOCKED: "!", Action.UNKNOWN: "?"}
-ORDER = [Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE, Action.ACTIVATE,
-         Action.DEACTIVATE, Action.ADOPT, Action.BLOCKED, Action.UNKNOWN, Action.NOOP]
+# how each kind of planned item is shown (PlannedAction.kind), in the order plans list them
+SYMBOL: dict[str, str] = {
+    Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-",
+    Action.ACTIVATE: ">", Action.DEACTIVATE: "||", Action.ADOPT: "~",
+    State.BLOCKED: "!", State.UNKNOWN: "?", Action.NOOP: "="}
+ORDER: list[str] = list(SYMBOL)
 GITHUB_COMMENT_LIMIT = 65_536
 COMMENT_BUDGET = GITHUB_COMMENT_LIMIT - 2_000  # room for the notes that replace diffs
 
+# what the caller adds to a blocked action's reason: how to approve it (the CLI names its flag)
+Hint = Callable[[PlannedAction], "str | None"]
+
+
+def _no_hint(_action: PlannedAction) -> str | None:
+    return None
+
 
 def _sorted(actions: Iterable[PlannedAction]) -> list[PlannedAction]:
-    return sorted(actions, key=lambda a: (ORDER.index(a.action), a.pipeline))
+    return sorted(actions, key=lambda a: (ORDER.index(a.kind), a.pipeline))
+
+
+def _reason(action: PlannedAction, hint: Hint) -> str:
+    extra = hint(action) if action.approval is not None else None
+    return f"{action.reason} ({extra})" if extra else action.reason
 
 
 def summary(plan: EnvironmentPlan) -> str:
     counts = plan.counts()
-    parts = [f"{counts[a.value]} {'in sync' if a is Action.NOOP else a.value}" for a in ORDER
-             if counts.get(a.value)]
+    parts = [f"{counts[kind]} {'in sync' if kind == Action.NOOP else kind}" for kind in ORDER
+             if counts.get(kind)]
     return ", ".join(parts) if parts else "no pipelines"
 
 
 def _label(action: PlannedAction) -> str:
-    if action.blocked:
-        return action.blocked.value
+    if action.state is State.UNKNOWN:
+        return State.UNKNOWN.value
     if action.repair:
         return "delete (duplicate)"
     return action.action.value
@@ -59,15 +72,16 @@ def change_lines(change: Change) -> list[str]:
     return [f"~ {where}:", *diff]
 
 
-def as_text(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str) -> str:
+def as_text(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str,
+            hint: Hint = _no_hint) -> str:
     lines = []
     for plan in plans:
         lines.append(f"{plan.environment} (revision {revision[:12]}): {summary(plan)}")
         for action in _sorted(plan.actions):
-            if action.action is Action.NOOP:
+            if action.kind == Action.NOOP:
                 continue
-            lines.append(f"  {SYMBOL[action.action]:3} {_label(action):8} {action.pipeline}: "
-                         f"{action.reason}")
+            lines.append(f"  {SYMBOL[action.kind]:3} {_label(action):8} {action.pipeline}: "
+                         f"{_reason(action, hint)}")
             for change in action.changes:
                 lines.extend(f"        {line}" for line in change_lines(change))
         lines.extend(f"  warning: {w}" for w in plan.warnings)
@@ -78,7 +92,7 @@ def as_text(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str)
 
 
 def as_json(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str,
-            problems: list[dict[str, Any]]) -> str:
+            problems: list[dict[str, Any]], hint: Hint = _no_hint) -> str:
     return json.dumps({
         "revision": revision,
         "has_changes": any(p.has_changes for p in plans),
@@ -86,15 +100,17 @@ def as_json(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str,
         "environments": [
             {"environment": p.environment, "summary": p.counts(), "errors": p.errors,
              "warnings": p.warnings,
-             "actions": [_action_json(a) for a in _sorted(p.actions)]} for p in plans
+             "actions": [action_json(a, hint) for a in _sorted(p.actions)]} for p in plans
         ] + [{"environment": env, "error": error} for env, error in errors.items()],
     }, indent=2, sort_keys=True) + "\n"
 
 
-def _action_json(a: PlannedAction) -> dict[str, Any]:
+def action_json(a: PlannedAction, hint: Hint = _no_hint) -> dict[str, Any]:
+    """One planned item as plans in JSON show it (``action`` is its kind, as in the text)."""
     return {
-        "pipeline": a.pipeline, "action": a.action.value, "reason": a.reason,
-        "blocked_action": a.blocked.value if a.blocked else None, "manifest": a.manifest,
+        "pipeline": a.pipeline, "action": a.kind, "reason": _reason(a, hint),
+        "state": a.state.value, "approval": a.approval.value if a.approval else None,
+        "blocked_action": a.action.value if a.is_blocked else None, "manifest": a.manifest,
         "pipeline_id": a.live.pipeline_id if a.live else None,
         "digest": a.desired.digest if a.desired else None, "repair": a.repair,
         "warnings": list(a.warnings),
@@ -103,11 +119,16 @@ def _action_json(a: PlannedAction) -> dict[str, Any]:
     }
 
 
-def as_markdown(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str) -> str:
+def as_markdown(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str,
+                hint: Hint = _no_hint) -> str:
     head = _markdown_head(plans, errors, revision)
     sections = [(plan.environment, action, _markdown_diff(action)) for plan in plans
-                for action in _sorted(plan.actions) if action.action is not Action.NOOP]
-    size = len(head) + sum(len(_markdown_section(env, a, d)) for env, a, d in sections)
+                for action in _sorted(plan.actions) if action.kind != Action.NOOP]
+
+    def section(env: str, action: PlannedAction, diff: str) -> str:
+        return _markdown_section(env, action, diff, _reason(action, hint))
+
+    size = len(head) + sum(len(section(env, a, d)) for env, a, d in sections)
     omitted = 0
     for index in sorted(range(len(sections)), key=lambda i: -len(sections[i][2])):
         if size <= COMMENT_BUDGET:
@@ -118,7 +139,7 @@ def as_markdown(plans: list[EnvironmentPlan], errors: dict[str, str], revision: 
         size -= len(diff) - len(note)
         sections[index] = (env, action, note)
         omitted += 1
-    body = "".join(_markdown_section(env, a, d) for env, a, d in sections)
+    body = "".join(section(env, a, d) for env, a, d in sections)
     tail = (f"\n{omitted} diff(s) left out to fit one comment.\n" if omitted else "")
     return (head + body + tail).rstrip() + "\n"
 
@@ -126,12 +147,12 @@ def as_markdown(plans: list[EnvironmentPlan], errors: dict[str, str], revision: 
 def _markdown_head(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str) -> str:
     columns = list(ORDER)
     lines = [f"### Dataduct plan for `{revision[:12]}`", "",
-             "| environment | " + " | ".join(a.value for a in columns) + " |",
+             "| environment | " + " | ".join(columns) + " |",
              "| --- | " + " | ".join("---:" for _ in columns) + " |"]
     for plan in plans:
         counts = plan.counts()
         lines.append(f"| {plan.environment} | "
-                     + " | ".join(str(counts.get(a.value, 0)) for a in columns) + " |")
+                     + " | ".join(str(counts.get(kind, 0)) for kind in columns) + " |")
     for env, error in errors.items():
         lines.append(f"| {env} | " + " | ".join("" for _ in columns) + " |")
         lines.append("")
@@ -154,12 +175,12 @@ def _markdown_diff(action: PlannedAction) -> str:
     return "\n".join(lines)
 
 
-def _markdown_section(env: str, action: PlannedAction, diff: str) -> str:
-    label = f"{_label(action)} (blocked)" if action.blocked else _label(action)
+def _markdown_section(env: str, action: PlannedAction, diff: str, reason: str) -> str:
+    label = f"{_label(action)} (blocked)" if action.is_blocked else _label(action)
     return "\n".join(["<details>",
                       f"<summary><b>{env}</b> · <code>{action.pipeline}</code> · {label}: "
-                      f"{_escape(action.reason)}</summary>", "",
-                      diff or _escape(action.reason), "</details>", ""])
+                      f"{_escape(reason)}</summary>", "",
+                      diff or _escape(reason), "</details>", ""])
 
 
 def _escape(text: str) -> str:
