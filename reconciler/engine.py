@@ -45,7 +45,9 @@ from .plan.planner import (
     PlannedAction,
     needs_definition,
     plan_environment,
+    schedule_start,
 )
+from .plan.saved import SavedPlan, moved
 from .plugins import installed_step_plugins
 from .qa.bundle import qa_runner
 from .snapshot import Relation, Snapshot
@@ -158,6 +160,8 @@ class PassOptions:
     allow_rollback: bool = False
     allow_dirty: bool = False
     overrides: Overrides | None = None  # the installation's (reconciler run --overrides)
+    # apply exactly this plan (plan --out): refused where the plan made again differs
+    saved: SavedPlan | None = None
 
 
 @dataclass
@@ -259,7 +263,10 @@ def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
     declared = load_settings(snapshot, [])
     wanted = list(options.environments) or (list(declared.environments) if declared else [])
     gates = _gates(declared, wanted) if options.environments else set()
-    project = compile_project(snapshot, CompileOptions(now.date(), qa_runner=qa_runner()),
+    # a saved plan is made again at the moment it was made: same compile, same replace starts
+    planned_at = options.saved.planned_at if options.saved is not None else now
+    project = compile_project(snapshot, CompileOptions(planned_at.date(),
+                                                       qa_runner=qa_runner()),
                               plugins=installed_step_plugins(),
                               environments=[*wanted, *sorted(gates)] if options.environments
                               else None, cache=context.compile_cache)
@@ -276,6 +283,10 @@ def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
     result.embedded_state = embedded_state_file(Path(snapshot.root), settings, environ)
     if result.embedded_state is not None:
         environ.setdefault(EMBEDDED_STATE, str(result.embedded_state))
+    if options.saved is not None and options.saved.revision != state.revision:
+        result.error = (f"the plan was made at revision {options.saved.revision[:12]}, and "
+                        f"the repository is at {state.revision[:12]} now: plan again")
+        return result
     if options.apply and state.dirty and not options.allow_dirty:
         shown = ", ".join(state.changed[:5]) + (" ..." if len(state.changed) > 5 else "")
         result.error = (f"uncommitted changes in the manifests repository ({shown}): commit "
@@ -299,8 +310,8 @@ def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
                 result.environments.append(EnvironmentRun(name, waiting=why))
             context.events.waiting(why, result.revision)
             return result
-    environments = EnvironmentPass(result, settings, snapshot, options, now, environ, key,
-                                   connect, confirm, context)
+    environments = EnvironmentPass(result, settings, snapshot, options, planned_at, now,
+                                   environ, key, connect, confirm, context)
     for name in order:
         env_run = EnvironmentRun(name, for_gate_only=name not in wanted)
         result.environments.append(env_run)
@@ -331,7 +342,8 @@ class EnvironmentPass:
     settings: Settings
     snapshot: Snapshot
     options: PassOptions
-    now: datetime
+    now: datetime  # the moment planned at
+    wall: datetime  # the moment this pass runs (later than ``now`` for a saved plan)
     environ: Mapping[str, str]
     key: SecretsKey | None
     connect: Connect
@@ -348,7 +360,11 @@ class EnvironmentPass:
             aws = self.context.client(env, self.settings.installation, self.environ,
                                       self.connect)
             plan, secret_values = self._plan(env_run, env, aws)
-            lease = _lease(self.context, aws, self.result, self.settings, name, self.now)
+            if self.options.saved is not None and not env_run.for_gate_only:
+                self._check_saved(env_run, self.options.saved)
+                if env_run.error:
+                    return
+            lease = _lease(self.context, aws, self.result, self.settings, name, self.wall)
             if lease is not None and lease.held:  # still ours? (its thread renews it)
                 lease.wait(0)
             if (self.options.apply and not env_run.for_gate_only
@@ -392,6 +408,28 @@ class EnvironmentPass:
         env_run.plan = plan
         self.context.events.planned(name, plan, self.result.revision)
         return plan, secret_values
+
+    def _check_saved(self, env_run: EnvironmentRun, saved: SavedPlan) -> None:
+        """The plan made again must be the saved one (``env_run.error`` says what moved),
+        and no replacement may start before now: it would run again what ran."""
+        name = env_run.environment
+        assert env_run.plan is not None and env_run.live is not None
+        saved_env = saved.environment(name)
+        if saved_env is None:
+            env_run.error = f"the plan file has no plan for {name}"
+            return
+        found = moved(saved_env, env_run.live, env_run.plan)
+        wall = self.wall.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        for action in env_run.plan.actions:
+            start = schedule_start(action.desired) if action.desired else None
+            if action.will_change and action.action is Action.REPLACE and start \
+                    and start <= wall:
+                found.append(f"{action.pipeline}: its replacement was to start at {start} "
+                             "(UTC), which has passed")
+        if found:
+            env_run.error = (f"the plan no longer holds for {name}, nothing was applied: "
+                             + "; ".join(found) + ": plan again")
+            self.context.events.environment_failed(name, env_run.error, self.result.revision)
 
     def _apply(self, env_run: EnvironmentRun, plan: EnvironmentPlan, aws: AwsEnvironment,
                lease: Lease | None, secret_values: dict[str, dict[str, str]]) -> None:

@@ -4,6 +4,7 @@ pass of the engine; they differ in what they print and whether they apply."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from .common import (
     EXIT_CHANGES,
     EXIT_INVALID,
     EXIT_OK,
+    CliError,
     allow_dirty_option,
     allow_replace_option,
     allow_rollback_option,
@@ -36,7 +38,7 @@ from .common import (
 
 
 def one_pass(root: str, options: Any, *, confirm: Any = None, lease_wait: float = 0.0,
-             lease_seconds: float = 300.0) -> Any:
+             lease_seconds: float = 300.0, now: datetime | None = None) -> Any:
     """One pass of the engine over the repository at ``root``, its problems and errors
     printed; the engine's :class:`Run`."""
     from ..engine import Events, PassContext, run
@@ -46,7 +48,8 @@ def one_pass(root: str, options: Any, *, confirm: Any = None, lease_wait: float 
     base = find_root(root)
     context = PassContext(events=Events(), leases=Leases(
         seconds=lease_seconds, wait=lease_wait, clock=lambda: datetime.now(UTC)))
-    result = run(base, options, now=datetime.now(UTC), confirm=confirm, context=context)
+    result = run(base, options, now=now or datetime.now(UTC), confirm=confirm,
+                 context=context)
     print_problems(base, result.problems)
     if result.embedded_state is not None:
         where = display_path(Path.cwd(), str(result.embedded_state))
@@ -103,13 +106,48 @@ def apply_exit(result: Any) -> int:
 
 def _options(environments: tuple[str, ...], pipelines: tuple[str, ...], *, apply: bool,
              allow_replace: tuple[str, ...] = (), allow_rollback: bool = False,
-             allow_dirty: bool = False, overrides: str | None = None) -> Any:
+             allow_dirty: bool = False, overrides: str | None = None, saved: Any = None
+             ) -> Any:
     from ..engine import PassOptions
 
     return PassOptions(environments=tuple(environments), pipelines=frozenset(pipelines),
                        apply=apply, allow_replace=frozenset(allow_replace),
                        allow_rollback=allow_rollback, allow_dirty=allow_dirty,
-                       overrides=load_overrides(overrides))
+                       overrides=load_overrides(overrides), saved=saved)
+
+
+def _save_plan(result: Any, out: str, options: Any, planned_at: datetime) -> None:
+    """Write the plan of ``result`` to ``out`` for ``apply FILE``; never a plan with errors."""
+    from ..plan.saved import SavedPlan, saved_environment
+
+    if result.failed:
+        raise CliError(f"{out}: not written: the plan has errors (above); fix them and plan "
+                       "again")
+    target = Path(out)
+    root = os.path.relpath(result.root.resolve(), target.resolve().parent)
+    saved = SavedPlan(
+        revision=result.revision, planned_at=planned_at,
+        environments=options.environments, pipelines=tuple(sorted(options.pipelines)),
+        allow_replace=tuple(sorted(options.allow_replace)),
+        allow_rollback=options.allow_rollback, root=Path(root).as_posix(),
+        plans=tuple(saved_environment(e.plan, e.live) for e in result.wanted
+                    if e.plan is not None and e.live is not None))
+    try:
+        target.write_text(saved.to_json())
+    except OSError as exc:
+        raise CliError(f"{out}: cannot write the plan: {exc.strerror}") from None
+    click.secho(f"plan saved to {out}: reconciler apply {out} applies exactly it",
+                fg="cyan", err=True)
+
+
+def _load_plan(path: Path) -> Any:
+    from ..plan.saved import SavedPlan
+
+    try:
+        return SavedPlan.from_json(path.read_text(), str(path))
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: not a plan file (not text); a repository is a folder "
+                       "holding reconciler.yaml") from None
 
 
 @main.command()
@@ -119,9 +157,15 @@ def _options(environments: tuple[str, ...], pipelines: tuple[str, ...], *, apply
 @click.option("--format", "output_format", type=click.Choice(["text", "json", "markdown"]),
               default="text", show_default=True,
               help="text for terminals, json for machines, markdown for a PR comment.")
+@click.option("--out", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also save the plan to FILE; reconciler apply FILE then applies exactly "
+                   "it, or refuses if git or AWS moved since.")
+@allow_replace_option
+@allow_rollback_option
 @overrides_option
 def plan(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
-         output_format: str, overrides: str | None) -> None:
+         output_format: str, out: str | None, allow_replace: tuple[str, ...],
+         allow_rollback: bool, overrides: str | None) -> None:
     """Show what apply would change in each environment, and why.
 
     Compiles the repository at ROOT, reads the live pipelines of each environment (by their
@@ -132,6 +176,9 @@ def plan(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
     unknown (its manifest does not compile: never touched). Changed scripts and SQL are
     shown as unified diffs. Works on a checkout with uncommitted changes, and says so.
 
+    With --out FILE the plan is saved too (with the approvals given here), for a reviewer to
+    approve and reconciler apply FILE to carry out; a plan with errors is not saved.
+
     \b
     Exit status (as terraform plan -detailed-exitcode):
       0  in sync
@@ -140,8 +187,10 @@ def plan(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
     """
     from ..plan.render import as_json, as_markdown
 
-    result = one_pass(root, _options(environments, pipelines, apply=False,
-                                     overrides=overrides))
+    planned_at = datetime.now(UTC).replace(microsecond=0)
+    options = _options(environments, pipelines, apply=False, allow_replace=allow_replace,
+                       allow_rollback=allow_rollback, overrides=overrides)
+    result = one_pass(root, options, now=planned_at)
     plans, errors = _plans(result)
     if output_format == "json":
         click.echo(as_json(plans, errors, result.revision,
@@ -150,13 +199,16 @@ def plan(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
         click.echo(as_markdown(plans, errors, result.revision, approval_hint), nl=False)
     else:
         echo_plan_text(result)
+    if out:
+        _save_plan(result, out, options, planned_at)
     if result.failed:
         sys.exit(EXIT_INVALID)
     sys.exit(EXIT_CHANGES if result.has_changes else EXIT_OK)
 
 
 @main.command()
-@root_argument
+@click.argument("target", default=".", metavar="[ROOT | PLANFILE]",
+                type=click.Path(exists=True))
 @env_option
 @pipeline_option
 @allow_replace_option
@@ -166,10 +218,17 @@ def plan(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
 @lease_wait_option
 @overrides_option
 @click.option("--yes", is_flag=True, help="Apply without asking.")
-def apply(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
+def apply(target: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
           allow_replace: tuple[str, ...], allow_rollback: bool, allow_dirty: bool,
           lease_seconds: float, lease_wait: float, overrides: str | None, yes: bool) -> None:
     """Apply the plan of each environment: show it, ask, apply, print the results.
+
+    Given a PLANFILE (reconciler plan --out FILE) instead of a repository, applies exactly
+    that plan without asking: its environments, pipelines and approvals, planned again at
+    the moment it was made. It refuses, naming what moved and applying nothing there, when
+    the repository is at another revision, when a live pipeline appeared, went or was
+    changed, when anything would be planned differently, or when a replacement would start
+    in the past.
 
     Pipelines are applied one by one; one failure is reported and the others go on. Secrets
     are read from where the config says (environment variables, mounted files) at this
@@ -191,11 +250,28 @@ def apply(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
         return yes or click.confirm(f"Apply these changes to {plan.environment}?",
                                     default=False)
 
-    result = one_pass(root, _options(environments, pipelines, apply=True,
-                                     allow_replace=allow_replace,
-                                     allow_rollback=allow_rollback, allow_dirty=allow_dirty,
-                                     overrides=overrides),
-                      confirm=confirm, lease_wait=lease_wait, lease_seconds=lease_seconds)
+    if Path(target).is_file():
+        if environments or pipelines or allow_replace or allow_rollback:
+            raise click.UsageError("a plan file carries its environments, pipelines and "
+                                   "approvals: give them to reconciler plan --out, not here")
+        saved = _load_plan(Path(target))
+        root = Path(target).parent / saved.root
+        if not (root / "reconciler.yaml").is_file():
+            raise CliError(f"{target}: the plan was made in the repository {saved.root} "
+                           "(relative to the plan file), which is not there: apply it beside "
+                           "the checkout it was made in")
+        options = _options(saved.environments, saved.pipelines, apply=True,
+                           allow_replace=saved.allow_replace,
+                           allow_rollback=saved.allow_rollback, allow_dirty=allow_dirty,
+                           overrides=overrides, saved=saved)
+        result = one_pass(str(root), options, lease_wait=lease_wait,
+                          lease_seconds=lease_seconds)
+    else:
+        result = one_pass(target, _options(environments, pipelines, apply=True,
+                                           allow_replace=allow_replace,
+                                           allow_rollback=allow_rollback,
+                                           allow_dirty=allow_dirty, overrides=overrides),
+                          confirm=confirm, lease_wait=lease_wait, lease_seconds=lease_seconds)
     echo_results(result)
     for env in result.wanted:
         if env.error:

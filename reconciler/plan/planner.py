@@ -352,7 +352,7 @@ class _Context:
                               "replace: allowed in the manifest, or set policy.allow_replace: "
                               "true", changes, Approval.REPLACE)
         replacement = starting_after(self.wanted, self.desired.now)
-        start = _schedule_start(replacement)
+        start = schedule_start(replacement)
         note = f"; the new pipeline starts at {start}" if start else ""
         return self.act(Action.REPLACE, why + note, changes, replacement)
 
@@ -401,7 +401,8 @@ def starting_after(pipeline: CompiledPipeline, now: datetime | None) -> Compiled
     return replace(pipeline, objects=tuple(objects))
 
 
-def _schedule_start(pipeline: CompiledPipeline) -> str | None:
+def schedule_start(pipeline: CompiledPipeline) -> str | None:
+    """The first schedule's ``startDateTime`` (UTC, as the definition writes it)."""
     return next((o.get("startDateTime") for o in pipeline.objects if o.type == "Schedule"), None)
 
 
