@@ -301,8 +301,13 @@ def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
     wanted = [e for e in wanted if e in settings.environments]
     order = promotion_order(settings.environments, [*wanted, *gates])
     if options.apply and context.leases.all_or_none:
-        held = _take_every_lease(context, result, settings, order, wanted, environ, connect,
-                                 now)
+        def lease_of(name: str) -> Callable[[], Lease | None]:
+            env = settings.environments[name]
+            return lambda: _lease(context, context.client(env, settings.installation, environ,
+                                                          connect), result, settings, name, now)
+
+        held = context.leases.take_every((name, lease_of(name)) for name in order
+                                         if name in wanted)
         if held is not None:  # a standby: it plans nothing, and tries again when it expires
             result.lease_held = held[1]
             why = f"{held[0]}: {held[1]}"
@@ -447,27 +452,6 @@ class EnvironmentPass:
         if stopped is not None:
             raise stopped if isinstance(stopped, LeaseLost) else \
                 LeaseLost(lease.uri if lease else "", stopped.message)
-
-
-def _take_every_lease(context: PassContext, result: Run, settings: Settings, order: list[str],
-                      wanted: list[str], environ: Mapping[str, str], connect: Connect,
-                      now: datetime) -> tuple[str, LeaseHeld] | None:
-    """Take (or renew) every wanted environment's lease, in order; when another writer holds
-    one, give back the ones taken and say who holds it. An environment that cannot be
-    reached is left to its own pass (it reports its error there)."""
-    for name in [n for n in order if n in wanted]:
-        try:
-            aws = context.client(settings.environments[name], settings.installation, environ,
-                                 connect)
-            lease = _lease(context, aws, result, settings, name, now)
-            if lease is not None:
-                lease.wait(0)
-        except LeaseHeld as exc:
-            context.leases.release()
-            return name, exc
-        except AwsError:
-            continue
-    return None
 
 
 def artifacts_place(result: Run, env: str) -> tuple[str, str] | None:

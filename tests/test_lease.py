@@ -212,3 +212,32 @@ def test_a_writers_leases_are_made_once_and_given_back_after_a_pass_unless_kept(
     controller.after_pass()  # the controller keeps them, renewing
     assert body(aws)["holder"] == "controller" and "released" not in body(aws)
     controller.release()
+
+
+def test_every_lease_or_none_is_taken(aws, clock):
+    from reconciler.live.lease import Leases
+
+    staging_uri = f"s3://{BUCKET}/staging/.reconciler/lease/default.json"
+    other = Leases(holder="other", seconds=30.0, clock=clock)
+    taken = other.of("prod", aws, URI, clock(), on_lost=print)
+    assert taken is not None and taken.acquire() is None  # another writer holds prod's
+    mine = Leases(holder="mine", seconds=30.0, all_or_none=True, clock=clock)
+
+    def lease_of(env: str, uri: str):
+        return lambda: mine.of(env, aws, uri, clock(), on_lost=print)
+
+    def unreachable():
+        raise AwsError("GetObject", "RequestTimeout", "no answer", None)
+
+    held = mine.take_every([("staging", lease_of("staging", staging_uri)),
+                            ("dev", unreachable), ("prod", lease_of("prod", URI))])
+    assert held is not None and held[0] == "prod" and held[1].holder == "other"
+    assert mine.held == {}  # staging's, taken first, was given back
+    staging = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=staging_uri.split("/", 3)[3])[
+        "Body"].read())
+    assert staging["holder"] == "mine" and staging["released"] is True
+    other.release()
+    assert mine.take_every([("staging", lease_of("staging", staging_uri)),
+                            ("prod", lease_of("prod", URI))]) is None
+    assert set(mine.held) == {"staging", "prod"} and body(aws)["holder"] == "mine"
+    mine.release()

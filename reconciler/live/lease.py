@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -292,6 +292,24 @@ class Leases:
             self.held[env] = lease
         lease.guard(aws.datapipeline)
         return lease
+
+    def take_every(self, leases: Iterable[tuple[str, Callable[[], Lease | None]]]
+                   ) -> tuple[str, LeaseHeld] | None:
+        """Take (or renew) each environment's lease, in the order given (``all_or_none``):
+        when another writer holds one, give back the ones taken and say which environment
+        and who holds it. An environment that cannot be reached is skipped: its own pass
+        reports the error."""
+        for env, lease_of in leases:
+            try:
+                lease = lease_of()
+                if lease is not None:
+                    lease.wait(0)
+            except LeaseHeld as exc:
+                self.release()
+                return env, exc
+            except AwsError:
+                continue
+        return None
 
     def release(self) -> None:
         """Give every lease back (one that cannot be given back expires by itself)."""
