@@ -104,6 +104,16 @@ lease_wait_option = click.option(
          "another apply) before giving up on it.")
 
 
+def writer_options(command: Any) -> Any:
+    """The options of every command that writes to AWS (apply, sync): which environments and
+    pipelines, the approvals, the dirty-tree rule, the lease and the overrides."""
+    for option in reversed([env_option, pipeline_option, allow_rollback_option,
+                            allow_dirty_option, lease_seconds_option, lease_wait_option,
+                            overrides_option]):
+        command = option(command)
+    return command
+
+
 def approval_hint(action: Any) -> str | None:
     """How to approve a blocked :class:`~reconciler.plan.planner.PlannedAction` from the
     command line: the planner's reasons say what is blocked, the CLI names its flags."""

@@ -19,21 +19,19 @@ from .common import (
     EXIT_INVALID,
     EXIT_OK,
     CliError,
-    allow_dirty_option,
     allow_replace_option,
     allow_rollback_option,
     approval_hint,
     configure_logging,
     display_path,
     env_option,
-    lease_seconds_option,
-    lease_wait_option,
     load_overrides,
     main,
     overrides_option,
     pipeline_option,
     print_problems,
     root_argument,
+    writer_options,
 )
 
 
@@ -209,14 +207,8 @@ def plan(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
 @main.command()
 @click.argument("target", default=".", metavar="[ROOT | PLANFILE]",
                 type=click.Path(exists=True))
-@env_option
-@pipeline_option
+@writer_options
 @allow_replace_option
-@allow_rollback_option
-@allow_dirty_option
-@lease_seconds_option
-@lease_wait_option
-@overrides_option
 @click.option("--yes", is_flag=True, help="Apply without asking.")
 def apply(target: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
           allow_replace: tuple[str, ...], allow_rollback: bool, allow_dirty: bool,
@@ -285,13 +277,7 @@ def apply(target: str, environments: tuple[str, ...], pipelines: tuple[str, ...]
 
 @main.command()
 @root_argument
-@env_option
-@pipeline_option
-@allow_rollback_option
-@allow_dirty_option
-@lease_seconds_option
-@lease_wait_option
-@overrides_option
+@writer_options
 @click.option("--once", is_flag=True, help="One pass over every environment, then exit.")
 def sync(root: str, environments: tuple[str, ...], pipelines: tuple[str, ...],
          allow_rollback: bool, allow_dirty: bool, lease_seconds: float, lease_wait: float,
