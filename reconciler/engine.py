@@ -35,6 +35,7 @@ from .desired.overrides import Overrides, OverridesError
 from .desired.project import ProjectResult, compile_project
 from .errors import Problem
 from .live.aws import AwsEnvironment, AwsError
+from .live.inventory import Inventory
 from .live.lease import Lease, LeaseHeld, LeaseLost, Leases, lease_uri
 from .live.model import TAG_REVISION, LiveDefinition, LiveState
 from .live.pacing import Pacer
@@ -137,6 +138,9 @@ class PassContext:
     hold: Callable[[str, str], str | None] = lambda env, pipeline: None
     stopping: Callable[[], bool] = lambda: False
     leases: Leases = field(default_factory=Leases)  # one writer per environment
+    # the live state between passes (the controller's): a pass reads what may have changed
+    # and the full inventory every resync; None: every pass reads it all (a command)
+    inventory: Inventory | None = None
 
     def client(self, env: Environment, installation: str, environ: Mapping[str, str],
                connect: Connect) -> AwsEnvironment:
@@ -160,6 +164,8 @@ class PassOptions:
     allow_rollback: bool = False
     allow_dirty: bool = False
     overrides: Overrides | None = None  # the installation's (reconciler run --overrides)
+    # read only what may have changed since the last full read (context.inventory)
+    targeted: bool = False
     # apply exactly this plan (plan --out): refused where the plan made again differs
     saved: SavedPlan | None = None
 
@@ -311,6 +317,8 @@ def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
         if held is not None:  # a standby: it plans nothing, and tries again when it expires
             result.lease_held = held[1]
             why = f"{held[0]}: {held[1]}"
+            if context.inventory is not None:
+                context.inventory.forget()  # another writer: what was kept may be stale
             for name in wanted:
                 result.environments.append(EnvironmentRun(name, waiting=why))
             context.events.waiting(why, result.revision)
@@ -355,6 +363,7 @@ class EnvironmentPass:
     confirm: Callable[[EnvironmentPlan], bool] | None
     context: PassContext
     applied_ok: dict[str, dict[str, bool]] = field(default_factory=dict)
+    listings: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # by scope
 
     def run(self, env_run: EnvironmentRun) -> None:
         """Read, plan and (when asked) apply ``env_run``'s environment; its errors, and a
@@ -378,10 +387,14 @@ class EnvironmentPass:
                 self._apply(env_run, plan, aws, lease, secret_values)
             self.applied_ok[name] = _in_sync(plan, env_run.results, self.options.apply)
         except (LeaseHeld, LeaseLost) as exc:
+            if self.context.inventory is not None:
+                self.context.inventory.forget(name)
             env_run.waiting = str(exc)
             self.applied_ok[name] = {}
             events.environment_failed(name, str(exc), revision)
         except AwsError as exc:
+            if self.context.inventory is not None:
+                self.context.inventory.forget(name)
             env_run.error = str(exc)
             env_run.error_temporary = exc.temporary
             events.environment_failed(name, str(exc), revision)
@@ -399,8 +412,11 @@ class EnvironmentPass:
                                                          options, self.now)
         self.context.events.secrets([v for values in secret_values.values()
                                      for v in values.values()])
-        live = _only(aws.read_managed(), desired, options)
-        definitions = _definitions(aws, desired, live, env.policy.drift_checks_per_pass,
+        live, full = self._read_live(aws, desired)
+        live = _only(live, desired, options)
+        # drift outside git is looked for with the full reads (the resync)
+        definitions = _definitions(aws, desired, live,
+                                   env.policy.drift_checks_per_pass if full else 0,
                                    self.context.drift_ledger)
         desired = _with_facts(desired, live, definitions, aws, self.result)
         env_run.live, env_run.desired = live, desired
@@ -413,6 +429,26 @@ class EnvironmentPass:
         env_run.plan = plan
         self.context.events.planned(name, plan, self.result.revision)
         return plan, secret_values
+
+    def _read_live(self, aws: AwsEnvironment, desired: DesiredEnvironment
+                   ) -> tuple[LiveState, bool]:
+        """The environment's live pipelines, and whether they were read in full: always,
+        unless the pass is ``targeted`` and a full read is kept (live.inventory); then only
+        those that may differ from the kept state."""
+        inventory, name = self.context.inventory, desired.environment
+        if inventory is None or not self.options.targeted or inventory.due(name):
+            listed = None
+            if aws.scope:  # environments of one account share its listing
+                if aws.scope not in self.listings:
+                    self.listings[aws.scope] = aws.list_pipelines()
+                listed = self.listings[aws.scope]
+            live = aws.read_managed(listed)
+            if inventory is not None:
+                inventory.full_read(live)
+            return live, True
+        ids = inventory.to_read(name, {p.name: p.digest for p in desired.pipelines},
+                                [old for p in desired.pipelines for old in p.previous_names])
+        return inventory.refreshed(name, ids, aws.describe_managed(ids)), False
 
     def _check_saved(self, env_run: EnvironmentRun, saved: SavedPlan) -> None:
         """The plan made again must be the saved one (``env_run.error`` says what moved),
@@ -448,6 +484,10 @@ class EnvironmentPass:
                           checkpoint=lease.check if lease is not None else lambda: None,
                           on_result=lambda item: context.events.applied(name, item, revision))
         env_run.results = applier.apply(plan)
+        if context.inventory is not None:  # what this pass wrote is read again next time
+            context.inventory.wrote(name, [
+                *(a.live.pipeline_id for a in plan.actions if a.will_change and a.live),
+                *(r.pipeline_id or "" for r in env_run.results)])
         stopped = applier.stopped_by
         if stopped is not None:
             raise stopped if isinstance(stopped, LeaseLost) else \

@@ -1131,3 +1131,41 @@ def test_exporting_a_revision_unpacks_only_files_inside_the_tree(tmp_path, monke
         if without_filter:
             assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == [
                 "pipelines", "pipelines/a.yaml"]
+
+
+def test_a_webhook_pass_reads_what_the_commit_changed_and_the_interval_reads_it_all(
+        emulator_server, remote, tmp_path):
+    endpoint = emulator_server.endpoint
+    controller = make_controller(remote, endpoint, tmp_path)
+    controller.run_once()  # a full read of both environments, then the creates
+
+    def calls_during(targeted: bool) -> dict[str, int]:
+        before = dict(emulator.CONTROLS.calls)
+        controller.run_once(targeted=targeted)
+        return {op: n - before.get(op, 0) for op, n in emulator.CONTROLS.calls.items()
+                if n != before.get(op, 0)}
+
+    calls_during(True)  # reads again what the first pass created, then nothing is written
+    assert calls_during(True).get("DescribePipelines", 0) == 0  # nothing changed, nothing read
+    revision = remote.edit("pipelines/users.yaml", 'FROM users"', 'FROM users WHERE id > 8"')
+    calls = calls_during(True)
+    assert calls.get("ListPipelines", 0) == 0
+    assert calls["DescribePipelines"] == 2  # users, in each environment
+    # users' definition in each environment, read by the plan and again by the update: no
+    # drift check of the pipelines in sync (those are the full reads')
+    assert calls["GetPipelineDefinition"] == 4 and calls["PutPipelineDefinition"] == 2
+    assert revision_of(endpoint, "staging", "users") == revision
+    assert revision_of(endpoint, "prod", "users") == revision
+    # what it wrote is read again once; then a webhook pass without a change reads nothing
+    assert calls_during(True).get("PutPipelineDefinition", 0) == 0
+    assert calls_during(True).get("DescribePipelines", 0) == 0
+
+    # a pipeline deleted by hand: the interval's full read finds it and creates it again
+    (votes,) = managed(endpoint)[("staging", "discussion_votes")]
+    datapipeline(endpoint).delete_pipeline(pipelineId=votes["id"])
+    assert calls_during(True).get("CreatePipeline", 0) == 0
+    full = calls_during(False)
+    # one listing of the account for both environments (they share endpoint and region)
+    assert full["ListPipelines"] == 1 and full["CreatePipeline"] == 1
+    assert ("staging", "discussion_votes") in managed(endpoint)
+    controller.context.leases.release()

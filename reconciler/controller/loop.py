@@ -37,6 +37,7 @@ from ..engine import (
     connect_environment,
     run_pass,
 )
+from ..live.inventory import Inventory
 from ..live.lease import RUNS_KEY, Leases, state_uri
 from ..live.pacing import Pacer, is_throttle
 from ..observe import CursorStore, Metrics, RunObserver
@@ -141,12 +142,16 @@ class Controller:
                                                                          self.revision),
             stopping=self.stopping.is_set,
             leases=Leases(seconds=self.config.lease_seconds, keep=True, all_or_none=True,
-                          clock=wall))
+                          clock=wall),
+            inventory=Inventory())
 
     # -- one pass -----------------------------------------------------------------------------
 
-    def run_once(self) -> Run | None:
-        """One pass: read the source (or keep the last good revision), plan, apply, observe."""
+    def run_once(self, targeted: bool = False) -> Run | None:
+        """One pass: read the source (or keep the last good revision), plan, apply, observe.
+        ``targeted`` (a webhook's pass): read from AWS only what the commit changed and what
+        this controller wrote since the last full read (live.inventory); the passes of the
+        interval read everything."""
         now = self.wall()
         self.beat()
         self.status.last_pass_started = now
@@ -157,7 +162,7 @@ class Controller:
         self.revision = read.git.revision
         options = PassOptions(environments=self.config.environments, apply=True,
                               allow_rollback=self.config.allow_rollback,
-                              overrides=self.config.overrides)
+                              overrides=self.config.overrides, targeted=targeted)
         result = run_pass(read, options, now=now, environ=self.environ, connect=self.connect,
                           context=self.context)
         self.lease_expires = result.lease_held.expires if result.lease_held else None
@@ -292,15 +297,16 @@ class Controller:
 
     def loop(self) -> None:
         """Passes until :meth:`stop`; never raises (a failed pass is logged and retried)."""
+        woken = False  # by a webhook, not by the interval
         while not self.stopping.is_set():
             self.trigger.clear()
             try:
-                self.run_once()
+                self.run_once(targeted=woken)
             except Exception as exc:  # a bug must not stop the controller; it is reported
                 self.log.exception("pass failed", error=str(exc))
             if self.stopping.is_set():
                 break
-            self.trigger.wait(self.next_wait())
+            woken = self.trigger.wait(self.next_wait())
         self.context.leases.release()
         self.log.info("stopped", passes=self.passes)
 

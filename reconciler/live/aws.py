@@ -149,6 +149,9 @@ class AwsEnvironment:
     # a local service that starts with no buckets (the embedded one): a missing bucket is
     # created; against AWS it is the user's to create
     creates_buckets: bool = False
+    # which account's pipelines ListPipelines shows (endpoint, region, role): environments of
+    # one scope share one listing per pass
+    scope: str = ""
 
     @classmethod
     def connect(cls, env: Environment, installation: str,
@@ -179,15 +182,15 @@ class AwsEnvironment:
         attach(s3, pacer=None, scope=scope, on_request=on_request)
         for client in (datapipeline, s3):
             record_calls(client, call_log)
-        return cls(env, installation, datapipeline, s3, creates_buckets=local)
+        return cls(env, installation, datapipeline, s3, creates_buckets=local, scope=scope)
 
     # -- reading --------------------------------------------------------------------------------
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         return call(self.datapipeline, operation, **kwargs)
 
-    def read_managed(self) -> LiveState:
-        """Every pipeline of this installation and environment, from its tags."""
+    def list_pipelines(self) -> list[tuple[str, str]]:
+        """Every pipeline the scope's account shows (id, name): ListPipelines, page by page."""
         ids: list[tuple[str, str]] = []
         marker = None
         while True:
@@ -196,11 +199,22 @@ class AwsEnvironment:
             if not page.get("hasMoreResults"):
                 break
             marker = page["marker"]
+        return ids
+
+    def read_managed(self, listed: list[tuple[str, str]] | None = None) -> LiveState:
+        """Every pipeline of this installation and environment, from its tags; ``listed``:
+        the scope's listing of this pass, when another environment made it already."""
+        ids = self.list_pipelines() if listed is None else listed
         prefix = self.env.name_prefix
         candidates = [pid for pid, name in ids if name.startswith(prefix)]
+        return LiveState(self.env.name, self.describe_managed(candidates))
+
+    def describe_managed(self, pipeline_ids: list[str]) -> list[LivePipeline]:
+        """Those of ``pipeline_ids`` that this installation manages in this environment
+        (DescribePipelines in batches of 25); the ones gone are left out."""
         managed = []
-        for start in range(0, len(candidates), 25):
-            for desc in self._describe(candidates[start:start + 25]):
+        for start in range(0, len(pipeline_ids), 25):
+            for desc in self._describe(pipeline_ids[start:start + 25]):
                 tags = {t["key"]: t["value"] for t in desc.get("tags", [])}
                 if (tags.get(TAG_MANAGED_BY) != self.installation
                         or tags.get(TAG_ENVIRONMENT) != self.env.name):
@@ -208,7 +222,7 @@ class AwsEnvironment:
                 fields = {f["key"]: f.get("stringValue", "") for f in desc.get("fields", [])}
                 managed.append(LivePipeline(desc["pipelineId"], desc["name"], tags,
                                             fields.get("@pipelineState", "UNKNOWN"), fields))
-        return LiveState(self.env.name, managed)
+        return managed
 
     def _describe(self, batch: list[str]) -> list[dict[str, Any]]:
         try:
