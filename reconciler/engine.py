@@ -34,7 +34,7 @@ from .desired.config import EMBEDDED, Environment, Settings, load_settings
 from .desired.overrides import Overrides, OverridesError
 from .desired.project import ProjectResult, compile_project
 from .errors import Problem
-from .live.aws import AwsEnvironment, AwsError
+from .live.aws import AwsEnvironment, AwsError, ReadInterrupted
 from .live.inventory import Inventory
 from .live.lease import Lease, LeaseHeld, LeaseLost, Leases, lease_uri
 from .live.model import TAG_REVISION, LiveDefinition, LiveState
@@ -137,6 +137,8 @@ class PassContext:
     # why a pipeline of an environment must not be applied now (backing off), or None
     hold: Callable[[str, str], str | None] = lambda env, pipeline: None
     stopping: Callable[[], bool] = lambda: False
+    # something more urgent is waiting (a webhook): give up a full read for the kept one
+    interrupted: Callable[[], bool] = lambda: False
     leases: Leases = field(default_factory=Leases)  # one writer per environment
     # the live state between passes (the controller's): a pass reads what may have changed
     # and the full inventory every resync; None: every pass reads it all (a command)
@@ -437,18 +439,32 @@ class EnvironmentPass:
         those that may differ from the kept state."""
         inventory, name = self.context.inventory, desired.environment
         if inventory is None or not self.options.targeted or inventory.due(name):
-            listed = None
-            if aws.scope:  # environments of one account share its listing
-                if aws.scope not in self.listings:
-                    self.listings[aws.scope] = aws.list_pipelines()
-                listed = self.listings[aws.scope]
-            live = aws.read_managed(listed)
+            # with a kept read to fall back on, a full read gives way to a webhook's commit
+            interrupted = self.context.interrupted \
+                if inventory is not None and not inventory.due(name) else None
+            try:
+                listed = None
+                if aws.scope:  # environments of one account share its listing
+                    if aws.scope not in self.listings:
+                        self.listings[aws.scope] = aws.list_pipelines(interrupted)
+                    listed = self.listings[aws.scope]
+                live = aws.read_managed(listed, interrupted)
+            except ReadInterrupted:
+                assert inventory is not None
+                return self._read_changed(inventory, aws, desired), False
             if inventory is not None:
                 inventory.full_read(live)
             return live, True
+        return self._read_changed(inventory, aws, desired), False
+
+    @staticmethod
+    def _read_changed(inventory: Inventory, aws: AwsEnvironment, desired: DesiredEnvironment
+                      ) -> LiveState:
+        """The kept read, with what may differ from it read again."""
+        name = desired.environment
         ids = inventory.to_read(name, {p.name: p.digest for p in desired.pipelines},
                                 [old for p in desired.pipelines for old in p.previous_names])
-        return inventory.refreshed(name, ids, aws.describe_managed(ids)), False
+        return inventory.refreshed(name, ids, aws.describe_managed(ids))
 
     def _check_saved(self, env_run: EnvironmentRun, saved: SavedPlan) -> None:
         """The plan made again must be the saved one (``env_run.error`` says what moved),

@@ -140,7 +140,7 @@ class Controller:
             events=ControllerEvents(self), compile_cache=CompileCache(), pacer=Pacer(),
             reuse_clients=True, hold=lambda env, name: self.status.hold(env, name,
                                                                          self.revision),
-            stopping=self.stopping.is_set,
+            stopping=self.stopping.is_set, interrupted=self.trigger.is_set,
             leases=Leases(seconds=self.config.lease_seconds, keep=True, all_or_none=True,
                           clock=wall),
             inventory=Inventory())

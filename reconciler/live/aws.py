@@ -11,7 +11,7 @@ whatever botocore raises (service errors, connection errors, missing credentials
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -68,6 +68,14 @@ class AwsError(ReconcilerError):
         else (a definition AWS refuses, a missing pipeline, denied access) needs a change."""
         return (self.code in THROTTLING or (self.status is not None and self.status >= 500)
                 or self.status is None)
+
+
+class ReadInterrupted(ReconcilerError):
+    """A full read given up for something more urgent (a webhook's commit): nothing is
+    wrong, the read is made again later."""
+
+    def __init__(self, operation: str):
+        super().__init__(f"the full read was interrupted before {operation}")
 
 
 def call(client: Any, operation: str, **kwargs: Any) -> Any:
@@ -189,11 +197,15 @@ class AwsEnvironment:
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         return call(self.datapipeline, operation, **kwargs)
 
-    def list_pipelines(self) -> list[tuple[str, str]]:
-        """Every pipeline the scope's account shows (id, name): ListPipelines, page by page."""
+    def list_pipelines(self, interrupted: Callable[[], bool] | None = None
+                       ) -> list[tuple[str, str]]:
+        """Every pipeline the scope's account shows (id, name): ListPipelines, page by page;
+        :class:`ReadInterrupted` between pages once ``interrupted()``."""
         ids: list[tuple[str, str]] = []
         marker = None
         while True:
+            if interrupted is not None and interrupted():
+                raise ReadInterrupted("ListPipelines")
             page = self._call("list_pipelines", **({"marker": marker} if marker else {}))
             ids += [(p["id"], p["name"]) for p in page.get("pipelineIdList", [])]
             if not page.get("hasMoreResults"):
@@ -201,19 +213,24 @@ class AwsEnvironment:
             marker = page["marker"]
         return ids
 
-    def read_managed(self, listed: list[tuple[str, str]] | None = None) -> LiveState:
+    def read_managed(self, listed: list[tuple[str, str]] | None = None,
+                     interrupted: Callable[[], bool] | None = None) -> LiveState:
         """Every pipeline of this installation and environment, from its tags; ``listed``:
-        the scope's listing of this pass, when another environment made it already."""
-        ids = self.list_pipelines() if listed is None else listed
+        the scope's listing of this pass, when another environment made it already;
+        :class:`ReadInterrupted` between calls once ``interrupted()``."""
+        ids = self.list_pipelines(interrupted) if listed is None else listed
         prefix = self.env.name_prefix
         candidates = [pid for pid, name in ids if name.startswith(prefix)]
-        return LiveState(self.env.name, self.describe_managed(candidates))
+        return LiveState(self.env.name, self.describe_managed(candidates, interrupted))
 
-    def describe_managed(self, pipeline_ids: list[str]) -> list[LivePipeline]:
+    def describe_managed(self, pipeline_ids: list[str],
+                         interrupted: Callable[[], bool] | None = None) -> list[LivePipeline]:
         """Those of ``pipeline_ids`` that this installation manages in this environment
         (DescribePipelines in batches of 25); the ones gone are left out."""
         managed = []
         for start in range(0, len(pipeline_ids), 25):
+            if interrupted is not None and interrupted():
+                raise ReadInterrupted("DescribePipelines")
             for desc in self._describe(pipeline_ids[start:start + 25]):
                 tags = {t["key"]: t["value"] for t in desc.get("tags", [])}
                 if (tags.get(TAG_MANAGED_BY) != self.installation
