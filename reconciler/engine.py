@@ -98,6 +98,9 @@ class Events:
     def planned(self, env: str, plan: EnvironmentPlan, revision: str) -> None:
         self.log.info("planned", env=env, revision=revision, **plan.counts())
 
+    def apply_started(self, env: str, total: int) -> None:
+        """An apply of ``total`` actions begins in ``env`` (each then reports ``applied``)."""
+
     def applied(self, env: str, result: ActionResult, revision: str) -> None:
         event = self.log.error if result.failed else self.log.info
         event("applied", env=env, revision=revision, pipeline=result.pipeline,
@@ -499,6 +502,7 @@ class EnvironmentPass:
                           stopping=context.stopping,
                           checkpoint=lease.check if lease is not None else lambda: None,
                           on_result=lambda item: context.events.applied(name, item, revision))
+        context.events.apply_started(name, sum(a.will_change for a in plan.actions))
         env_run.results = applier.apply(plan)
         if context.inventory is not None:  # what this pass wrote is read again next time
             context.inventory.wrote(name, [

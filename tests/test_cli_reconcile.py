@@ -102,3 +102,32 @@ def test_a_crash_at_any_point_converges_without_duplicates(endpoint, repo, crash
     steady = cli(endpoint, "plan", str(repo))
     assert steady.code == 0, steady.stdout
     assert "staging (revision" in steady.stdout and "2 in sync" in steady.stdout
+
+
+def test_apply_shows_a_progress_bar_on_a_terminal_and_none_in_ci(endpoint, repo):
+    import pty
+
+    environ = {key: value for key, value in os.environ.items() if key != "CI"}
+    environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                    "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                    **SECRETS})
+    leader, follower = pty.openpty()  # stderr is a terminal, as when a person runs it
+    proc = subprocess.run([sys.executable, "-m", "reconciler", "apply", "--yes", "--env",
+                           "staging", str(repo)], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=follower, env=environ, timeout=120)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal is closed and drained
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert proc.returncode == 0, shown.decode(errors="replace")
+    assert b"staging: applying" in shown and b"2/2" in shown
+    assert b'"event": "applied"' not in shown  # the bar stands for each success's log line
+    quiet = cli(endpoint, "apply", "--yes", "--env", "prod", str(repo), CI="true")
+    assert quiet.code == 0 and "applying" not in quiet.stderr

@@ -1138,6 +1138,11 @@ def test_a_webhook_pass_reads_what_the_commit_changed_and_the_interval_reads_it_
     endpoint = emulator_server.endpoint
     controller = make_controller(remote, endpoint, tmp_path)
     controller.run_once()  # a full read of both environments, then the creates
+    for env in ("staging", "prod"):  # each apply's progress: 2 creates of 2
+        assert sample(scrape(controller), "dataduct_pass_progress_ratio", env=env) == 1
+        progress = controller.status.to_json()["environments"][env]["progress"]
+        assert (progress["done"], progress["total"], progress["failed"]) == (2, 2, 0)
+        assert progress["estimated_end"] is not None
 
     def calls_during(targeted: bool) -> dict[str, int]:
         before = dict(emulator.CONTROLS.calls)

@@ -75,3 +75,16 @@ def test_a_pipeline_in_git_but_not_in_the_account_is_missing():
 ])
 def test_settled_is_what_reconciler_status_exits_0_on(sync, health_status, expected):
     assert settled(sync, health_status) is expected
+
+
+def test_progress_estimates_the_end_at_the_pace_so_far():
+    from reconciler.apply.progress import Progress
+
+    progress = Progress("prod", total=4, started=100.0)
+    assert progress.remaining_seconds(100.0) is None and progress.ratio == 0
+    progress.step()
+    progress.step(failed=True)
+    assert progress.ratio == 0.5 and progress.remaining_seconds(110.0) == 10.0
+    assert progress.to_json(110.0, wall=1_000.0) == {
+        "done": 2, "total": 4, "failed": 1, "ratio": 0.5, "estimated_end": 1_010.0}
+    assert Progress("prod", total=0, started=0.0).ratio == 1.0

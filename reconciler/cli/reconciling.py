@@ -35,19 +35,29 @@ from .common import (
 )
 
 
+def show_progress() -> bool:
+    """A progress bar on stderr: on a terminal, and not in CI."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
 def one_pass(root: str, options: Any, *, confirm: Any = None, lease_wait: float = 0.0,
              lease_seconds: float = 300.0, now: datetime | None = None) -> Any:
     """One pass of the engine over the repository at ``root``, its problems and errors
     printed; the engine's :class:`Run`."""
-    from ..engine import Events, PassContext, run
+    from ..engine import PassContext, run
     from ..live.lease import Leases
+    from .progress import CommandEvents
 
     configure_logging(logging.INFO if options.apply else logging.WARNING)
     base = find_root(root)
-    context = PassContext(events=Events(), leases=Leases(
+    events = CommandEvents(bar=show_progress())
+    context = PassContext(events=events, leases=Leases(
         seconds=lease_seconds, wait=lease_wait, clock=lambda: datetime.now(UTC)))
-    result = run(base, options, now=now or datetime.now(UTC), confirm=confirm,
-                 context=context)
+    try:
+        result = run(base, options, now=now or datetime.now(UTC), confirm=confirm,
+                     context=context)
+    finally:
+        events.finish()
     print_problems(base, result.problems)
     if result.embedded_state is not None:
         where = display_path(Path.cwd(), str(result.embedded_state))

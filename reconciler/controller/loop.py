@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import structlog
 
 from ..apply.executor import ActionResult
+from ..apply.progress import Progress
 from ..desired.cache import CompileCache
 from ..desired.overrides import Overrides
 from ..engine import (
@@ -89,10 +90,25 @@ class ControllerEvents(Events):
         if plan.has_changes or plan.errors:  # an unchanged environment is not news
             super().planned(env, plan, revision)
 
+    def apply_started(self, env: str, total: int) -> None:
+        progress = Progress(env, total, time.monotonic())
+        self.controller.status.environment(env).progress = progress
+        self._show(progress)
+
     def applied(self, env: str, result: ActionResult, revision: str) -> None:
         super().applied(env, result, revision)
         self.controller.metrics.sync_actions.labels(env, result.action.value,
                                                     result.outcome).inc()
+        progress = self.controller.status.environment(env).progress
+        if progress is not None:
+            progress.step(result.failed)
+            self._show(progress)
+
+    def _show(self, progress: Progress) -> None:
+        metrics = self.controller.metrics
+        metrics.pass_progress.labels(progress.environment).set(progress.ratio)
+        left = progress.remaining_seconds(time.monotonic())
+        metrics.pass_remaining.labels(progress.environment).set(left or 0.0)
 
     def aws_request(self, env: str, operation: str, code: str) -> None:
         self.controller.beat()  # a pass retrying AWS is alive, however long it takes

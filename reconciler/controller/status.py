@@ -10,12 +10,14 @@ newest revision, never the one that failed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..apply.executor import ActionResult
+from ..apply.progress import Progress
 from ..plan.planner import PlannedAction
 from .health import Health, SyncStatus, sync_status
 
@@ -63,6 +65,7 @@ class EnvironmentStatus:
     waiting: str | None = None  # another writer holds the lease
     last_pass: datetime | None = None
     pipelines: dict[str, PipelineStatus] = field(default_factory=dict)
+    progress: Progress | None = None  # the current (or last) apply
 
 
 @dataclass
@@ -145,6 +148,7 @@ class Status:
 
     def to_json(self) -> dict[str, Any]:
         source = self.source
+        moment, wall = time.monotonic(), self.now().timestamp()
         return {
             "source": {"location": source.location, "revision": source.revision,
                        "stale": source.stale, "error": source.error,
@@ -156,6 +160,8 @@ class Status:
             "environments": {
                 name: {"error": env.error, "waiting": env.waiting,
                        "last_pass": env.last_pass.isoformat() if env.last_pass else None,
+                       "progress": env.progress.to_json(moment, wall) if env.progress
+                       else None,
                        "pipelines": [p.to_json() for _, p in sorted(env.pipelines.items())]}
                 for name, env in sorted(self.environments.items())},
         }

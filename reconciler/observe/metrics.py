@@ -73,6 +73,14 @@ class Metrics:
         self.late = Gauge(
             "dataduct_pipeline_late_seconds", "How far the pipeline's latest expected run is "
             "overdue (0 when on time).", ["env", "pipeline"], registry=registry)
+        self.pass_progress = Gauge(
+            "dataduct_pass_progress_ratio", "How far the current (or last) apply of an "
+            "environment is: actions done of its total (1 when it has none left).", ["env"],
+            registry=registry)
+        self.pass_remaining = Gauge(
+            "dataduct_pass_remaining_seconds", "When the current apply of an environment "
+            "should end, at its pace so far (0 when none is running).", ["env"],
+            registry=registry)
         self._pipeline_series: set[tuple[str, ...]] = set()
         self._revision: str | None = None
 
