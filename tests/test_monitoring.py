@@ -271,14 +271,23 @@ def _fires(tmp_path: Path, series: list[dict], alert: str, labels: dict) -> str:
 
 def test_a_pipeline_failing_on_every_attempt_fires_reconcile_failing(
         emulator_server, remote, tmp_path):  # noqa: F811
+    from functools import partial
+
+    from botocore.config import Config
+
     from reconciler.controller import Backoff
     from reconciler.emulator.server import control
+    from reconciler.engine import connect_environment
 
     from .test_controller import make_controller
 
+    # each 5xx fails its action at once (botocore's retries would only make the test slow:
+    # the controller's backoff is what is under test)
     controller = make_controller(remote, emulator_server.endpoint, tmp_path,
                                  environments=("staging",),
-                                 backoff=Backoff(base=60, factor=2, cap=600, stall_after=3))
+                                 backoff=Backoff(base=60, factor=2, cap=600, stall_after=3),
+                                 connect=partial(connect_environment, config=Config(
+                                     retries={"mode": "standard", "max_attempts": 1})))
     control("faults", {"operation": "CreatePipeline", "5xx": 1.0})
     try:
         series = _reconcile_series(controller, 31, "staging")
