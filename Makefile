@@ -119,6 +119,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/compile.py
 	$(BIN)/python benchmarks/emulator.py
 	$(BIN)/python benchmarks/steady_state.py
+	$(BIN)/python benchmarks/latency.py --repeats 5 --quota-pipelines 1000
 
 clean:
 	rm -rf $(VENV) $(TOOLS) build .pytest_cache .ruff_cache
