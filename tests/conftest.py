@@ -185,11 +185,22 @@ def corpus_repo(repo: Path) -> Path:
 
 
 @pytest.fixture
-def endpoint(tmp_path):
-    """A running `reconciler emulator` (a subprocess): its URL, for AWS_ENDPOINT_URL."""
+def endpoint(emulator_process):
+    """A running `reconciler emulator` (a subprocess, one per test worker), emptied before
+    each test: its URL, for AWS_ENDPOINT_URL."""
+    import urllib.request
+
+    request = urllib.request.Request(f"{emulator_process}/_reconciler/reset", data=b"{}",
+                                     method="POST")
+    urllib.request.urlopen(request, timeout=10).read()
+    return emulator_process
+
+
+@pytest.fixture(scope="session")
+def emulator_process(tmp_path_factory):
     from .test_emulator_server import _start_cli_emulator
 
-    proc, url, _ = _start_cli_emulator(tmp_path)
+    proc, url, _ = _start_cli_emulator(tmp_path_factory.mktemp("emulator"))
     yield url
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=20)
