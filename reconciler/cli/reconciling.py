@@ -105,9 +105,8 @@ def apply_exit(result: Any) -> int:
     if blocked:
         click.secho(f"{len(blocked)} change(s) held back by a policy:", fg="magenta", err=True)
         for action in blocked:
-            hint = approval_hint(action)
-            click.secho(f"  {action.environment}: {action.pipeline}: {action.reason}"
-                        + (f" ({hint})" if hint else ""), fg="magenta", err=True)
+            click.secho(f"  {action.environment}: {action.pipeline}: "
+                        f"{action.explained(approval_hint)}", fg="magenta", err=True)
         return EXIT_BLOCKED
     return EXIT_OK
 

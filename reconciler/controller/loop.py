@@ -42,7 +42,7 @@ from ..live.inventory import Inventory
 from ..live.lease import RUNS_KEY, Leases, state_uri
 from ..live.pacing import Pacer, is_throttle
 from ..observe import CursorStore, Metrics, RunObserver
-from ..plan.planner import EnvironmentPlan, PlannedAction, State
+from ..plan.planner import EnvironmentPlan, Hint, PlannedAction, State
 from ..source import SourceRead
 from ..source.follow import SourceError
 from .health import Health, health
@@ -68,7 +68,7 @@ class ControllerConfig:
     lease_seconds: float = 300.0
     runs_budget: int = 20  # pipelines whose runs are read per pass and environment
     # how an operator approves a blocked action (the CLI names its flags); added to reasons
-    approval_hint: Callable[[PlannedAction], str | None] = lambda _action: None
+    approval_hint: Hint | None = None
 
 
 class Source(Protocol):

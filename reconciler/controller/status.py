@@ -18,7 +18,7 @@ from typing import Any
 
 from ..apply.executor import ActionResult
 from ..apply.progress import Progress
-from ..plan.planner import PlannedAction
+from ..plan.planner import Hint, PlannedAction
 from .health import Health, SyncStatus, sync_status
 
 
@@ -129,8 +129,7 @@ class Status:
     def record_plan(self, env: str, actions: list[PlannedAction],
                     results: dict[str, ActionResult],
                     health: Callable[[PlannedAction, ActionResult | None], Health],
-                    hint: Callable[[PlannedAction], str | None] = lambda _action: None
-                    ) -> None:
+                    hint: Hint | None = None) -> None:
         environment = self.environment(env)
         environment.last_pass = self.now()
         seen = set()
@@ -138,8 +137,7 @@ class Status:
             seen.add(planned.pipeline)
             state = self.pipeline(env, planned.pipeline)
             result = results.get(planned.pipeline)
-            extra = hint(planned) if planned.approval is not None else None
-            state.reason = f"{planned.reason} ({extra})" if extra else planned.reason
+            state.reason = planned.explained(hint)
             state.sync_status = sync_status(
                 planned, result, stalled=state.failures >= self.backoff.stall_after)
             state.health_status = health(planned, result)

@@ -21,6 +21,7 @@ pass reads it in full.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -61,9 +62,7 @@ class Inventory:
         renamed from."""
         kept = self._kept[env]
         old_names = set(previous)
-        counts: dict[str, int] = {}
-        for pipeline in kept.state.pipelines:
-            counts[pipeline.pipeline] = counts.get(pipeline.pipeline, 0) + 1
+        counts = Counter(p.pipeline for p in kept.state.pipelines)
         ids = set(kept.written)
         for pipeline in kept.state.pipelines:
             name = pipeline.pipeline

@@ -9,7 +9,7 @@ drift outside git and duplicates.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -56,6 +56,10 @@ class Approval(StrEnum):
     ROLLBACK = "rollback"
 
 
+# how an operator may approve a blocked item, by whoever shows it (the CLI names its flags)
+Hint = Callable[["PlannedAction"], "str | None"]
+
+
 @dataclass(frozen=True)
 class PlannedAction:
     """What happens to one pipeline, and why: ``action`` is the change git asks for, and
@@ -84,6 +88,11 @@ class PlannedAction:
     @property
     def is_blocked(self) -> bool:
         return self.state is State.BLOCKED
+
+    def explained(self, hint: Hint | None = None) -> str:
+        """The reason, with how to approve it where ``hint`` names a way (the CLI's flags)."""
+        extra = hint(self) if hint is not None and self.approval is not None else None
+        return f"{self.reason} ({extra})" if extra else self.reason
 
     @property
     def kind(self) -> str:

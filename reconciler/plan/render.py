@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from .diff import Change
-from .planner import Action, EnvironmentPlan, PlannedAction, State
+from .planner import Action, EnvironmentPlan, Hint, PlannedAction, State
 
 # how each kind of planned item is shown (PlannedAction.kind), in the order plans list them
 SYMBOL: dict[str, str] = {
@@ -29,21 +29,10 @@ ORDER: list[str] = list(SYMBOL)
 GITHUB_COMMENT_LIMIT = 65_536
 COMMENT_BUDGET = GITHUB_COMMENT_LIMIT - 2_000  # room for the notes that replace diffs
 
-# what the caller adds to a blocked action's reason: how to approve it (the CLI names its flag)
-Hint = Callable[[PlannedAction], "str | None"]
-
-
-def _no_hint(_action: PlannedAction) -> str | None:
-    return None
-
 
 def _sorted(actions: Iterable[PlannedAction]) -> list[PlannedAction]:
     return sorted(actions, key=lambda a: (ORDER.index(a.kind), a.pipeline))
 
-
-def _reason(action: PlannedAction, hint: Hint) -> str:
-    extra = hint(action) if action.approval is not None else None
-    return f"{action.reason} ({extra})" if extra else action.reason
 
 
 def summary(plan: EnvironmentPlan) -> str:
@@ -73,7 +62,7 @@ def change_lines(change: Change) -> list[str]:
 
 
 def as_text(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str,
-            hint: Hint = _no_hint) -> str:
+            hint: Hint | None = None) -> str:
     lines = []
     for plan in plans:
         lines.append(f"{plan.environment} (revision {revision[:12]}): {summary(plan)}")
@@ -81,7 +70,7 @@ def as_text(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str,
             if action.kind == Action.NOOP:
                 continue
             lines.append(f"  {SYMBOL[action.kind]:3} {_label(action):8} {action.pipeline}: "
-                         f"{_reason(action, hint)}")
+                         f"{action.explained(hint)}")
             for change in action.changes:
                 lines.extend(f"        {line}" for line in change_lines(change))
         lines.extend(f"  warning: {w}" for w in plan.warnings)
@@ -92,7 +81,7 @@ def as_text(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str,
 
 
 def as_json(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str,
-            problems: list[dict[str, Any]], hint: Hint = _no_hint) -> str:
+            problems: list[dict[str, Any]], hint: Hint | None = None) -> str:
     return json.dumps({
         "revision": revision,
         "has_changes": any(p.has_changes for p in plans),
@@ -105,10 +94,10 @@ def as_json(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str,
     }, indent=2, sort_keys=True) + "\n"
 
 
-def action_json(a: PlannedAction, hint: Hint = _no_hint) -> dict[str, Any]:
+def action_json(a: PlannedAction, hint: Hint | None = None) -> dict[str, Any]:
     """One planned item as plans in JSON show it (``action`` is its kind, as in the text)."""
     return {
-        "pipeline": a.pipeline, "action": a.kind, "reason": _reason(a, hint),
+        "pipeline": a.pipeline, "action": a.kind, "reason": a.explained(hint),
         "state": a.state.value, "approval": a.approval.value if a.approval else None,
         "blocked_action": a.action.value if a.is_blocked else None, "manifest": a.manifest,
         "pipeline_id": a.live.pipeline_id if a.live else None,
@@ -120,13 +109,13 @@ def action_json(a: PlannedAction, hint: Hint = _no_hint) -> dict[str, Any]:
 
 
 def as_markdown(plans: list[EnvironmentPlan], errors: dict[str, str], revision: str,
-                hint: Hint = _no_hint) -> str:
+                hint: Hint | None = None) -> str:
     head = _markdown_head(plans, errors, revision)
     sections = [(plan.environment, action, _markdown_diff(action)) for plan in plans
                 for action in _sorted(plan.actions) if action.kind != Action.NOOP]
 
     def section(env: str, action: PlannedAction, diff: str) -> str:
-        return _markdown_section(env, action, diff, _reason(action, hint))
+        return _markdown_section(env, action, diff, action.explained(hint))
 
     size = len(head) + sum(len(section(env, a, d)) for env, a, d in sections)
     omitted = 0
