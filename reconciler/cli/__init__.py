@@ -4,10 +4,11 @@ today, UTC) and the terminal.
 
 ``common``: the group, the options several commands share (defined once), the errors and
 exit codes; ``authoring``: validate, render, graph, sql, run-step, qa; ``reconciling``: plan,
-apply, sync; ``operating``: run (the controller), status, emulator.
+apply, sync; ``operating``: run (the controller), status, emulator; ``migrating``: export
+(pipelines as Airflow DAGs).
 """
 
-from . import authoring, operating, reconciling
+from . import authoring, migrating, operating, reconciling
 from .common import main
 
-__all__ = ["authoring", "main", "operating", "reconciling"]
+__all__ = ["authoring", "main", "migrating", "operating", "reconciling"]

@@ -12,6 +12,8 @@ import click
 
 from ..desired.definition import CompiledPipeline, to_json
 from ..desired.graph import pipeline_graph
+from ..desired.project import ProjectResult
+from ..errors import Problem
 from .common import (
     EXIT_INVALID,
     EXIT_OK,
@@ -22,6 +24,14 @@ from .common import (
     manifest_of,
     print_problems,
     start_date_option,
+)
+from .migrating import (
+    Options,
+    best_effort_option,
+    render_airflow,
+    sql_dialect_option,
+    target_option,
+    translation_problems,
 )
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -36,6 +46,12 @@ def _compiled(file: str, environment: str | None, start_date: datetime | None = 
     """The pipeline of the manifest ``file`` compiled for ``environment`` (None: the first);
     its problems printed. Exits 1 when it does not compile, saying so (with ``missing``
     added; None: silently) when the manifest is not deployed there."""
+    return _compiled_in(file, environment, start_date, missing=missing)[2]
+
+
+def _compiled_in(file: str, environment: str | None, start_date: datetime | None = None,
+                 *, missing: str | None = "") -> tuple[Path, ProjectResult, CompiledPipeline]:
+    """:func:`_compiled`, with the repository's root and the whole compile result."""
     root, manifest = manifest_of(file)
     base, result = compile_repository(str(root), start_date.date() if start_date else None,
                                       [environment] if environment else None, [manifest])
@@ -45,7 +61,7 @@ def _compiled(file: str, environment: str | None, start_date: datetime | None = 
         if missing is not None and not result.errors:
             raise CliError(f"{manifest} is not deployed to {environment}{missing}")
         sys.exit(EXIT_INVALID)
-    return compiled[0]
+    return base, result, compiled[0]
 
 
 @main.command()
@@ -54,9 +70,10 @@ def _compiled(file: str, environment: str | None, start_date: datetime | None = 
               help="Only this environment (repeatable; default: all).")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]),
               default="text", show_default=True, help="json lists problems for machines.")
+@target_option("translate_to")
 @start_date_option
 def validate(target: str, environments: tuple[str, ...], output_format: str,
-             start_date: datetime | None) -> None:
+             translate_to: str, start_date: datetime | None) -> None:
     """Check the manifests repository at TARGET (a directory), or one manifest (a file).
 
     Loads each file safely, checks it against the JSON Schemas, resolves steps, inputs and
@@ -70,6 +87,9 @@ def validate(target: str, environments: tuple[str, ...], output_format: str,
       reconciler validate manifests/pipelines/users.yaml --env prod
       reconciler validate . --format json     # for CI annotations
 
+    With --target airflow, each build is also translated to an Airflow DAG, and what would
+    not translate is an error at its file:line.
+
     Exit status: 0 when everything is valid, 1 otherwise.
     """
     manifests = None
@@ -79,6 +99,9 @@ def validate(target: str, environments: tuple[str, ...], output_format: str,
     base, result = compile_repository(target, start_date.date() if start_date else None,
                                       environments or None, manifests)
     problems = result.all_problems()
+    if translate_to == "airflow":
+        problems = sorted([*problems, *translation_problems(result, Options())],
+                          key=Problem.sort_key)
     errors = [p for p in problems if p.severity == "error"]
     if output_format == "json":
         click.echo(json.dumps({
@@ -106,10 +129,14 @@ def validate(target: str, environments: tuple[str, ...], output_format: str,
               default="api", show_default=True,
               help="api: PutPipelineDefinition's pipelineObjects/parameterObjects/"
                    "parameterValues; definition: the console's JSON file.")
+@target_option()
+@sql_dialect_option
+@best_effort_option
 @start_date_option
-def render(file: str, environment: str, output_format: str, start_date: datetime | None
-           ) -> None:
-    """Print the compiled definition of the pipeline in FILE as JSON.
+def render(file: str, environment: str, output_format: str, target: str, sql_dialect: str,
+           best_effort: bool, start_date: datetime | None) -> None:
+    """Print the compiled definition of the pipeline in FILE as JSON (--target airflow:
+    its Airflow DAG file; `export` writes it with the files its tasks need).
 
     The repository root is found by walking up from FILE to reconciler.yaml. Secrets are
     listed by where they come from, never by value; "artifacts" lists the repository
@@ -117,8 +144,12 @@ def render(file: str, environment: str, output_format: str, start_date: datetime
 
     Exit status: 0 on success, 1 when the pipeline does not compile.
     """
-    compiled = _compiled(file, environment, start_date,
-                         missing=" (see its environments key)")
+    base, result, compiled = _compiled_in(file, environment, start_date,
+                                          missing=" (see its environments key)")
+    if target == "airflow":
+        click.echo(render_airflow(result, compiled, base, Options(sql_dialect, best_effort)),
+                   nl=False)
+        return
     click.echo(to_json(compiled.render(output_format)), nl=False)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import graphlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,28 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class AirflowSettings:
+    """How an environment's DAGs reach their databases and AWS: Airflow connection ids
+    (``airflow:`` in ``reconciler.yaml``). A database object without an entry in
+    ``connections`` uses its id in snake case (``RedshiftDatabase`` -> ``redshift_database``)."""
+
+    aws_conn_id: str = "aws_default"
+    connections: tuple[tuple[str, str], ...] = ()
+
+    def conn_id(self, database_id: str) -> str:
+        for object_id, conn in self.connections:
+            if object_id == database_id:
+                return conn
+        return snake_case(database_id)
+
+
+def snake_case(name: str) -> str:
+    """``MysqlDatabase_maestro_userDb`` -> ``mysql_database_maestro_user_db``."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+    return re.sub(r"[^a-z0-9]+", "_", words.lower()).strip("_")
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     config_path: str
@@ -66,6 +89,7 @@ class Environment:
     endpoint_url: str | None = None
     name_prefix: str = ""
     policy: Policy = field(default_factory=Policy)
+    airflow: AirflowSettings = field(default_factory=AirflowSettings)
 
 
 # ``endpoint_url: embedded``: the built-in service, started in the process that needs it
@@ -148,6 +172,10 @@ def _environment(name: str, env: dict[str, Any]) -> Environment:
             promote_from=policy.get("promote_from"),
             drift_checks_per_pass=policy.get("drift_checks_per_pass", 0),
             self_heal=policy.get("self_heal", False),
+        ),
+        airflow=AirflowSettings(
+            aws_conn_id=env.get("airflow", {}).get("aws_conn_id", "aws_default"),
+            connections=tuple(sorted(env.get("airflow", {}).get("connections", {}).items())),
         ),
     )
 

@@ -297,3 +297,57 @@ def without_start_dates(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def to_json(data: Any) -> str:
     """The project's canonical JSON text: sorted keys, two-space indent, trailing newline."""
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+class DefinitionFormError(ValueError):
+    """A document that is not a pipeline definition in the console's or the API's form."""
+
+
+def objects_from_document(doc: Mapping[str, Any]) -> tuple[tuple[PipelineObject, ...],
+                                                         tuple[tuple[str, str], ...]]:
+    """The objects and parameter values of a definition in either form: the console's file
+    (``objects``, ``parameters``, ``values``; ``{"ref": ...}`` for references, lists for
+    repeated keys) or the API's (``pipelineObjects``, ``parameterObjects``,
+    ``parameterValues``, as GetPipelineDefinition returns and ``render`` prints). A
+    parameter's ``default`` counts as its value when none is given."""
+    if not isinstance(doc, Mapping):
+        raise DefinitionFormError("a definition is a JSON object")
+    objects: list[PipelineObject] = []
+    values: dict[str, str] = {}
+    if "pipelineObjects" in doc:
+        for item in doc["pipelineObjects"]:
+            fields = tuple(Field(f["key"], f["refValue"], True) if "refValue" in f else
+                           Field(f["key"], str(f.get("stringValue", ""))) for f in
+                           item.get("fields", []))
+            objects.append(PipelineObject(item["id"], item.get("name", item["id"]), fields))
+        for param in doc.get("parameterObjects", []):
+            default = next((a.get("stringValue") for a in param.get("attributes", [])
+                            if a.get("key") == "default"), None)
+            if default is not None:
+                values[param["id"]] = default
+        for value in doc.get("parameterValues", []):
+            values[value["id"]] = value.get("stringValue", "")
+    elif "objects" in doc:
+        for item in doc["objects"]:
+            if not isinstance(item, Mapping) or "id" not in item:
+                raise DefinitionFormError("every object needs an id")
+            built: list[Field] = []
+            for key, value in item.items():
+                if key in ("id", "name"):
+                    continue
+                for one in value if isinstance(value, list) else [value]:
+                    if isinstance(one, Mapping) and "ref" in one:
+                        built.append(Field(key, str(one["ref"]), True))
+                    else:
+                        built.append(Field(key, field_text(one)))
+            objects.append(PipelineObject(str(item["id"]), str(item.get("name", item["id"])),
+                                          tuple(built)))
+        for param in doc.get("parameters", []):
+            if "default" in param:
+                values[param["id"]] = field_text(param["default"])
+        for key, value in (doc.get("values") or {}).items():
+            values[key] = field_text(value[0] if isinstance(value, list) else value)
+    else:
+        raise DefinitionFormError("a definition has 'objects' (the console's file) or "
+                                  "'pipelineObjects' (the API's form)")
+    return tuple(objects), tuple(sorted(values.items()))

@@ -36,7 +36,7 @@ class StepActivity:
     def kind(self) -> str:
         if self.object.type == "SqlActivity":
             return "sql"
-        if self.object.type == "ShellCommandActivity" and _qa_check(self.object) is not None:
+        if self.object.type == "ShellCommandActivity" and qa_check(self.object) is not None:
             return "qa"
         return "other"
 
@@ -116,7 +116,7 @@ def run_sql(connection: Any, statements: Sequence[str], activity_id: str,
                                 f"  {statement[:300]}") from None
 
 
-def _qa_check(activity: PipelineObject) -> str | None:
+def qa_check(activity: PipelineObject) -> str | None:
     """The check a compiled QA activity runs (the word after ``-m reconciler.qa``)."""
     command = activity.get("command") or ""
     for line in command.splitlines():
@@ -130,7 +130,7 @@ def qa_invocation(activity: PipelineObject, evaluate: Callable[[str], str],
                   destination_dsn: str | None, source_dsn: str | None) -> list[str]:
     """The QA runner's arguments for a compiled QA activity: its check and scriptArgument
     values (evaluated), the databases replaced by the given URLs."""
-    check = _qa_check(activity)
+    check = qa_check(activity)
     if check is None:
         raise LocalRunError(f"{activity.id} does not run the bundled QA runner")
     replaced = [f"--{role}_{part}=" for role, dsn in (("destination", destination_dsn),

@@ -41,7 +41,8 @@ def parse_datetime(text: str) -> datetime:
     return datetime.strptime(text, DATETIME_FORMAT).replace(tzinfo=UTC)
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
+def tokens(text: str) -> list[tuple[str, str]]:
+    """The tokens of one expression: ``(kind, text)`` with kind number, string, name or op."""
     out, position = [], 0
     text = text.strip()
     while position < len(text):
@@ -54,14 +55,18 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return out
 
 
+# Binary operators by precedence: + - (lowest), * /, ^ (right-associative).
+PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "^": 3}
+
+
 class _Parser:
     """Precedence climbing over + - (lowest), * /, ^, unary minus, calls and atoms."""
 
-    PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "^": 3}
+    PRECEDENCE = PRECEDENCE
 
     def __init__(self, text: str, lookup: Lookup):
         self.text, self.lookup = text, lookup
-        self.tokens = _tokens(text)
+        self.tokens = tokens(text)
         self.i = 0
 
     def peek(self) -> tuple[str, str] | None:
@@ -91,7 +96,7 @@ class _Parser:
                 return left
             self.take()
             right = self.binary(self.PRECEDENCE[op] + (0 if op == "^" else 1))
-            left = _arithmetic(op, left, right, self.text)
+            left = arithmetic(op, left, right, self.text)
 
     def unary(self) -> Any:
         token = self.peek()
@@ -138,7 +143,8 @@ def _resolve(lookup: Lookup, name: str, text: str) -> Any:
     return found
 
 
-def _arithmetic(op: str, left: Any, right: Any, text: str) -> Any:
+def arithmetic(op: str, left: Any, right: Any, text: str) -> Any:
+    """``left op right`` as the service computes it (Java's integer division)."""
     if op == "+" and (isinstance(left, str) or isinstance(right, str)):
         return to_text(left) + to_text(right)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right)):
@@ -272,6 +278,26 @@ def to_text(value: Any) -> str:
 def evaluate(expression: str, lookup: Lookup) -> Any:
     """The value of one expression (the text between ``#{`` and ``}``)."""
     return _Parser(expression, lookup).parse()
+
+
+def split_expressions(text: str) -> list[tuple[bool, str]]:
+    """``text`` cut into its plain parts ``(False, text)`` and its expressions ``(True,
+    inner text)``, in order; an expression that is never closed is an error."""
+    out: list[tuple[bool, str]] = []
+    i = 0
+    for match in _EXPRESSION.finditer(text):
+        if match.start() < i:
+            continue
+        j = expression_end(text, match.start())
+        if j is None:
+            raise ExpressionError(f"'#{{' at {match.start()} is never closed")
+        if match.start() > i:
+            out.append((False, text[i:match.start()]))
+        out.append((True, text[match.end():j - 1]))
+        i = j
+    if i < len(text):
+        out.append((False, text[i:]))
+    return out
 
 
 def substitute(text: str, lookup: Lookup) -> str:

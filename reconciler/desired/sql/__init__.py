@@ -41,6 +41,7 @@ from .text import (
     parse_query,
     parse_sql,
     restore_expressions,
+    split_statements,
     statement_types,
 )
 from .transpile import REDSHIFT_ONLY, to_postgres
@@ -93,6 +94,7 @@ __all__ = [
     "restore_expressions",
     "sample_sql",
     "source_select",
+    "split_statements",
     "stage_delta_sql",
     "statement_types",
     "table_name_count_sql",

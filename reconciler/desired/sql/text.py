@@ -243,3 +243,23 @@ def statement_types(script: str, dialect: type = DIALECT) -> list[type[exp.Expr]
     """The type of each statement of a script, for checks that a script is exactly what was
     meant (no statement more, none less)."""
     return [type(s) for s in parse_sql(script, dialect).statements]
+
+
+def split_statements(text: str) -> list[str]:
+    """The statements of a script as written (comments and expressions kept, each without
+    its ``;``), cut where sqlglot's tokenizer sees a semicolon: never inside a string, a
+    quoted name or a comment."""
+    masked, expressions = mask_expressions(text)
+    tokens: list[Token] = DIALECT().tokenize(masked)
+    out, begin = [], 0
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            out.append(masked[begin:token.start])
+            begin = token.end + 1
+    out.append(masked[begin:])
+    return [restore_expressions(s, expressions).strip() for s in out
+            if s.strip() and _has_tokens(s)]
+
+
+def _has_tokens(text: str) -> bool:
+    return bool(DIALECT().tokenize(text))
