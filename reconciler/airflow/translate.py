@@ -741,12 +741,12 @@ class _Translation:
                 continue
             for part, attribute in (("host", "host"), ("port", "port"), ("database", "schema"),
                                     ("user", "login")):
-                if role == "source" and part == "database" and f"--{role}_{part}" not in {
-                        v.split("=", 1)[0] for v in values}:
-                    continue
-                arguments.append(f"--{role}_{part}={{{{ conn.{conn}.{attribute} }}}}")
+                # what the definition said where the connection says nothing
+                fallback = pycode.string(given.get(f"{role}_{part}", ""))
+                arguments.append(f"--{role}_{part}={{{{ conn.{conn}.{attribute} or "
+                                 f"{fallback.replace(chr(34), chr(39))} }}}}")
             env.append((f"DATADUCT_QA_{role.upper()}_PASSWORD",
-                        f"{{{{ conn.{conn}.password }}}}"))
+                        f"{{{{ conn.{conn}.password or '' }}}}"))
         self.module.use("airflow.providers.standard.operators.bash", "BashOperator")
         command = " \\\n  ".join([f"python3 -m {RUNNER_MODULE} {check}", *arguments])
         return _Task(obj.id, "BashOperator", [

@@ -1,0 +1,410 @@
+"""The Airflow target: Data Pipeline definitions translated to Airflow 3 DAG files, proven on
+a real Airflow (make install's .tools/airflow; these tests skip without it, and fail under
+CI=true). The DAGs of the example repository and of every Dataduct example load with no
+import error, with the same graph and run times as the definitions they came from; a
+pipeline of SQL and QA steps runs under `airflow dags test` on the local PostgreSQL and
+MariaDB with the same result as `reconciler run-step`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from reconciler.airflow import Source, TranslationError, translate
+from reconciler.airflow.jinja import RunTimes, UntranslatableExpression, translate_text
+from reconciler.airflow.schedule import (
+    data_pipeline_run_times,
+    read_schedule,
+    timetable,
+)
+from reconciler.desired.config import AirflowSettings
+from reconciler.desired.definition import CompiledPipeline, objects_from_document
+
+from .conftest import CUSTOM_EXTRACT_LOCAL, DATADUCT_EXAMPLES, PROJECT, compile_repo, in_ci, run_cli
+from .databases import postgres_connect, postgres_database
+
+AIRFLOW_PYTHON = PROJECT / ".tools" / "airflow" / "bin" / "python"
+PROBE = Path(__file__).parent / "airflow_probe.py"
+RUFF = Path(sys.executable).parent / "ruff"
+CRON = RunTimes.for_schedule(False, 86400)
+
+
+def require_airflow() -> Path:
+    if not AIRFLOW_PYTHON.exists():
+        message = (f"Apache Airflow is not installed at {AIRFLOW_PYTHON.parent.parent} "
+                   "(make install provides it)")
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return AIRFLOW_PYTHON
+
+
+def airflow_env(home: Path, dags: Path, **connections: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
+    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "PATH": f"{AIRFLOW_PYTHON.parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+    env.update({f"AIRFLOW_CONN_{k.upper()}": v for k, v in connections.items()})
+    return env
+
+
+def probe(dags: Path, tmp_path: Path) -> dict:
+    done = subprocess.run([str(require_airflow()), str(PROBE), str(dags)], capture_output=True,
+                          text=True, timeout=300, env=airflow_env(tmp_path / "home", dags))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def export(root: Path, env: str, out: Path, *extra: str):
+    return run_cli("export", str(root), "--env", env, "--target", "airflow", "--out", str(out),
+                   "--start-date", "2026-11-26", *extra)
+
+
+def with_corpus(repo: Path) -> None:
+    """The Dataduct examples added to the repository, where ../shared/reference has them
+    (the tests check the example repository alone without it)."""
+    if DATADUCT_EXAMPLES.exists():
+        for item in (DATADUCT_EXAMPLES / "resources").iterdir():
+            shutil.copytree(item, repo / item.name, dirs_exist_ok=True)
+        for example in DATADUCT_EXAMPLES.glob("*.yaml"):
+            shutil.copy(example, repo / "pipelines" / example.name)
+        (repo / "steps" / "custom-extract-local.yaml").write_text(CUSTOM_EXTRACT_LOCAL)
+
+
+# -- what Data Pipeline would do, from the definition ----------------------------------------
+
+
+def activity_graph(objects) -> dict[str, set[str]]:
+    """Each activity's direct upstream activities: dependsOn, and the writers of its inputs."""
+    activities = [o for o in objects if (o.type or "").endswith("Activity")]
+    writers: dict[str, set[str]] = {}
+    for a in activities:
+        for node in a.get_all("output"):
+            writers.setdefault(node, set()).add(a.id)
+    return {a.id: set(a.get_all("dependsOn")) | {w for node in a.get_all("input")
+                                                  for w in writers.get(node, set()) - {a.id}}
+            for a in activities}
+
+
+def airflow_activity_graph(tasks: dict[str, list[str]], activities: set[str]
+                           ) -> dict[str, set[str]]:
+    """Each activity task's nearest upstream activity tasks, through helper tasks
+    (sensors, created tables, EMR waits) but not through other activities."""
+    out = {}
+    for task in activities:
+        found, stack, seen = set(), list(tasks[task]), set()
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            if current in activities:
+                found.add(current)
+            else:
+                stack += tasks[current]
+        out[task] = found
+    return out
+
+
+def run_times(compiled: CompiledPipeline, count: int = 7) -> list[str]:
+    by_id = {o.id: o for o in compiled.objects}
+    default = by_id["Default"]
+    schedule = by_id[default.get("schedule") or ""]
+    kind = default.get("scheduleType") or "cron"
+    fields = {k: schedule.get(k) for k in ("period", "startDateTime", "endDateTime",
+                                            "occurrences") if schedule.get(k)}
+    return [t.isoformat() for t in data_pipeline_run_times(read_schedule(kind, fields), count)]
+
+
+# -- the translation, without Airflow -------------------------------------------------------------
+
+
+def test_expressions_become_jinja_on_the_runs_data_interval():
+    assert translate_text("s3://b/#{format(@scheduledStartTime, 'YYYY-MM-dd')}/x", CRON) == \
+        "s3://b/{{ logical_date.strftime('%Y-%m-%d') }}/x"
+    assert translate_text("#{format(minusDays(@scheduledStartTime, 1), 'YYYY-MM-dd HH')}",
+                          CRON) == "{{ logical_date.subtract(days=1).strftime('%Y-%m-%d %H') }}"
+    timeseries = RunTimes.for_schedule(True, 3600)
+    assert translate_text("#{@scheduledEndTime}", timeseries) == \
+        "{{ data_interval_end.strftime('%Y-%m-%dT%H:%M:%S') }}"
+    # what depends on nothing of the run is evaluated as the service does
+    assert translate_text("#{1 + 2} #{myBucket}/#{plusDays(makeDate(2026, 1, 31), 1)}", CRON,
+                          {"myBucket": "s3://data"}.get) == "3 s3://data/2026-02-01T00:00:00"
+    # text that would read as Jinja stays text
+    assert translate_text("echo {{ not jinja }}", CRON) == \
+        "{% raw %}echo {{ not jinja }}{% endraw %}"
+    with pytest.raises(UntranslatableExpression, match=r"\*myPassword is an encrypted"):
+        translate_text("#{*myPassword}", CRON)
+    with pytest.raises(UntranslatableExpression, match="uses 'SSS', which strftime has no form"):
+        translate_text("#{format(@scheduledStartTime, 'HH:mm:ss.SSS')}", CRON)
+
+
+@pytest.mark.parametrize("period, start, kind, expected", [
+    ("1 days", "2026-11-26T12:00:00", "cron", ("cron", "0 12 * * *")),
+    ("1 hours", "2026-11-26T12:30:00", "cron", ("cron", "30 * * * *")),
+    ("6 hours", "2026-11-26T03:15:00", "timeseries", ("cron", "15 3-23/6 * * *")),
+    ("15 minutes", "2026-11-26T00:05:00", "cron", ("cron", "5-59/15 * * * *")),
+    ("1 weeks", "2026-11-26T08:00:00", "cron", ("cron", "0 8 * * 4")),
+    ("1 months", "2026-11-26T08:00:00", "cron", ("cron", "0 8 26 * *")),
+    ("3 days", "2026-11-26T08:00:00", "cron", ("delta", 3 * 86400)),
+    ("7 minutes", "2026-11-26T08:00:00", "timeseries", ("delta", 420)),
+])
+def test_schedules_become_timetables_with_the_same_times(period, start, kind, expected):
+    schedule = read_schedule(kind, {"period": period, "startDateTime": start})
+    table = timetable(schedule)
+    assert (table.kind, table.argument) == expected
+    assert table.timeseries == (kind == "timeseries")
+
+
+def test_occurrences_and_end_bound_the_dag():
+    schedule = read_schedule("cron", {"period": "1 days", "startDateTime": "2026-11-26T00:00:00",
+                                      "occurrences": "3"})
+    assert timetable(schedule).end == datetime(2026, 11, 28, tzinfo=UTC)
+    assert len(data_pipeline_run_times(schedule, 7)) == 3
+
+
+UNTRANSLATABLE = {"objects": [
+    {"id": "Default", "scheduleType": "ondemand"},
+    {"id": "Hive", "type": "HiveActivity", "hiveScript": "SELECT 1", "runsOn": {"ref": "Emr"}},
+    {"id": "Emr", "type": "EmrCluster"},
+    {"id": "Report", "type": "ShellCommandActivity", "command": "echo done",
+     "dependsOn": {"ref": "Hive"}},
+]}
+
+
+def test_what_does_not_translate_is_refused_or_a_failing_todo_task():
+    objects, values = objects_from_document(UNTRANSLATABLE)
+    with pytest.raises(TranslationError) as refused:
+        translate(Source("hive", objects, values), AirflowSettings())
+    assert [r.format() for r in refused.value.refusals] == [
+        "Hive: HiveActivity is not translated"]
+    dag = translate(Source("hive", objects, values), AirflowSettings(), best_effort=True)
+    assert [r.object_id for r in dag.refusals] == ["Hive"]
+    assert "echo 'TODO: Hive (HiveActivity) was not translated: HiveActivity is not " \
+           "translated' >&2; exit 1" in dag.text
+    assert "    Hive >> Report" in dag.text
+
+
+def test_the_cli_translates_a_definition_file_and_refuses_clearly(repo, tmp_path):
+    definition = tmp_path / "hive.json"
+    definition.write_text(json.dumps(UNTRANSLATABLE))
+    out = tmp_path / "dags"
+    refused = export(repo, "staging", out, "--definition", str(definition))
+    assert refused.code == 1
+    assert "Hive: HiveActivity is not translated" in refused.stderr
+    assert "use --best-effort" in refused.stderr
+    written = export(repo, "staging", out, "--definition", str(definition), "--best-effort")
+    assert written.code == 0, written.stderr
+    assert "hive.py: 2 task(s), 1 TODO task(s)" in written.stdout
+    assert "TODO Hive: HiveActivity is not translated" in written.stdout
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"pipeline": []}')
+    bad = export(repo, "staging", out, "--definition", str(broken))
+    assert bad.code == 1 and "not a pipeline definition: a definition has 'objects'" in \
+        bad.stderr
+
+
+def test_render_and_validate_speak_airflow(repo):
+    users = repo / "pipelines" / "users.yaml"
+    rendered = run_cli("render", str(users), "--env", "prod", "--target", "airflow")
+    assert rendered.code == 0, rendered.stderr
+    assert rendered.stdout.startswith('"""prod-users: translated from AWS Data Pipeline')
+    assert 'dag_id="prod-users"' in rendered.stdout
+    assert "{{ conn.redshift_database.password or '' }}" in rendered.stdout
+    assert "demo-" not in rendered.stdout and "password=" not in rendered.stdout.lower()
+    valid = run_cli("validate", str(repo), "--target", "airflow")
+    assert valid.code == 0, valid.stderr
+
+
+def test_connection_ids_come_from_reconciler_yaml(repo):
+    settings = repo / "reconciler.yaml"
+    settings.write_text(settings.read_text().replace(
+        "    name_prefix: prod-\n",
+        "    name_prefix: prod-\n    airflow:\n      aws_conn_id: aws_prod\n"
+        "      connections:\n        RedshiftDatabase: redshift_prod\n"))
+    rendered = run_cli("render", str(repo / "pipelines" / "users.yaml"), "--env", "prod",
+                       "--target", "airflow")
+    assert rendered.code == 0, rendered.stderr
+    assert 'conn_id="redshift_prod"' in rendered.stdout
+    assert 'aws_conn_id="aws_prod"' in rendered.stdout
+    assert "mysql_database_maestro_user_db" in rendered.stdout  # the default: snake case
+
+
+def test_export_is_deterministic_and_passes_ruff(repo, tmp_path):
+    with_corpus(repo)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for out in (first, second):
+        done = export(repo, "prod", out)
+        assert done.code == 0, done.stdout + done.stderr
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    for name in files:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    formatted = subprocess.run([str(RUFF), "format", "--isolated", "--check", str(first)],
+                               capture_output=True, text=True)
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+    checked = subprocess.run([str(RUFF), "check", "--isolated", "--select", "E4,E7,E9,F,W,I,B,UP",
+                              str(first)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout
+    assert (first / ".airflowignore").read_text() == "prod-users/\n" or \
+        "prod-users/" in (first / ".airflowignore").read_text()
+
+
+# -- on a real Airflow ---------------------------------------------------------------------------
+
+
+GUIDE_STYLE = {  # the guide's shapes: a CopyActivity from S3 to RDS, a staged shell command
+    "objects": [
+        {"id": "Default", "scheduleType": "cron", "schedule": {"ref": "Hourly"},
+         "failureAndRerunMode": "CASCADE"},
+        {"id": "Hourly", "type": "Schedule", "period": "1 hours",
+         "startDateTime": "2026-11-26T00:00:00"},
+        {"id": "Rds", "type": "RdsDatabase", "rdsInstanceId": "reporting", "username": "etl",
+         "*password": "#{*myRdsPassword}"},
+        {"id": "Csv", "type": "CSV"},
+        {"id": "Input", "type": "S3DataNode", "dataFormat": {"ref": "Csv"},
+         "filePath": "s3://bucket/in/#{format(@scheduledStartTime, 'YYYY-MM-dd-HH')}.csv",
+         "precondition": {"ref": "Ready"}},
+        {"id": "Ready", "type": "S3KeyExists",
+         "s3Key": "s3://bucket/in/#{format(@scheduledStartTime, 'YYYY-MM-dd-HH')}.csv"},
+        {"id": "Table", "type": "SqlDataNode", "database": {"ref": "Rds"}, "table": "events",
+         "insertQuery": "INSERT INTO events (id, kind) VALUES (?, ?)"},
+        {"id": "Load", "type": "CopyActivity", "input": {"ref": "Input"},
+         "output": {"ref": "Table"}, "maximumRetries": "3", "retryDelay": "5 Minutes"},
+        {"id": "Out", "type": "S3DataNode", "directoryPath": "s3://bucket/out/"},
+        {"id": "Summarise", "type": "ShellCommandActivity", "stage": "true",
+         "input": {"ref": "Input"}, "output": {"ref": "Out"}, "dependsOn": {"ref": "Load"},
+         "command": "wc -l ${INPUT1_STAGING_DIR}/* > ${OUTPUT1_STAGING_DIR}/count.txt",
+         "attemptTimeout": "1 hours"},
+    ]}
+
+
+def test_every_translated_dag_loads_with_the_same_graph_and_run_times(repo, tmp_path):
+    require_airflow()
+    with_corpus(repo)
+    dags = tmp_path / "dags"
+    compiled: dict[str, CompiledPipeline] = {}
+    result = compile_repo(repo)
+    for env in ("staging", "prod"):
+        done = export(repo, env, dags)
+        assert done.code == 0, done.stdout + done.stderr
+        prefix = result.settings.environments[env].name_prefix
+        compiled.update({f"{prefix}{c.aws_name}": c for c in result.compiled(env)})
+    definition = tmp_path / "guide-style.json"
+    definition.write_text(json.dumps(GUIDE_STYLE))
+    done = export(repo, "staging", dags, "--definition", str(definition))
+    assert done.code == 0, done.stdout + done.stderr
+    loaded = probe(dags, tmp_path)
+    assert loaded["import_errors"] == {}
+    assert set(loaded["dags"]) == {*compiled, "guide-style"}
+    slow = {name: seconds for name, seconds in loaded["parse_seconds"].items() if seconds >= 1}
+    assert slow == {}
+    for dag_id, pipeline in compiled.items():
+        dag = loaded["dags"][dag_id]
+        expected = activity_graph(pipeline.objects)
+        assert airflow_activity_graph(dag["tasks"], set(expected)) == expected, dag_id
+        assert dag["runs"] == run_times(pipeline), dag_id
+    guide = loaded["dags"]["guide-style"]
+    assert guide["tasks"]["Load"] == ["Input_Ready"]
+    assert sorted(guide["tasks"]["Summarise"]) == ["Input_Ready", "Load"]
+    assert guide["operators"] == {"Input_Ready": "S3KeySensor", "Load": "S3ToSqlOperator",
+                                  "Summarise": "BashOperator"}
+    assert guide["runs"][:2] == ["2026-11-26T00:00:00+00:00", "2026-11-26T01:00:00+00:00"]
+    if not DATADUCT_EXAMPLES.exists():
+        pytest.skip(f"only the example repository was checked: {DATADUCT_EXAMPLES} is missing")
+
+
+CHECKS_PIPELINE = """\
+name: users_checks
+frequency: daily
+load_time: 12:00
+description: The users upsert and its QA checks, on data already staged
+
+steps:
+- step_type: upsert
+  name: upsert_users
+  source: tables/staging.maestro_users.sql
+  destination: tables/prod.users.sql
+
+- step_type: primary-key-check
+  name: unique_users
+  table_definition: tables/prod.users.sql
+
+- step_type: count-check
+  name: count_users
+  source_host: maestro
+  source_table_name: users
+  destination_table_definition: tables/prod.users.sql
+  tolerance: 1.0
+"""
+
+
+def test_airflow_runs_sql_and_qa_steps_as_run_step_does(repo, tmp_path, mysql):
+    require_airflow()
+    (repo / "pipelines" / "users_checks.yaml").write_text(CHECKS_PIPELINE)
+    dags = tmp_path / "dags"
+    done = export(repo, "prod", dags, "--pipeline", "users_checks", "--sql-dialect", "postgres")
+    assert done.code == 0, done.stdout + done.stderr
+    home = tmp_path / "home"
+    with postgres_database() as by_run_step, postgres_database() as by_airflow:
+        for dsn in (by_run_step, by_airflow):
+            seeded = subprocess.run([sys.executable, str(PROJECT / "tools" / "load_seed.py"),
+                                     "--dsn", dsn, "--source-dsn", mysql.dsn],
+                                    capture_output=True, text=True, timeout=60)
+            assert seeded.returncode == 0, seeded.stderr
+        pipeline = str(repo / "pipelines" / "users_checks.yaml")
+        for step in ("upsert_users", "unique_users", "count_users"):
+            ran = run_cli("run-step", pipeline, step, "--env", "prod", "--dsn", by_run_step,
+                          "--source-dsn", mysql.dsn, "--scheduled-time", "2026-11-27T12:00:00")
+            assert ran.code == 0, ran.stderr
+        # the check's source has no database object here: its connection is named after
+        # the password it is given (*myMysqlMaestroPassword)
+        assert "(connections: aws_default, mysql_maestro, redshift_database)" in done.stdout
+        env = airflow_env(home, dags, redshift_database=by_airflow, mysql_maestro=mysql.dsn)
+        # without the retries, which `airflow dags test` would wait out (10 minutes each)
+        dag_file = dags / "prod-users_checks.py"
+        dag_file.write_text(re.sub(r"retries=\d+", "retries=0", dag_file.read_text()))
+        migrated = subprocess.run([str(AIRFLOW_PYTHON.parent / "airflow"), "db", "migrate"],
+                                  capture_output=True, text=True, timeout=120, env=env)
+        assert migrated.returncode == 0, migrated.stderr[-2000:]
+
+        def dags_test() -> subprocess.CompletedProcess:
+            return subprocess.run([str(AIRFLOW_PYTHON.parent / "airflow"), "dags", "test",
+                                   "prod-users_checks", "2026-11-27T12:00:00+00:00"],
+                                  capture_output=True, text=True, timeout=300, env=env)
+
+        run = dags_test()
+        log = run.stdout + run.stderr
+        assert run.returncode == 0, log[-4000:]
+        assert log.count("new_state=success") == 3, log[-4000:]
+
+        def rows(dsn: str) -> list[tuple]:
+            from reconciler.qa.databases import login_from_url
+
+            with postgres_connect(login_from_url(dsn, "destination")) as connection:
+                return [tuple(r) for r in connection.execute(
+                    "SELECT * FROM prod.users ORDER BY id").fetchall()]
+
+        assert rows(by_airflow) == rows(by_run_step)
+        assert len(rows(by_airflow)) == 12
+        # a row lost on the way: the count check fails its task, and the run
+        with postgres_connect(__import__("reconciler.qa.databases", fromlist=["x"])
+                              .login_from_url(by_airflow, "destination")) as connection:
+            connection.execute("DELETE FROM prod.users WHERE id = 12")
+            connection.execute("CREATE OR REPLACE FUNCTION prod.keep_out() RETURNS trigger "
+                               "AS $$ BEGIN RETURN NULL; END $$ LANGUAGE plpgsql")
+            connection.execute("CREATE TRIGGER keep_out BEFORE INSERT ON prod.users FOR EACH "
+                               "ROW WHEN (NEW.id = 12) EXECUTE FUNCTION prod.keep_out()")
+        failed = dags_test()
+        log = failed.stdout + failed.stderr
+        assert failed.returncode != 0, log[-4000:]
+        assert '"destination_rows": 11' in log, log[-4000:]
+        assert "new_state=failed" in log and "count_users" in log
