@@ -408,3 +408,40 @@ def test_airflow_runs_sql_and_qa_steps_as_run_step_does(repo, tmp_path, mysql):
         assert failed.returncode != 0, log[-4000:]
         assert '"destination_rows": 11' in log, log[-4000:]
         assert "new_state=failed" in log and "count_users" in log
+
+
+def test_an_extract_rds_task_writes_the_rows_to_the_embedded_s3(repo, tmp_path, mysql, endpoint):
+    require_airflow()
+    import boto3
+
+    dags = tmp_path / "dags"
+    done = export(repo, "prod", dags, "--pipeline", "users")
+    assert done.code == 0, done.stdout + done.stderr
+    with postgres_database() as dsn:  # the seed loads both; this test reads MySQL's
+        seeded = subprocess.run([sys.executable, str(PROJECT / "tools" / "load_seed.py"),
+                                 "--dsn", dsn, "--source-dsn", mysql.dsn],
+                                capture_output=True, text=True, timeout=60)
+    assert seeded.returncode == 0, seeded.stderr
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="coursera-reinvent")
+    aws = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                      "extra": {"region_name": "us-east-1", "endpoint_url": endpoint}})
+    env = airflow_env(tmp_path / "home", dags, mysql_database_maestro_user_db=mysql.dsn,
+                      aws_default=aws)
+    airflow = str(AIRFLOW_PYTHON.parent / "airflow")
+    migrated = subprocess.run([airflow, "db", "migrate"], capture_output=True, text=True,
+                              timeout=120, env=env)
+    assert migrated.returncode == 0, migrated.stderr[-2000:]
+    ran = subprocess.run([airflow, "tasks", "test", "prod-users", "extract_rds",
+                          "2026-11-27T12:00:00+00:00"], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert ran.returncode == 0, (ran.stdout + ran.stderr)[-4000:]
+    key = "prod/data/users/extract_rds/2026-11-27-12-00-00/extract_rds.csv"
+    written = s3.get_object(Bucket="coursera-reinvent", Key=key)["Body"].read().decode()
+    with mysql.connection.cursor() as cursor:
+        cursor.execute("SELECT id, user_name, user_email FROM users")
+        rows = cursor.fetchall()
+    # the rows of the pipeline's selectQuery, tab-separated, as the TSV data node holds them
+    assert written == "".join("\t".join(str(v) for v in row) + "\n" for row in rows)
+    assert len(rows) == 12

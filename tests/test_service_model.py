@@ -259,11 +259,14 @@ def test_both_members_of_a_specify_only_one_group_are_refused():
     assert any("takes only one of clusterId, connectionString" in m for m in found)
 
 
-def test_script_arguments_with_a_script_uri_are_refused():
-    # dp-object-shellcommandactivity.md: "Using it with scriptUri causes an error"
-    found = messages(base(obj("X", type="ShellCommandActivity", scriptUri="s3://b/x.sh",
-                              scriptArgument="a", runsOn={"ref": "Ec2"})))
-    assert any("scriptArgument can only be used with command" in m for m in found)
+def test_script_arguments_with_a_script_uri_are_a_warning_as_aws_runs_them():
+    # dp-object-shellcommandactivity.md: "Using it with scriptUri causes an error", but AWS's
+    # own samples (awslabs/data-pipeline-samples: Kinesis to S3, Hadoop TeraSort) run it
+    definition = base(obj("X", type="ShellCommandActivity", scriptUri="s3://b/x.sh",
+                          scriptArgument="a", runsOn={"ref": "Ec2"}))
+    assert messages(definition) == []
+    warnings = [f.format() for f in check_definition(definition) if f.severity == "warning"]
+    assert any("AWS runs the script with the arguments" in w for w in warnings)
 
 
 def test_a_dangling_reference_in_a_user_field_is_refused():

@@ -572,8 +572,8 @@ class _Translation:
             self.refuse_unknown(source, {"database", "selectQuery", "table", *_NODE_LOGIN})
             bucket, key, kind = self.s3_location(target, "output")
             if kind == "directoryPath":
-                key = key.rstrip("/") + "/" + obj.id + (
-                    ".tsv" if self.data_format(target) == "\t" else ".csv")
+                # SqlToS3Operator names its file .csv, whatever the separator
+                key = key.rstrip("/") + "/" + obj.id + ".csv"
             query = self.value_of(source, "selectQuery") or \
                 f"SELECT * FROM {source.get('table')}"
             self.module.use("airflow.providers.amazon.aws.transfers.sql_to_s3",
@@ -585,8 +585,9 @@ class _Translation:
                 ("replace", True), ("file_format", "csv"),
                 ("df_kwargs", pycode.Dict((("sep", self.data_format(target)),
                                            ("header", False), ("index", False)))),
-            ], doc="The file is written by pandas: its quoting may differ from the "
-                   "service's for values holding the separator or a newline.")
+            ], doc="The file is written by pandas (named .csv, separated as the data node "
+                   "says): its quoting may differ from the service's for values holding the "
+                   "separator or a newline.")
         if source.type == "S3DataNode" and target.type == "SqlDataNode":
             self.refuse_unknown(target, {"database", "table", "insertQuery", *_NODE_LOGIN})
             columns = self.insert_columns(target)

@@ -275,8 +275,11 @@ class _Check:
                          f"{', '.join(present)})", oid, present[-1])
         if type_name == "ShellCommandActivity" and self.fields[oid].get("scriptUri") and \
                 self.fields[oid].get("scriptArgument"):
-            self.add("scriptArgument can only be used with command, not with scriptUri", oid,
-                     "scriptArgument")
+            # the guide says this is an error; AWS runs it (awslabs/data-pipeline-samples:
+            # the Kinesis-to-S3 and Hadoop TeraSort pipelines pass arguments to a scriptUri)
+            self.add("the guide says scriptArgument is for command, not scriptUri; AWS runs "
+                     "the script with the arguments all the same", oid, "scriptArgument",
+                     severity="warning")
 
     def _known_field(self, key: str, spec: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         if spec is not None:
