@@ -120,6 +120,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/emulator.py
 	$(BIN)/python benchmarks/steady_state.py
 	$(BIN)/python benchmarks/latency.py --repeats 5 --quota-pipelines 1000
+	$(BIN)/python benchmarks/export.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) build .pytest_cache .ruff_cache

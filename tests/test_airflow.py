@@ -147,6 +147,19 @@ def test_expressions_become_jinja_on_the_runs_data_interval():
         translate_text("#{format(@scheduledStartTime, 'HH:mm:ss.SSS')}", CRON)
 
 
+@pytest.mark.parametrize("text", [
+    "plain", "it's", 'say "hi"', "both ' and \"", "tab\there", "back\\slash", "line\nbreak",
+    "two\nlines\\ with a backslash", 'ends with a quote"\nsecond line"', "\x00\x1f\x7f",
+    "unicode: é ✓", "CRLF\r\n",
+])
+def test_string_literals_read_back_as_the_text(text):
+    import ast
+
+    from reconciler.airflow.pycode import string
+
+    assert ast.literal_eval(string(text)) == text
+
+
 @pytest.mark.parametrize("period, start, kind, expected", [
     ("1 days", "2026-11-26T12:00:00", "cron", ("cron", "0 12 * * *")),
     ("1 hours", "2026-11-26T12:30:00", "cron", ("cron", "30 * * * *")),

@@ -10,7 +10,8 @@ written as a triple-quoted string is, so SQL and shell scripts read as they were
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,24 +61,16 @@ def string(text: str) -> str:
     if "\n" in text.rstrip("\n") and _triple_quotable(text):
         return '"""' + text.replace("\\", "\\\\") + '"""'
     quote = "'" if text.count('"') > text.count("'") else '"'
-    out = [quote]
-    for char in text:
-        if char == "\\":
-            out.append("\\\\")
-        elif char == quote:
-            out.append("\\" + quote)
-        elif char == "\n":
-            out.append("\\n")
-        elif char == "\t":
-            out.append("\\t")
-        elif char == "\r":
-            out.append("\\r")
-        elif ord(char) < 32 or ord(char) == 127:
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(char)
-    out.append(quote)
-    return "".join(out)
+    body = text.replace("\\", "\\\\").replace(quote, "\\" + quote)
+    if not _PLAIN.fullmatch(body):
+        body = body.translate(_ESCAPES)
+    return quote + body + quote
+
+
+# characters written as escapes in a one-line string literal
+_ESCAPES = {**{c: f"\\x{c:02x}" for c in (*range(32), 127)},
+            ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
+_PLAIN = re.compile(r"[^\x00-\x1f\x7f]*")
 
 
 def _triple_quotable(text: str) -> bool:
@@ -202,7 +195,3 @@ def string_docstring(text: str) -> str:
     body = text.strip("\n").replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     return f'"""{body}\n"""' if "\n" in body else f'"""{body}"""'
 
-
-def statements(lines: Sequence[str], indent: int) -> list[str]:
-    pad = INDENT * indent
-    return [pad + line if line else "" for line in lines]

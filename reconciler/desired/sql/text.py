@@ -248,18 +248,24 @@ def statement_types(script: str, dialect: type = DIALECT) -> list[type[exp.Expr]
 def split_statements(text: str) -> list[str]:
     """The statements of a script as written (comments and expressions kept, each without
     its ``;``), cut where sqlglot's tokenizer sees a semicolon: never inside a string, a
-    quoted name or a comment."""
+    quoted name or a comment. Text that cannot be tokenized (an unterminated string) is a
+    :class:`SqlError`."""
     masked, expressions = mask_expressions(text)
-    tokens: list[Token] = DIALECT().tokenize(masked)
-    out, begin = [], 0
+    try:
+        tokens: list[Token] = DIALECT().tokenize(masked)
+    except SqlglotError:
+        found = _unterminated(masked)
+        line, column = _line_col(masked, found[0]) if found else (None, None)
+        raise SqlError(found[1] if found else "SQL cannot be read (tokenizing failed)",
+                       line, column) from None
+    out, begin, seen = [], 0, False
     for token in tokens:
         if token.token_type == TokenType.SEMICOLON:
-            out.append(masked[begin:token.start])
-            begin = token.end + 1
-    out.append(masked[begin:])
-    return [restore_expressions(s, expressions).strip() for s in out
-            if s.strip() and _has_tokens(s)]
-
-
-def _has_tokens(text: str) -> bool:
-    return bool(DIALECT().tokenize(text))
+            if seen:
+                out.append(masked[begin:token.start])
+            begin, seen = token.end + 1, False
+        else:
+            seen = True
+    if seen:
+        out.append(masked[begin:])
+    return [restore_expressions(s, expressions).strip() for s in out]
