@@ -277,11 +277,14 @@ def test_export_is_deterministic_and_passes_ruff(repo, tmp_path):
 GUIDE_STYLE = {  # the guide's shapes: a CopyActivity from S3 to RDS, a staged shell command
     "objects": [
         {"id": "Default", "scheduleType": "cron", "schedule": {"ref": "Hourly"},
-         "failureAndRerunMode": "CASCADE"},
+         "failureAndRerunMode": "CASCADE", "role": "DataPipelineDefaultRole",
+         "resourceRole": "DataPipelineDefaultResourceRole", "runsOn": {"ref": "Worker"}},
+        {"id": "Worker", "type": "Ec2Resource", "instanceType": "m5.large",
+         "terminateAfter": "2 Hours"},
         {"id": "Hourly", "type": "Schedule", "period": "1 hours",
          "startDateTime": "2026-11-26T00:00:00"},
         {"id": "Rds", "type": "RdsDatabase", "rdsInstanceId": "reporting", "username": "etl",
-         "*password": "#{*myRdsPassword}"},
+         "*password": "not-a-real-password"},
         {"id": "Csv", "type": "CSV"},
         {"id": "Input", "type": "S3DataNode", "dataFormat": {"ref": "Csv"},
          "filePath": "s3://bucket/in/#{format(@scheduledStartTime, 'YYYY-MM-dd-HH')}.csv",
@@ -297,7 +300,8 @@ GUIDE_STYLE = {  # the guide's shapes: a CopyActivity from S3 to RDS, a staged s
          "input": {"ref": "Input"}, "output": {"ref": "Out"}, "dependsOn": {"ref": "Load"},
          "command": "wc -l ${INPUT1_STAGING_DIR}/* > ${OUTPUT1_STAGING_DIR}/count.txt",
          "attemptTimeout": "1 hours"},
-    ]}
+    ],
+    "parameters": []}
 
 
 def test_every_translated_dag_loads_with_the_same_graph_and_run_times(repo, tmp_path):
@@ -458,3 +462,32 @@ def test_an_extract_rds_task_writes_the_rows_to_the_embedded_s3(repo, tmp_path, 
     # the rows of the pipeline's selectQuery, tab-separated, as the TSV data node holds them
     assert written == "".join("\t".join(str(v) for v in row) + "\n" for row in rows)
     assert len(rows) == 12
+
+
+def test_a_live_pipeline_translates_by_its_id(repo, tmp_path, endpoint):
+    import boto3
+
+    client = boto3.client("datapipeline", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    pipeline_id = client.create_pipeline(name="hand-made", uniqueId="hand-made")["pipelineId"]
+    objects, _ = objects_from_document(GUIDE_STYLE)
+    put = client.put_pipeline_definition(pipelineId=pipeline_id,
+                                         pipelineObjects=[o.api() for o in objects])
+    assert not put["errored"], put
+    out = tmp_path / "dags"
+    done = run_cli("export", str(repo), "--env", "staging", "--out", str(out),
+                   "--pipeline-id", pipeline_id, "--dag-id", "hand-made",
+                   env={"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing"})
+    assert done.code == 0, done.stdout + done.stderr
+    text = (out / "hand-made.py").read_text()
+    assert f"Source: {pipeline_id} (staging)" in text
+    assert 'task_id="Summarise"' in text and "S3ToSqlOperator(" in text
+    assert "not-a-real-password" not in text  # the database's password stays in AWS
+    assert 'sql_conn_id="rds"' in text
+    missing = run_cli("export", str(repo), "--env", "staging", "--out", str(out),
+                      "--pipeline-id", "df-NOSUCHPIPELINE",
+                      env={"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing"})
+    assert missing.code == 1 and "df-NOSUCHPIPELINE is not a pipeline in staging" in \
+        missing.stderr

@@ -165,7 +165,8 @@ def _live_source(root: Path, result: ProjectResult, pipeline_id: str, environmen
 @main.command("export")
 @click.argument("root", default=".", type=click.Path(exists=True, file_okay=False))
 @click.option("--env", "environment", required=True, help="Environment to translate for.")
-@target_option()
+@click.option("--target", type=click.Choice(["airflow"]), default="airflow", show_default=True,
+              help="What to write: Apache Airflow 3 DAG files (docs/airflow.md).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Folder to write the DAG files to (a DAG folder, or MWAA's dags/ prefix "
                    "synced from it).")
@@ -202,9 +203,6 @@ def export(root: str, environment: str, target: str, out: str, pipelines: tuple[
     Exit status: 0 when every pipeline translated, 1 when one was refused (the others are
     written).
     """
-    if target != "airflow":
-        raise click.UsageError("export writes Airflow DAGs: give --target airflow (render "
-                               "prints a Data Pipeline definition)")
     if definition and pipeline_id:
         raise click.UsageError("give --definition or --pipeline-id, not both")
     options = Options(sql_dialect, best_effort)
