@@ -491,3 +491,21 @@ def test_a_live_pipeline_translates_by_its_id(repo, tmp_path, endpoint):
                            "AWS_SECRET_ACCESS_KEY": "testing"})
     assert missing.code == 1 and "df-NOSUCHPIPELINE is not a pipeline in staging" in \
         missing.stderr
+
+
+def test_a_manifest_that_does_not_translate_is_an_error_at_its_line(repo, tmp_path):
+    """Every built-in step type (tests/fixtures/steps) translates but one: a load-postgres
+    from a directory, which S3ToSqlOperator cannot read."""
+    shutil.copytree(Path(__file__).parent / "fixtures" / "steps", repo, dirs_exist_ok=True)
+    validated = run_cli("validate", str(repo), "--target", "airflow")
+    assert validated.code == 1
+    assert "pipelines/extracts.yaml:32:3: error: into_postgres.input does not translate to " \
+           "Airflow: S3ToSqlOperator reads one file: give the input's filePath; see " \
+           "docs/airflow.md, or use --best-effort" in validated.stderr, validated.stderr
+    assert "9 manifest(s), 16 of 18 pipeline build(s) valid, 1 error(s)" in validated.stderr
+    out = tmp_path / "dags"
+    exported = export(repo, "staging", out)
+    assert exported.code == 1
+    assert "extracts.yaml: refused (see above)" in exported.stdout
+    written = sorted(p.name for p in out.glob("*.py"))
+    assert "staging-extracts.py" not in written and len(written) == 8, written

@@ -16,13 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from ..errors import ReconcilerError
 from ..service.expressions import parse_datetime
 from ..service.model import period_seconds
 
 DAY, HOUR, MINUTE, WEEK = 86400, 3600, 60, 7 * 86400
 
 
-class ScheduleError(ValueError):
+class ScheduleError(ReconcilerError, ValueError):
     """A schedule with no faithful Airflow form."""
 
 

@@ -141,7 +141,9 @@ class _Task:
     upstream: set[str] = field(default_factory=set)
 
 
-class _Refused(Exception):
+class _Refused(ReconcilerError):
+    """Raised inside the translation of one object; becomes a :class:`Refusal`."""
+
     def __init__(self, field_name: str | None, message: str):
         self.field_name, self.message = field_name, message
 

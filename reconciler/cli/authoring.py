@@ -99,22 +99,25 @@ def validate(target: str, environments: tuple[str, ...], output_format: str,
     base, result = compile_repository(target, start_date.date() if start_date else None,
                                       environments or None, manifests)
     problems = result.all_problems()
+    refused: set[tuple[str, str]] = set()
     if translate_to == "airflow":
-        problems = sorted([*problems, *translation_problems(result, Options())],
-                          key=Problem.sort_key)
+        untranslatable, refused = translation_problems(result, Options())
+        problems = sorted([*problems, *untranslatable], key=Problem.sort_key)
     errors = [p for p in problems if p.severity == "error"]
     if output_format == "json":
         click.echo(json.dumps({
             "valid": not errors,
             "pipelines": [{"manifest": r.manifest, "environment": r.environment,
-                           "name": r.name, "valid": r.ok,
+                           "name": r.name,
+                           "valid": r.ok and (r.manifest, r.environment) not in refused,
                            "digest": r.compiled.digest if r.compiled else None}
                           for r in result.pipelines],
             "problems": [p.to_json(display_path(base, p.location.file)) for p in problems],
         }, indent=2))
     else:
         print_problems(base, problems)
-        ok = sum(1 for r in result.pipelines if r.ok)
+        ok = sum(1 for r in result.pipelines
+                 if r.ok and (r.manifest, r.environment) not in refused)
         count = len({r.manifest for r in result.pipelines})
         summary = (f"{count} manifest(s), {ok} of {len(result.pipelines)} pipeline "
                    f"build(s) valid, {len(errors)} error(s)")

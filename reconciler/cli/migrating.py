@@ -76,9 +76,9 @@ def airflow_settings(settings: Settings | None, environment: str | None) -> Airf
 def refusal_problems(compiled: CompiledPipeline, error: TranslationError) -> list[Problem]:
     """The refusals as problems at the manifest's file:line, for printing with the rest."""
     return [Problem(r.location or Location(compiled.manifest),
-                    f"[{compiled.environment}] {r.object_id}"
-                    f"{'.' + r.field if r.field else ''} does not translate to Airflow: "
-                    f"{r.message}", hint="see docs/airflow.md, or use --best-effort")
+                    f"{r.object_id}{'.' + r.field if r.field else ''} does not translate to "
+                    f"Airflow: {r.message}", hint="see docs/airflow.md, or use --best-effort",
+                    environments=(compiled.environment,))
             for r in error.refusals]
 
 
@@ -89,15 +89,27 @@ def translate_compiled(result: ProjectResult, compiled: CompiledPipeline, option
                      sql_dialect=options.sql_dialect, best_effort=options.best_effort)
 
 
-def translation_problems(result: ProjectResult, options: Options) -> list[Problem]:
-    """What would not translate, for ``validate --target airflow``."""
-    problems: list[Problem] = []
+def translation_problems(result: ProjectResult, options: Options
+                         ) -> tuple[list[Problem], set[tuple[str, str]]]:
+    """What would not translate, for ``validate --target airflow``: the problems (one per
+    place and message, naming the environments it holds in when not all), and the builds
+    (manifest, environment) that were refused."""
+    merged: dict[tuple[Any, str], Problem] = {}
+    refused: set[tuple[str, str]] = set()
     for compiled in result.compiled():
         try:
             translate_compiled(result, compiled, options)
         except TranslationError as error:
-            problems += refusal_problems(compiled, error)
-    return problems
+            refused.add((compiled.manifest, compiled.environment))
+            for problem in refusal_problems(compiled, error):
+                key = (problem.location, problem.message)
+                known = merged.get(key)
+                merged[key] = problem if known is None else replace(
+                    known, environments=(*known.environments, *problem.environments))
+    everywhere = set(result.settings.environments) if result.settings else set()
+    problems = [replace(p, environments=()) if set(p.environments) == everywhere else p
+                for p in merged.values()]
+    return problems, refused
 
 
 def write_dag(out: Path, dag: DagFile, files: Mapping[str, bytes]) -> None:

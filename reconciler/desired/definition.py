@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from ..errors import Location
+from ..errors import Location, ReconcilerError
 from ..service.model import period_seconds
 
 DAY = 86400
@@ -299,7 +299,7 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-class DefinitionFormError(ValueError):
+class DefinitionFormError(ReconcilerError, ValueError):
     """A document that is not a pipeline definition in the console's or the API's form."""
 
 
