@@ -72,16 +72,20 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
+def unavailable(message: str) -> None:
+    """Skip a test whose outside tool or corpus is missing; under CI=true, fail it."""
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_tool(name: str) -> str:
     """The path of an outside tool (on PATH, in this virtualenv, or in .tools/bin where make
     install puts helm and checkov); skip without it, but fail under CI=true."""
     places = [str(Path(sys.executable).parent), str(PROJECT / ".tools" / "bin")]
     path = shutil.which(name) or shutil.which(name, path=os.pathsep.join(places))
     if path is None:
-        message = f"'{name}' is not installed (make install provides it where it can)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"'{name}' is not installed (make install provides it where it can)")
     return path
 
 
@@ -89,11 +93,8 @@ def require_reference(path: Path) -> Path:
     """A reference corpus next to the project (../shared/reference); a clone on its own does
     not have it: skip with its name, but fail under CI=true."""
     if not path.exists():
-        message = (f"the reference corpus {path} is missing (it lives next to the project "
-                   "in ../shared/reference, not in the repository)")
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"the reference corpus {path} is missing (it lives next to the project "
+                    "in ../shared/reference, not in the repository)")
     return path
 
 

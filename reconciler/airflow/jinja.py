@@ -317,8 +317,3 @@ def translate_text(text: str, times: RunTimes, lookup: FieldLookup = lambda _: N
             or "''"
     return "".join("{{ " + piece + " }}" if is_code else _static(piece)
                    for is_code, piece in pieces)
-
-
-def has_run_values(text: str) -> bool:
-    """Whether the text holds an expression (it may still be constant)."""
-    return "#{" in text

@@ -97,7 +97,6 @@ class Source:
     origin: str = ""  # "pipelines/users.yaml, staging", "definition.json", "df-... (prod)"
     artifacts: tuple[Artifact, ...] = ()
     tags: tuple[str, ...] = ()
-    manifest: str | None = None
     # when a schedule with startAt: FIRST_ACTIVATION_DATE_TIME starts
     activated: datetime | None = None
 
@@ -106,7 +105,7 @@ def source_of(compiled: CompiledPipeline, dag_id: str) -> Source:
     """The source of a pipeline compiled from a manifest."""
     return Source(dag_id, compiled.objects, compiled.parameter_values, compiled.description,
                   f"{compiled.manifest}, {compiled.environment}", compiled.artifacts,
-                  ("dataduct", compiled.environment), compiled.manifest)
+                  ("dataduct", compiled.environment))
 
 
 @dataclass(frozen=True)
@@ -460,7 +459,7 @@ class _Translation:
         if script is None:
             raise _Refused("scriptUri", "a script read from S3 at run time is not translated; "
                                         "put the SQL in the script field")
-        if self.values_of(obj, "scriptArgument") and self.dialect != "postgres":
+        if self.values_of(obj, "scriptArgument"):
             raise _Refused("scriptArgument", "? placeholders filled by scriptArgument are not "
                                              "translated")
         self.module.use("airflow.providers.common.sql.operators.sql",

@@ -303,18 +303,8 @@ def split_expressions(text: str) -> list[tuple[bool, str]]:
 def substitute(text: str, lookup: Lookup) -> str:
     """``text`` with every ``#{...}`` replaced by its value, as the service does to a field
     before using it. Quoted strings inside an expression may hold braces."""
-    out, i = [], 0
-    for match in _EXPRESSION.finditer(text):
-        if match.start() < i:
-            continue
-        j = expression_end(text, match.start())
-        if j is None:
-            raise ExpressionError(f"'#{{' at {match.start()} is never closed")
-        out.append(text[i:match.start()])
-        out.append(to_text(evaluate(text[match.end():j - 1], lookup)))
-        i = j
-    out.append(text[i:])
-    return "".join(out)
+    return "".join(to_text(evaluate(part, lookup)) if is_expression else part
+                   for is_expression, part in split_expressions(text))
 
 
 def expression_end(text: str, start: int) -> int | None:
