@@ -1,6 +1,7 @@
 """Run by Airflow's own Python (make install's .tools/airflow): load a DAG folder the way
 Airflow's DAG processor does and print, as JSON, the import errors, how long each file took
-to parse, and each DAG's tasks with their upstream tasks and its next run times."""
+to parse, and each DAG's tasks with their upstream tasks, its next run times, its deadline
+alerts and the steps its EMR tasks add."""
 
 import json
 import sys
@@ -38,6 +39,10 @@ def main(folder: str, count: int) -> None:
             "operators": {t.task_id: type(t).__name__ for t in dag.tasks},
             "runs": next_runs(dag, count) if dag.timetable.can_be_scheduled else [],
             "schedule": type(dag.timetable).__name__,
+            "deadlines": [[d.name, d.interval.total_seconds(), type(d.reference).__name__]
+                          for d in dag.deadline or []],
+            "emr_steps": {t.task_id: t.steps for t in dag.tasks
+                          if type(t).__name__ == "EmrAddStepsOperator"},
         }
         for dag_id, dag in bag.dags.items()
     }

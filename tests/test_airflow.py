@@ -191,7 +191,7 @@ def test_occurrences_and_end_bound_the_dag():
 
 UNTRANSLATABLE = {"objects": [
     {"id": "Default", "scheduleType": "ondemand"},
-    {"id": "Hive", "type": "HiveActivity", "hiveScript": "SELECT 1", "runsOn": {"ref": "Emr"}},
+    {"id": "Hive", "type": "HiveCopyActivity", "filterSql": "true", "runsOn": {"ref": "Emr"}},
     {"id": "Emr", "type": "EmrCluster"},
     {"id": "Report", "type": "ShellCommandActivity", "command": "echo done",
      "dependsOn": {"ref": "Hive"}},
@@ -203,10 +203,10 @@ def test_what_does_not_translate_is_refused_or_a_failing_todo_task():
     with pytest.raises(TranslationError) as refused:
         translate(Source("hive", objects, values), AirflowSettings())
     assert [r.format() for r in refused.value.refusals] == [
-        "Hive: HiveActivity is not translated"]
+        "Hive: HiveCopyActivity is not translated"]
     dag = translate(Source("hive", objects, values), AirflowSettings(), best_effort=True)
     assert [r.object_id for r in dag.refusals] == ["Hive"]
-    assert "echo 'TODO: Hive (HiveActivity) was not translated: HiveActivity is not " \
+    assert "echo 'TODO: Hive (HiveCopyActivity) was not translated: HiveCopyActivity is not " \
            "translated' >&2; exit 1" in dag.text
     assert "    Hive >> Report" in dag.text
 
@@ -217,12 +217,12 @@ def test_the_cli_translates_a_definition_file_and_refuses_clearly(repo, tmp_path
     out = tmp_path / "dags"
     refused = export(repo, "staging", out, "--definition", str(definition))
     assert refused.code == 1
-    assert "Hive: HiveActivity is not translated" in refused.stderr
+    assert "Hive: HiveCopyActivity is not translated" in refused.stderr
     assert "use --best-effort" in refused.stderr
     written = export(repo, "staging", out, "--definition", str(definition), "--best-effort")
     assert written.code == 0, written.stderr
     assert "hive.py: 2 task(s), 1 TODO task(s)" in written.stdout
-    assert "TODO Hive: HiveActivity is not translated" in written.stdout
+    assert "TODO Hive: HiveCopyActivity is not translated" in written.stdout
     broken = tmp_path / "broken.json"
     broken.write_text('{"pipeline": []}')
     bad = export(repo, "staging", out, "--definition", str(broken))
@@ -308,6 +308,87 @@ GUIDE_STYLE = {  # the guide's shapes: a CopyActivity from S3 to RDS, a staged s
     "parameters": []}
 
 
+EMR_APPLICATIONS = {  # the guide's HadoopActivity, a staged HiveActivity, a PigActivity
+    "objects": [
+        {"id": "Default", "scheduleType": "cron", "schedule": {"ref": "Daily"},
+         "role": "DataPipelineDefaultRole", "resourceRole": "DataPipelineDefaultResourceRole"},
+        {"id": "Daily", "type": "Schedule", "period": "1 days",
+         "startDateTime": "2026-11-26T03:00:00"},
+        {"id": "Cluster", "type": "EmrCluster", "releaseLabel": "emr-6.15.0",
+         "masterInstanceType": "m5.xlarge", "coreInstanceCount": "2",
+         "applications": ["hive", "pig"], "terminateAfter": "3 Hours"},
+        {"id": "Late", "type": "SnsAlarm", "topicArn": "arn:aws:sns:us-east-1:123456789012:etl",
+         "subject": "#{node.name} is late",
+         "message": "#{node.name} of #{format(node.@scheduledStartTime, 'YYYY-MM-dd')} "
+                    "has not finished"},
+        {"id": "WordCount", "type": "HadoopActivity", "runsOn": {"ref": "Cluster"},
+         "jarUri": "/home/hadoop/contrib/streaming/hadoop-streaming.jar",
+         "argument": ["-files", "s3://elasticmapreduce/samples/wordcount/wordSplitter.py",
+                      "-mapper", "wordSplitter.py", "-reducer", "aggregate",
+                      "-input", "s3://elasticmapreduce/samples/wordcount/input/",
+                      "-output", "s3://bucket/wordcount/#{format(@scheduledStartTime,"
+                                 "'YYYY-MM-dd')}"],
+         "maximumRetries": "0", "lateAfterTimeout": "2 Hours",
+         "onLateAction": {"ref": "Late"}},
+        {"id": "Format", "type": "CSV", "column": ["host STRING", "status INT"]},
+        {"id": "Logs", "type": "S3DataNode", "dataFormat": {"ref": "Format"},
+         "directoryPath": "s3://bucket/logs/#{format(@scheduledStartTime, 'YYYY-MM-dd')}"},
+        {"id": "Errors", "type": "S3DataNode", "dataFormat": {"ref": "Format"},
+         "directoryPath": "s3://bucket/errors/"},
+        {"id": "FindErrors", "type": "HiveActivity", "runsOn": {"ref": "Cluster"},
+         "input": {"ref": "Logs"}, "output": {"ref": "Errors"},
+         "scriptVariable": "LIMIT=500", "dependsOn": {"ref": "WordCount"},
+         "hiveScript": "INSERT OVERWRITE TABLE ${output1} SELECT host, status FROM "
+                       "${input1} WHERE status >= ${LIMIT};"},
+        {"id": "Summarise", "type": "PigActivity", "runsOn": {"ref": "Cluster"},
+         "stage": "false", "input": {"ref": "Errors"},
+         "scriptUri": "s3://bucket/scripts/summarise.pig",
+         "scriptVariable": "DAY=#{format(@scheduledStartTime, 'YYYY-MM-dd')}"},
+    ],
+    "parameters": []}
+
+
+def test_hadoop_hive_and_pig_become_steps_on_the_activitys_cluster():
+    objects, values = objects_from_document(EMR_APPLICATIONS)
+    dag = translate(Source("emr-apps", objects, values), AirflowSettings())
+    assert dag.tasks == ("Cluster_create", "WordCount", "WordCount_wait", "FindErrors",
+                         "FindErrors_wait", "Summarise", "Summarise_wait", "Cluster_terminate")
+    # the Hive script reads the data nodes as the external tables the service stages
+    assert ("CREATE EXTERNAL TABLE input1 (`host` STRING, `status` INT) ROW FORMAT SERDE "
+            "'org.apache.hadoop.hive.serde2.OpenCSVSerde' LOCATION "
+            "'s3://bucket/logs/{{ logical_date.strftime('%Y-%m-%d') }}/';") in dag.text
+    # a lateness with an action is the run's deadline alert, sending the same alarm
+    assert "reference=DeadlineReference.DAGRUN_LOGICAL_DATE" in dag.text
+    assert "interval=datetime.timedelta(seconds=7200)" in dag.text
+    assert '"subject": "WordCount is late",' in dag.text
+    assert ('"message": "WordCount of {{ dag_run.logical_date.strftime(\'%Y-%m-%d\') }} has '
+            'not finished",') in dag.text
+
+    def variant(object_id: str, **fields: str | None) -> list[str]:
+        def change(o: dict) -> dict:
+            o = {**o, **fields} if o["id"] == object_id else o
+            return {k: v for k, v in o.items() if v is not None}
+        changed = {"objects": [change(o) for o in EMR_APPLICATIONS["objects"]]}
+        objects, values = objects_from_document(changed)
+        with pytest.raises(TranslationError) as refused:
+            translate(Source("emr-apps", objects, values), AirflowSettings())
+        return [r.format() for r in refused.value.refusals]
+
+    assert variant("WordCount", hadoopQueue="high") == [
+        "WordCount.hadoopQueue: the YARN queue is the cluster's to set (EMR configurations); "
+        "it is not translated"]
+    assert variant("Summarise", stage="true") == [
+        "Summarise.stage: Pig staging (${INPUT1} loaded from the data node) is not "
+        "translated: set stage: false and LOAD the data node's path in the script"]
+    assert variant("FindErrors", hiveScript=None, scriptUri="s3://b/find.q") == [
+        "FindErrors.scriptUri: staged tables with a script read from S3 are not translated: "
+        "give the script as hiveScript, or set stage: false and create the tables in it"]
+    assert variant("FindErrors", hiveScript=None) == [
+        "FindErrors.hiveScript: has neither hiveScript nor scriptUri"]
+    assert variant("Cluster", releaseLabel="", amiVersion="3.7.0")[0].startswith(
+        "FindErrors.runsOn: Cluster has no releaseLabel")
+
+
 def test_every_translated_dag_loads_with_the_same_graph_and_run_times(repo, tmp_path):
     require_airflow()
     with_corpus(repo)
@@ -319,13 +400,14 @@ def test_every_translated_dag_loads_with_the_same_graph_and_run_times(repo, tmp_
         assert done.code == 0, done.stdout + done.stderr
         prefix = result.settings.environments[env].name_prefix
         compiled.update({f"{prefix}{c.aws_name}": c for c in result.compiled(env)})
-    definition = tmp_path / "guide-style.json"
-    definition.write_text(json.dumps(GUIDE_STYLE))
-    done = export(repo, "staging", dags, "--definition", str(definition))
-    assert done.code == 0, done.stdout + done.stderr
+    for name, document in (("guide-style", GUIDE_STYLE), ("emr-apps", EMR_APPLICATIONS)):
+        definition = tmp_path / f"{name}.json"
+        definition.write_text(json.dumps(document))
+        done = export(repo, "staging", dags, "--definition", str(definition))
+        assert done.code == 0, done.stdout + done.stderr
     loaded = probe(dags, tmp_path)
     assert loaded["import_errors"] == {}
-    assert set(loaded["dags"]) == {*compiled, "guide-style"}
+    assert set(loaded["dags"]) == {*compiled, "guide-style", "emr-apps"}
     slow = {name: seconds for name, seconds in loaded["parse_seconds"].items() if seconds >= 1}
     assert slow == {}
     for dag_id, pipeline in compiled.items():
@@ -339,6 +421,17 @@ def test_every_translated_dag_loads_with_the_same_graph_and_run_times(repo, tmp_
     assert guide["operators"] == {"Input_Ready": "S3KeySensor", "Load": "S3ToSqlOperator",
                                   "Summarise": "BashOperator"}
     assert guide["runs"][:2] == ["2026-11-26T00:00:00+00:00", "2026-11-26T01:00:00+00:00"]
+    emr = loaded["dags"]["emr-apps"]
+    assert emr["deadlines"] == [["WordCount late", 7200.0, "DagRunLogicalDateDeadline"]]
+    assert emr["runs"][:2] == ["2026-11-26T03:00:00+00:00", "2026-11-27T03:00:00+00:00"]
+    hive = emr["emr_steps"]["FindErrors"][0]["HadoopJarStep"]
+    assert hive["Jar"] == "command-runner.jar"
+    assert hive["Args"][:7] == ["hive", "-d", "input1=input1", "-d", "output1=output1", "-d",
+                                "LIMIT=500"]
+    assert emr["emr_steps"]["WordCount"][0]["HadoopJarStep"]["Args"][-1] == \
+        "s3://bucket/wordcount/{{ logical_date.strftime('%Y-%m-%d') }}"
+    assert emr["tasks"]["Cluster_terminate"] == ["FindErrors_wait", "Summarise_wait",
+                                                 "WordCount_wait"]
     if not DATADUCT_EXAMPLES.exists():
         pytest.skip(f"only the example repository was checked: {DATADUCT_EXAMPLES} is missing")
 

@@ -195,7 +195,8 @@ class _Translator:
 
     def name(self, name: str) -> _Value:
         if name in self.names:
-            return _Code(*self.names[name])
+            code, kind = self.names[name]
+            return _Const(code) if kind == "constant" else _Code(code, kind)
         if name == "@scheduledStartTime":
             return _Code(self.times.start, "datetime")
         if name == "@scheduledEndTime":
@@ -292,7 +293,8 @@ def translate_text(text: str, times: RunTimes, lookup: FieldLookup = lambda _: N
                    names: Mapping[str, tuple[str, str]] | None = None) -> str:
     """A field's text with its expressions as Jinja (``as_code``: one Jinja expression of
     the whole text, for use inside another). ``names`` gives names of the context their
-    Jinja and kind (``node.name`` in an alarm: ``("ti.task_id", "string")``). Raises
+    Jinja and kind (``node.name`` in an alarm: ``("ti.task_id", "string")``), or a value
+    known now (``("Load", "constant")``). Raises
     :class:`UntranslatableExpression`."""
     try:
         parts = dp.split_expressions(text)

@@ -179,10 +179,10 @@ _STDLIB = {"datetime", "csv", "io", "pathlib"}
 
 
 def _from_line(module: str, names: set[str]) -> str:
-    line = f"from {module} import {', '.join(sorted(names))}"
+    line = f"from {module} import {', '.join(sorted(names, key=_member_key))}"
     if len(line) <= LINE_LENGTH:
         return line
-    inner = "\n".join(f"{INDENT}{n}," for n in sorted(names))
+    inner = "\n".join(f"{INDENT}{n}," for n in sorted(names, key=_member_key))
     return f"from {module} import (\n{inner}\n)"
 
 
@@ -195,3 +195,9 @@ def string_docstring(text: str) -> str:
     body = text.strip("\n").replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     return f'"""{body}\n"""' if "\n" in body else f'"""{body}"""'
 
+
+def _member_key(name: str) -> tuple[int, str]:
+    """isort's order of the names of one import (ruff's default ``order-by-type``):
+    CONSTANTS, then Classes, then functions."""
+    kind = 0 if name.isupper() and len(name) > 1 else 1 if name[:1].isupper() else 2
+    return kind, name

@@ -52,11 +52,15 @@ GENERATOR = "dataduct-reconciler"
 _COMMON = {"type", "name", "parent", "schedule", "scheduleType", "runsOn", "workerGroup",
            "failureAndRerunMode", "pipelineLogUri", "role", "resourceRole", "dependsOn",
            "maximumRetries", "retryDelay", "attemptTimeout", "onFail", "onSuccess",
-           "precondition", "input", "output", "description"}
+           "precondition", "input", "output", "description", "lateAfterTimeout",
+           "onLateAction"}
 _DATABASE_TYPES = ("RedshiftDatabase", "JdbcDatabase", "RdsDatabase")
 _PRECONDITIONS = ("S3KeyExists", "S3PrefixNotEmpty", "Exists", "ShellCommandPrecondition")
 # A SqlDataNode may hold its own login instead of naming a database object.
 _NODE_LOGIN = {"connectionString", "username", "*password", "jdbcDriverClass"}
+# Fields of the EMR application activities checked by refuse_emr_extras.
+_EMR_NOT_TRANSLATED = {"hadoopQueue", "preActivityTaskConfig", "postActivityTaskConfig",
+                       "resizeClusterBeforeRunning", "resizeClusterMaxInstances"}
 _INSERT_MODES = {"APPEND": "APPEND", "TRUNCATE": "REPLACE", "OVERWRITE_EXISTING": "UPSERT"}
 
 
@@ -181,6 +185,8 @@ class _Translation:
         self.done: dict[str, str] = {}
         self.connections: set[str] = set()
         self.refusals: list[Refusal] = []
+        # (activity id, seconds after the scheduled start, the notifier) of onLateAction
+        self.deadlines: list[tuple[str, int, pycode.Call]] = []
         kind = (self.value_of(self.default, "scheduleType") or "cron").lower() \
             if self.default else "cron"
         self.schedule_kind = kind
@@ -358,10 +364,7 @@ class _Translation:
                     raise _Refused(key, f"'{value}' is not a period")
                 self.module.use("datetime")
                 out.append((argument, pycode.call("datetime.timedelta", seconds=seconds)))
-        for key in ("lateAfterTimeout", "onLateAction"):
-            if self.value_of(obj, key) is not None:
-                raise _Refused(key, "lateness is not translated: Airflow 3 has no task SLA "
-                                    "(a DAG deadline alert is the nearest; add one by hand)")
+        self.lateness(obj)
         worker = self.value_of(obj, "workerGroup")
         if worker:
             out.append(("queue", worker))
@@ -373,7 +376,35 @@ class _Translation:
                 out.append((argument, pycode.List(tuple(alarms))))
         return out
 
-    def alarm(self, alarm: PipelineObject, key: str) -> pycode.Call:
+    def lateness(self, obj: PipelineObject) -> None:
+        """``lateAfterTimeout`` with ``onLateAction``: a deadline alert of the DAG run at the
+        run's scheduled start plus the timeout, sending the alarms. Airflow 3 has no task
+        SLA, so it is the run that must be done by then (the service asks it of the
+        activity). Lateness without an action only marks the instance late: nothing to
+        translate."""
+        timeout = self.value_of(obj, "lateAfterTimeout")
+        actions = self.refs(obj, "onLateAction") if self.value_of(obj, "onLateAction") else []
+        if timeout is None:
+            if actions:
+                raise _Refused("onLateAction", "has no lateAfterTimeout to be late after")
+            return
+        seconds = period_seconds(timeout)
+        if seconds is None:
+            raise _Refused("lateAfterTimeout", f"'{timeout}' is not a period")
+        if not actions or self.schedule_kind == "ondemand":
+            return  # the service raises no lateness on demand either
+        start, end = (f"dag_run.{t}" for t in (self.times.start, self.times.end))
+        node = {"node.name": (obj.id, "constant"), "node.id": (obj.id, "constant"),
+                "node.@scheduledStartTime": (start, "datetime"),
+                "node.@scheduledEndTime": (end, "datetime")}
+        for action in actions:
+            notifier = self.alarm(action, "onLateAction", node)
+            self.deadlines.append((obj.id, seconds, notifier))
+
+    def alarm(self, alarm: PipelineObject, key: str,
+              node: dict[str, tuple[str, str]] | None = None) -> pycode.Call:
+        """The SnsNotifier of an SnsAlarm; ``node`` maps the ``node.*`` names its text may
+        use (by default to the failed or succeeded task's context)."""
         if alarm.type != "SnsAlarm":
             raise _Refused(key, f"{alarm.id} is a {alarm.type}; only SnsAlarm is translated")
         extra = {f.key for f in alarm.fields} - {"type", "name", "topicArn", "subject",
@@ -384,7 +415,7 @@ class _Translation:
         self.module.use("airflow.providers.amazon.aws.notifications.sns", "SnsNotifier")
 
         # the object the alarm is about, as the notifier's context has it
-        node = {"node.name": ("ti.task_id", "string"), "node.id": ("ti.task_id", "string"),
+        node = node or {"node.name": ("ti.task_id", "string"), "node.id": ("ti.task_id", "string"),
                 "node.@actualStartTime": ("ti.start_date", "datetime"),
                 "node.@scheduledStartTime": (self.times.start, "datetime"),
                 "node.@scheduledEndTime": (self.times.end, "datetime")}
@@ -417,7 +448,10 @@ class _Translation:
                    "RedshiftCopyActivity": self.redshift_copy,
                    "CopyActivity": self.copy_activity,
                    "ShellCommandActivity": self.shell_activity,
-                   "EmrActivity": self.emr_activity}.get(obj.type or "")
+                   "EmrActivity": self.emr_activity,
+                   "HadoopActivity": self.hadoop_activity,
+                   "HiveActivity": self.hive_activity,
+                   "PigActivity": self.pig_activity}.get(obj.type or "")
         if handler is None:
             raise _Refused(None, f"{obj.type} is not translated")
         task = handler(obj)
@@ -783,20 +817,153 @@ class _Translation:
         for key in ("preStepCommand", "postStepCommand"):
             if self.value_of(obj, key):
                 raise _Refused(key, "pre- and post-step commands are not translated")
-        cluster = self.ref(obj, "runsOn")
-        if cluster is None or cluster.type != "EmrCluster":
-            raise _Refused("runsOn", "an EmrActivity runs on an EmrCluster")
-        create, terminate = self.emr_cluster(cluster)
         steps = []
-        for n, raw in enumerate(self.values_of(obj, "step"), 1):
+        for raw in self.values_of(obj, "step"):
             parts = [self.text(obj, "step", p) or "" for p in _step_parts(raw)]
-            steps.append(pycode.Dict((
-                ("Name", f"{obj.id} step {n}"), ("ActionOnFailure", "CONTINUE"),
-                ("HadoopJarStep", pycode.Dict((("Jar", parts[0]),
-                                               ("Args", pycode.List(tuple(parts[1:])))))),
-            ), explode=True))
+            steps.append((parts[0], None, parts[1:]))
         if not steps:
             raise _Refused("step", "has no step")
+        return self.emr_steps(obj, steps)
+
+    def hadoop_activity(self, obj: PipelineObject) -> _Task:
+        """A MapReduce job: the JAR, its main class and arguments as one EMR step."""
+        self.refuse_unknown(obj, {"jarUri", "mainClass", "argument", *_EMR_NOT_TRANSLATED})
+        self.refuse_emr_extras(obj)
+        jar = self.text(obj, "jarUri")
+        if not jar:
+            raise _Refused("jarUri", "has no jarUri")
+        arguments = [self.text(obj, "argument", a) or "" for a in self.values_of(obj, "argument")]
+        return self.emr_steps(obj, [(jar, self.text(obj, "mainClass"), arguments)])
+
+    def hive_activity(self, obj: PipelineObject) -> _Task:
+        """A Hive script as an EMR step through command-runner.jar. Staged (the default),
+        each S3 input and output is an external table ``input1``, ``output1``... over its
+        directory with its data format's columns, created before the script, and
+        ``${input1}``... name them, as the service does."""
+        self.refuse_unknown(obj, {"hiveScript", "scriptUri", "scriptVariable", "stage",
+                                  *_EMR_NOT_TRANSLATED})
+        self.refuse_emr_extras(obj)
+        self.require_release_label(obj)
+        variables = self.script_variables(obj, "-d")
+        stage = (self.value_of(obj, "stage") or "true").lower() == "true"
+        script, uri = self.text(obj, "hiveScript"), self.text(obj, "scriptUri")
+        if stage:
+            tables, names = self.hive_tables(obj)
+            variables = [a for name, table in names for a in ("-d", f"{name}={table}")] \
+                + variables
+            if uri is not None and tables:
+                raise _Refused("scriptUri", "staged tables with a script read from S3 are not "
+                                            "translated: give the script as hiveScript, or "
+                                            "set stage: false and create the tables in it")
+            if script is not None:
+                script = "\n".join([*tables, script])
+        if script is not None:
+            arguments = ["hive", *variables, "-e", script]
+        elif uri is not None:
+            arguments = ["hive-script", "--run-hive-script", "--args", "-f", uri, *variables]
+        else:
+            raise _Refused("hiveScript", "has neither hiveScript nor scriptUri")
+        return self.emr_steps(obj, [("command-runner.jar", None, arguments)])
+
+    def pig_activity(self, obj: PipelineObject) -> _Task:
+        """A Pig script as an EMR step through command-runner.jar; staged inputs are not
+        translated."""
+        self.refuse_unknown(obj, {"script", "scriptUri", "scriptVariable", "stage",
+                                  *_EMR_NOT_TRANSLATED})
+        self.refuse_emr_extras(obj)
+        self.require_release_label(obj)
+        if (self.value_of(obj, "stage") or "true").lower() == "true" and (
+                self.value_of(obj, "input") or self.value_of(obj, "output")):
+            raise _Refused("stage", "Pig staging (${INPUT1} loaded from the data node) is not "
+                                    "translated: set stage: false and LOAD the data node's "
+                                    "path in the script")
+        variables = self.script_variables(obj, "-p")
+        script, uri = self.text(obj, "script"), self.text(obj, "scriptUri")
+        if script is not None:
+            arguments = ["pig", *variables, "-e", script]
+        elif uri is not None:
+            arguments = ["pig-script", "--run-pig-script", "--args", "-f", uri, *variables]
+        else:
+            raise _Refused("script", "has neither script nor scriptUri")
+        return self.emr_steps(obj, [("command-runner.jar", None, arguments)])
+
+    def refuse_emr_extras(self, obj: PipelineObject) -> None:
+        for key, why in (("hadoopQueue", "the YARN queue is the cluster's to set (EMR "
+                                         "configurations); it is not translated"),
+                         ("preActivityTaskConfig", "pre-activity scripts are not translated"),
+                         ("postActivityTaskConfig", "post-activity scripts are not translated"),
+                         ("resizeClusterBeforeRunning", "cluster resizing is not translated")):
+            if self.value_of(obj, key) not in (None, "false"):
+                raise _Refused(key, why)
+
+    def require_release_label(self, obj: PipelineObject) -> None:
+        cluster = self.ref(obj, "runsOn")
+        if cluster is not None and cluster.type == "EmrCluster" and not cluster.get(
+                "releaseLabel"):
+            raise _Refused("runsOn", f"{cluster.id} has no releaseLabel: the step runs through "
+                                     "command-runner.jar, which needs emr-4.0.0 or later; set "
+                                     "releaseLabel on the cluster")
+
+    def script_variables(self, obj: PipelineObject, flag: str) -> list[str]:
+        out = []
+        for raw in self.values_of(obj, "scriptVariable"):
+            if "=" not in raw:
+                raise _Refused("scriptVariable", f"'{raw}' is not NAME=VALUE")
+            out += [flag, self.text(obj, "scriptVariable", raw) or ""]
+        return out
+
+    def hive_tables(self, obj: PipelineObject) -> tuple[list[str], list[tuple[str, str]]]:
+        """The CREATE EXTERNAL TABLE statements of a staged Hive activity's data nodes and
+        the variables that name them (``input1`` -> ``input1``)."""
+        statements, names = [], []
+        for role in ("input", "output"):
+            for n, node in enumerate(self.refs(obj, role), 1):
+                name = f"{role}{n}"
+                if node.type != "S3DataNode":
+                    raise _Refused(role, f"{node.id} is a {node.type}; staged Hive tables are "
+                                         "translated for S3DataNode (set stage: false and "
+                                         "create the table in the script)")
+                bucket, key, which = self.s3_location(node, role)
+                if which != "directoryPath":
+                    raise _Refused(role, f"{node.id}: a Hive table is a directory; give the "
+                                         "node a directoryPath")
+                fmt = self.ref(node, "dataFormat") if node.get("dataFormat") else None
+                if fmt is None or fmt.type not in ("CSV", "TSV"):
+                    raise _Refused(role, f"{node.id} needs a CSV or TSV dataFormat with its "
+                                         "columns to be staged as a Hive table")
+                columns = [c.split() for c in fmt.get_all("column")]
+                if not columns or any(len(c) != 2 for c in columns):
+                    raise _Refused("dataFormat", f"{fmt.id}: give each column as 'name TYPE'")
+                row = ("ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.OpenCSVSerde'"
+                       if fmt.type == "CSV" else
+                       "ROW FORMAT DELIMITED FIELDS TERMINATED BY '\\t'")
+                spec = ", ".join(f"`{c}` {t}" for c, t in columns)
+                statements.append(f"DROP TABLE IF EXISTS {name};\n"
+                                  f"CREATE EXTERNAL TABLE {name} ({spec}) {row} "
+                                  f"LOCATION 's3://{bucket}/{key.rstrip('/')}/';")
+                names.append((name, name))
+        return statements, names
+
+    def emr_steps(self, obj: PipelineObject,
+                  steps: Sequence[tuple[str, str | None, Sequence[str]]]) -> _Task:
+        """The activity's steps (jar, main class, arguments) added to its cluster's job
+        flow, and a sensor waiting for the last; the cluster is created before and
+        terminated after, as the service does."""
+        cluster = self.ref(obj, "runsOn")
+        if cluster is None or cluster.type != "EmrCluster":
+            raise _Refused("runsOn", f"an {obj.type} is translated on an EmrCluster (an "
+                                     "existing cluster reached by a worker group is not)")
+        create, terminate = self.emr_cluster(cluster)
+        step_dicts = []
+        for n, (jar, main_class, arguments) in enumerate(steps, 1):
+            jar_step: list[tuple[str, Any]] = [("Jar", jar)]
+            if main_class:
+                jar_step.append(("MainClass", main_class))
+            jar_step.append(("Args", pycode.List(tuple(arguments))))
+            step_dicts.append(pycode.Dict((
+                ("Name", f"{obj.id} step {n}"), ("ActionOnFailure", "CONTINUE"),
+                ("HadoopJarStep", pycode.Dict(tuple(jar_step))),
+            ), explode=True))
         self.module.use("airflow.providers.amazon.aws.operators.emr", "EmrAddStepsOperator")
         self.module.use("airflow.providers.amazon.aws.sensors.emr", "EmrStepSensor")
         flow = f"{{{{ ti.xcom_pull(task_ids={pycode.string(create)}) }}}}"
@@ -809,7 +976,7 @@ class _Translation:
         self.done[obj.id] = wait_id  # who waits for the activity waits for its step
         return _Task(obj.id, "EmrAddStepsOperator", [
             ("task_id", obj.id), ("job_flow_id", flow), ("aws_conn_id", self.aws_conn_id),
-            ("steps", pycode.List(tuple(steps), explode=True))], upstream={create})
+            ("steps", pycode.List(tuple(step_dicts), explode=True))], upstream={create})
 
     def emr_cluster(self, cluster: PipelineObject) -> tuple[str, str]:
         create, terminate = f"{cluster.id}_create", f"{cluster.id}_terminate"
@@ -1002,6 +1169,21 @@ class _Translation:
             dag_kwargs += [("catchup", True), ("max_active_runs", 1)]
         if table is None:
             dag_kwargs.append(("start_date", _datetime(datetime(2020, 1, 1))))
+        if self.deadlines:
+            module.use("airflow.sdk", "AsyncCallback")
+            module.use("airflow.sdk", "DeadlineAlert")
+            module.use("airflow.sdk", "DeadlineReference")
+            module.use("datetime")
+            alerts = []
+            for activity, seconds, notifier in sorted(self.deadlines, key=lambda d: d[:2]):
+                alerts.append(pycode.call(
+                    "DeadlineAlert", name=f"{activity} late",
+                    reference=pycode.Name("DeadlineReference.DAGRUN_LOGICAL_DATE"),
+                    interval=pycode.call("datetime.timedelta", seconds=seconds),
+                    callback=pycode.call("AsyncCallback", pycode.Name(notifier.function),
+                                         kwargs=pycode.Dict(tuple(notifier.kwargs),
+                                                            explode=True))))
+            dag_kwargs.append(("deadline", pycode.List(tuple(alerts), explode=True)))
         dag_kwargs += [("default_args", pycode.Dict((("owner", "dataduct"),))),
                        ("tags", pycode.List(tuple(self.source.tags or ("dataduct",)))),
                        ("doc_md", pycode.Name("__doc__"))]
