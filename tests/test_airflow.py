@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from reconciler.airflow.schedule import (
 from reconciler.desired.config import AirflowSettings
 from reconciler.desired.definition import CompiledPipeline, objects_from_document
 from reconciler.qa.databases import login_from_url
+from reconciler.service.expressions import mapping_lookup, substitute
 
 from .conftest import (
     CUSTOM_EXTRACT_LOCAL,
@@ -150,6 +151,62 @@ def test_expressions_become_jinja_on_the_runs_data_interval():
         translate_text("#{*myPassword}", CRON)
     with pytest.raises(UntranslatableExpression, match="uses 'SSS', which strftime has no form"):
         translate_text("#{format(@scheduledStartTime, 'HH:mm:ss.SSS')}", CRON)
+
+
+# Expressions of the kinds the translator writes as Jinja, each field's text as a user wrote it.
+RUN_EXPRESSIONS = [
+    "s3://b/#{format(@scheduledStartTime, 'YYYY-MM-dd')}/part",
+    "#{format(@scheduledStartTime, 'YYYY-MM-dd HH:mm:ss')}",
+    "#{format(@scheduledEndTime, 'YYYY-MM-dd-HH')}",
+    "#{@scheduledStartTime}", "#{@scheduledEndTime}",
+    "#{format(minusDays(@scheduledStartTime, 1), 'YYYY-MM-dd')}",
+    "#{format(plusHours(@scheduledStartTime, 30), 'YYYY-MM-dd HH')}",
+    "#{format(plusMonths(@scheduledStartTime, 1), 'YYYY-MM-dd')}",
+    "#{format(minusMonths(@scheduledStartTime, 1), 'YYYY-MM-dd')}",
+    "#{format(plusWeeks(@scheduledStartTime, 2), 'yyyyMMdd')}",
+    "#{format(minusMinutes(@scheduledStartTime, 90), 'HH:mm')}",
+    "#{format(plusYears(@scheduledStartTime, 1), 'YYYY-MM-dd')}",
+    "#{format(midnight(@scheduledStartTime), 'YYYY-MM-dd HH:mm')}",
+    "#{format(firstOfMonth(@scheduledStartTime), 'YYYY-MM-dd')}",
+    "#{format(yesterday(@scheduledStartTime), 'YYYY-MM-dd')}",
+    "#{format(sunday(@scheduledStartTime), 'YYYY-MM-dd')}",
+    "#{day(@scheduledStartTime)}-#{hour(@scheduledStartTime)}-#{month(@scheduledStartTime)}",
+    "#{year(@scheduledStartTime)} #{dayOfYear(@scheduledStartTime)}",
+    "#{format(@scheduledStartTime, 'd/M/yy H:m:s')} #{format(@scheduledStartTime, 'EEE MMM')}",
+]
+# Moments where calendars go wrong: month ends, a leap day, a Sunday, a year's last hour.
+RUN_STARTS = ["2026-01-31T12:00:00", "2028-02-29T00:00:00", "2026-11-29T23:30:00",
+              "2026-12-31T23:00:00", "2026-03-01T05:07:09"]
+
+
+@pytest.mark.parametrize("timeseries", [False, True], ids=["cron", "timeseries"])
+def test_the_jinja_renders_what_the_service_evaluates_for_the_same_run(tmp_path, timeseries):
+    """Each expression, rendered by Airflow for a run, is the text the service gives the
+    instance that run stands for."""
+    python = require_airflow()
+    period = 3600
+    times = RunTimes.for_schedule(timeseries, period)
+    cases, expected = [], []
+    for start in RUN_STARTS:
+        moment = datetime.fromisoformat(start).replace(tzinfo=UTC)
+        end = moment + timedelta(seconds=period)
+        # the run Airflow makes for this instance: a trigger at the scheduled start, or a
+        # data interval from it to its end
+        context = ({"data_interval_start": moment, "data_interval_end": end} if timeseries
+                   else {"logical_date": moment})
+        service = mapping_lookup({"@scheduledStartTime": moment, "@scheduledEndTime": end})
+        for text in RUN_EXPRESSIONS:
+            cases.append({"template": translate_text(text, times),
+                          "times": {k: v.isoformat() for k, v in context.items()}})
+            expected.append(substitute(text, service))
+    done = subprocess.run([str(python), str(Path(__file__).parent / "airflow_render.py")],
+                          input=json.dumps(cases), capture_output=True, text=True, timeout=120,
+                          env=airflow_env(tmp_path / "home", tmp_path / "dags"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rendered = json.loads(done.stdout.strip().splitlines()[-1])
+    differ = [(case["template"], case["times"], want, got)
+              for case, want, got in zip(cases, expected, rendered, strict=True) if want != got]
+    assert differ == []
 
 
 @pytest.mark.parametrize("text", [
