@@ -15,30 +15,37 @@ for its life, a command makes a fresh one. What happens is reported to its :clas
 from __future__ import annotations
 
 import graphlib
+import hashlib
 import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 
+from .airflow import TranslationError
+from .airflow.pipelines import translate_pipeline
+from .apply.dags import DagApplier, DagUpload
 from .apply.executor import ActionResult, Applier
 from .apply.qa import driver_wheels, files_to_upload
 from .apply.secrets import SecretError, SecretsKey, resolve_secrets, secrets_digest, secrets_key
 from .desired.cache import CompileCache
 from .desired.compiler import CompileOptions
-from .desired.config import EMBEDDED, Environment, Settings, load_settings
+from .desired.config import AIRFLOW, EMBEDDED, Environment, Settings, load_settings
+from .desired.definition import CompiledPipeline
 from .desired.overrides import Overrides, OverridesError
 from .desired.project import ProjectResult, compile_project
 from .errors import Problem
+from .live.airflow import Airflow, DagFolder, MwaaApi, http_api, read_folder
 from .live.aws import AwsEnvironment, AwsError, ReadInterrupted
 from .live.inventory import Inventory
 from .live.lease import Lease, LeaseHeld, LeaseLost, Leases, lease_uri
 from .live.model import TAG_REVISION, LiveDefinition, LiveState
 from .live.pacing import Pacer
+from .plan.dags import DesiredDag, live_pipeline, plan_dags
 from .plan.planner import (
     Action,
     DesiredEnvironment,
@@ -378,6 +385,9 @@ class EnvironmentPass:
         try:
             aws = self.context.client(env, self.settings.installation, self.environ,
                                       self.connect)
+            if env.target == AIRFLOW:
+                self._airflow(env_run, env, aws)
+                return
             plan, secret_values = self._plan(env_run, env, aws)
             if self.options.saved is not None and not env_run.for_gate_only:
                 self._check_saved(env_run, self.options.saved)
@@ -403,6 +413,51 @@ class EnvironmentPass:
             env_run.error = str(exc)
             env_run.error_temporary = exc.temporary
             events.environment_failed(name, str(exc), revision)
+
+    def _airflow(self, env_run: EnvironmentRun, env: Environment, aws: AwsEnvironment
+                 ) -> None:
+        """Plan and (when asked) apply an Airflow environment: its pipelines as DAG files
+        (reconciler.airflow), the folder and Airflow's API read (live.airflow), planned by
+        plan.dags and applied by apply.dags."""
+        name, context, revision = env_run.environment, self.context, self.result.revision
+        settings = env.airflow
+        airflow = Airflow(MwaaApi(aws.mwaa, settings.mwaa) if settings.mwaa else
+                          http_api(settings.api_url or "", self.environ.get(
+                              settings.api_token_env) if settings.api_token_env else None))
+        folder = DagFolder(aws.s3, settings.dags or "")
+        promoted = self.applied_ok.get(env.policy.promote_from, {}) \
+            if env.policy.promote_from else None
+        desired, _, _ = _desired(self.result, self.snapshot, name, {}, None, promoted,
+                                 self.options, self.now)
+        dags, uploads, refused = translate_environment(
+            self.settings, desired.pipelines, files_to_upload(self.snapshot.files))
+        desired = replace(desired, failed_manifests=desired.failed_manifests | {
+            manifest for manifest, _ in refused})
+        live = read_folder(folder, airflow, env.name_prefix, {d.path: d.etag for d in dags})
+        env_run.live = LiveState(name, [live_pipeline(d) for d in live.dags])
+        env_run.desired = desired
+        plan = plan_dags(desired, dags, live, env.policy, self.settings.installation)
+        plan.errors.extend(f"{manifest}: does not translate to Airflow: {why}"
+                           for manifest, why in refused)
+        env_run.plan = plan
+        context.events.planned(name, plan, revision)
+        lease = _lease(context, aws, self.result, self.settings, name, self.wall)
+        if (self.options.apply and not env_run.for_gate_only
+                and any(a.will_change for a in plan.actions)
+                and (self.confirm is None or self.confirm(plan))):
+            if lease is not None:
+                lease.wait(context.leases.wait)
+            applier = DagApplier(folder, airflow, uploads, self.settings.installation, name,
+                                 revision, set(live.files), settings.parse_timeout,
+                                 stopping=context.stopping,
+                                 checkpoint=lease.check if lease is not None else lambda: None,
+                                 on_result=lambda item: context.events.applied(name, item,
+                                                                               revision))
+            context.events.apply_started(name, sum(a.will_change for a in plan.actions))
+            env_run.results = applier.apply(plan)
+            if applier.stopped_by is not None:
+                raise LeaseLost(lease.uri if lease else "", applier.stopped_by.message)
+        self.applied_ok[name] = _in_sync(plan, env_run.results, self.options.apply)
 
     def _plan(self, env_run: EnvironmentRun, env: Environment, aws: AwsEnvironment
               ) -> tuple[EnvironmentPlan, dict[str, dict[str, str]]]:
@@ -598,6 +653,36 @@ def _desired(result: Run, snapshot: Snapshot, env: str, environ: Mapping[str, st
                                  result.git.commit, {}, options.allow_rollback,
                                  options.allow_replace)
     return desired, values, errors
+
+
+def translate_environment(settings: Settings, pipelines: Iterable[CompiledPipeline],
+                          files: Mapping[str, bytes]
+                          ) -> tuple[list[DesiredDag], dict[str, DagUpload], list[tuple[str, str]]]:
+    """Each pipeline's DAG file, what an apply writes for it, and the (manifest, why) of
+    those that do not translate (left as they are, like a manifest that does not compile)."""
+    dags, uploads, refused = [], {}, []
+    for compiled in pipelines:
+        try:
+            dag = translate_pipeline(settings, compiled)
+        except TranslationError as exc:
+            refused.append((compiled.manifest, "; ".join(r.format() for r in exc.refusals)))
+            continue
+        missing = [c.source for c in dag.files if c.source not in files]
+        if missing:
+            refused.append((compiled.manifest, f"needs {', '.join(missing)}, which the "
+                                               "repository does not have"))
+            continue
+        body = dag.text.encode()
+        beside = {c.target: files[c.source] for c in dag.files}
+        digest = hashlib.sha256(body)
+        for copy in dag.files:
+            digest.update(f"\0{copy.target}\0{copy.sha256}".encode())
+        desired = DesiredDag(compiled, dag.dag_id, dag.filename,
+                             hashlib.md5(body, usedforsecurity=False).hexdigest(),
+                             digest.hexdigest())
+        dags.append(desired)
+        uploads[compiled.name] = DagUpload(desired, body, beside)
+    return dags, uploads, refused
 
 
 def _in_sync(plan: EnvironmentPlan, results: list[ActionResult], applied: bool

@@ -21,6 +21,9 @@ NEEDS = {
     # the controller relies on the 404 (upload unless present, a lease not taken yet)
     "s3:HeadObject": {"s3:GetObject", "s3:ListBucket"},
     "s3:GetObject": {"s3:GetObject", "s3:ListBucket"},
+    "s3:ListObjectsV2": {"s3:ListBucket"},
+    "s3:CopyObject": {"s3:GetObject", "s3:PutObject"},
+    "s3:DeleteObjects": {"s3:DeleteObject"},
     # the definition names the pipeline's roles (role, resourceRole): AWS checks PassRole
     "datapipeline:PutPipelineDefinition": {"datapipeline:PutPipelineDefinition",
                                            "iam:PassRole"},
@@ -51,9 +54,12 @@ def calls_in_the_code() -> set[str]:
     for path in (PROJECT / "reconciler" / "live").glob("*.py"):
         text = path.read_text()
         for client, operation in re.findall(
-                r'(?:_call|call\(self\.(?:aws\.)?(\w+),)\s*\(?"([a-z_]+)"', text):
+                r'(?:_call|call\(self\.(?:aws\.)?(\w+),)\s*\(?"([a-z0-9_]+)"', text):
             service = client or "datapipeline"
             found.add(f"{service}:{''.join(w.capitalize() for w in operation.split('_'))}")
+        # MWAA's client (signing name: airflow) is called directly, for its error's fields
+        for operation in re.findall(r"self\.airflow\.([a-z_]+)\(", text):
+            found.add(f"airflow:{''.join(w.capitalize() for w in operation.split('_'))}")
     found.add("sts:AssumeRole")  # botocore's AssumeRoleCredentialFetcher (live/aws.py)
     return found
 

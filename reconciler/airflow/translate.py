@@ -1184,6 +1184,8 @@ class _Translation:
                                          kwargs=pycode.Dict(tuple(notifier.kwargs),
                                                             explode=True))))
             dag_kwargs.append(("deadline", pycode.List(tuple(alerts), explode=True)))
+        # a DAG Airflow sees for the first time waits for whoever moves the pipeline over
+        dag_kwargs.append(("is_paused_upon_creation", True))
         dag_kwargs += [("default_args", pycode.Dict((("owner", "dataduct"),))),
                        ("tags", pycode.List(tuple(self.source.tags or ("dataduct",)))),
                        ("doc_md", pycode.Name("__doc__"))]

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import click
 
-from ..airflow import DagFile, Source, TranslationError, source_of, translate
-from ..desired.config import AirflowSettings, Settings
+from ..airflow import DagFile, Source, TranslationError, translate
+from ..airflow.pipelines import airflow_settings, translate_pipeline
 from ..desired.definition import (
     QA_RUNNER_PATH,
     CompiledPipeline,
@@ -62,17 +62,6 @@ class Options:
     best_effort: bool = False
 
 
-def dag_id(settings: Settings | None, compiled: CompiledPipeline) -> str:
-    """The DAG's id: the pipeline's name in its environment (``staging-users``)."""
-    env = settings.environments.get(compiled.environment) if settings else None
-    return f"{env.name_prefix if env else ''}{compiled.aws_name}"
-
-
-def airflow_settings(settings: Settings | None, environment: str | None) -> AirflowSettings:
-    env = settings.environments.get(environment or "") if settings else None
-    return env.airflow if env else AirflowSettings()
-
-
 def refusal_problems(compiled: CompiledPipeline, error: TranslationError) -> list[Problem]:
     """The refusals as problems at the manifest's file:line, for printing with the rest."""
     return [Problem(r.location or Location(compiled.manifest),
@@ -84,9 +73,8 @@ def refusal_problems(compiled: CompiledPipeline, error: TranslationError) -> lis
 
 def translate_compiled(result: ProjectResult, compiled: CompiledPipeline, options: Options
                        ) -> DagFile:
-    return translate(source_of(compiled, dag_id(result.settings, compiled)),
-                     airflow_settings(result.settings, compiled.environment),
-                     sql_dialect=options.sql_dialect, best_effort=options.best_effort)
+    return translate_pipeline(result.settings, compiled, sql_dialect=options.sql_dialect,
+                              best_effort=options.best_effort)
 
 
 def translation_problems(result: ProjectResult, options: Options

@@ -275,6 +275,8 @@ def apply(target: str, environments: tuple[str, ...], pipelines: tuple[str, ...]
                           confirm=confirm, lease_wait=lease_wait, lease_seconds=lease_seconds)
     echo_results(result)
     for env in result.wanted:
+        for error in env.plan.errors if env.plan is not None else []:
+            click.secho(f"{env.environment}: error: {error}", fg="red", err=True)
         if env.error:
             click.secho(f"{env.environment}: error: {env.error}", fg="red", err=True)
         elif env.waiting:

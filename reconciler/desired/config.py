@@ -59,12 +59,19 @@ class Policy:
 
 @dataclass(frozen=True)
 class AirflowSettings:
-    """How an environment's DAGs reach their databases and AWS: Airflow connection ids
-    (``airflow:`` in ``reconciler.yaml``). A database object without an entry in
-    ``connections`` uses its id in snake case (``RedshiftDatabase`` -> ``redshift_database``)."""
+    """``airflow:`` in ``reconciler.yaml``: how an environment's DAGs reach their databases
+    and AWS (Airflow connection ids; a database object without an entry in ``connections``
+    uses its id in snake case, ``RedshiftDatabase`` -> ``redshift_database``) and, for
+    ``target: airflow``, where its DAG files go and how its Airflow is reached."""
 
     aws_conn_id: str = "aws_default"
     connections: tuple[tuple[str, str], ...] = ()
+    # target: airflow: the DAG folder (s3://BUCKET/PREFIX) and the REST API
+    dags: str | None = None
+    api_url: str | None = None
+    api_token_env: str | None = None
+    mwaa: str | None = None  # an MWAA environment's name: the API through InvokeRestApi
+    parse_timeout: int = 300
 
     def conn_id(self, database_id: str) -> str:
         for object_id, conn in self.connections:
@@ -90,10 +97,13 @@ class Environment:
     name_prefix: str = ""
     policy: Policy = field(default_factory=Policy)
     airflow: AirflowSettings = field(default_factory=AirflowSettings)
+    target: str = "datapipeline"  # or "airflow"
 
 
 # ``endpoint_url: embedded``: the built-in service, started in the process that needs it
 EMBEDDED = "embedded"
+# ``target:``: what runs an environment's pipelines
+DATAPIPELINE, AIRFLOW = "datapipeline", "airflow"
 
 
 @dataclass(frozen=True)
@@ -137,7 +147,7 @@ def load_settings(snapshot: Snapshot, problems: list[Problem]) -> Settings | Non
         return None
     data = doc.data
     environments = {name: _environment(name, env) for name, env in data["environments"].items()}
-    bad = _promotion_problems(doc, environments)
+    bad = _promotion_problems(doc, environments) + _target_problems(doc, environments)
     problems.extend(bad)
     if bad:
         return None
@@ -173,11 +183,36 @@ def _environment(name: str, env: dict[str, Any]) -> Environment:
             drift_checks_per_pass=policy.get("drift_checks_per_pass", 0),
             self_heal=policy.get("self_heal", False),
         ),
-        airflow=AirflowSettings(
-            aws_conn_id=env.get("airflow", {}).get("aws_conn_id", "aws_default"),
-            connections=tuple(sorted(env.get("airflow", {}).get("connections", {}).items())),
-        ),
+        airflow=_airflow(env.get("airflow", {})),
+        target=env.get("target", DATAPIPELINE),
     )
+
+
+def _airflow(block: dict[str, Any]) -> AirflowSettings:
+    api = block.get("api", {})
+    return AirflowSettings(
+        aws_conn_id=block.get("aws_conn_id", "aws_default"),
+        connections=tuple(sorted(block.get("connections", {}).items())),
+        dags=block.get("dags"), api_url=api.get("url"), api_token_env=api.get("token_env"),
+        mwaa=api.get("mwaa"), parse_timeout=block.get("parse_timeout", 300))
+
+
+def _target_problems(doc: YamlDocument, environments: dict[str, Environment]
+                     ) -> list[Problem]:
+    """An Airflow environment needs its DAG folder and its API."""
+    problems = []
+    for name, env in environments.items():
+        if env.target != AIRFLOW:
+            continue
+        path = ("environments", name, "target")
+        for key, value, example in (("dags", env.airflow.dags, "dags: s3://BUCKET/dags"),
+                                    ("api", env.airflow.api_url or env.airflow.mwaa,
+                                     "api: {mwaa: NAME} or api: {url: URL, token_env: VAR}")):
+            if not value:
+                problems.append(Problem(doc.locate(path), f"environment '{name}' has target: "
+                                        f"airflow but no airflow.{key}", path,
+                                        hint=f"add under airflow: {example}", code="required"))
+    return problems
 
 
 def _promotion_problems(doc: YamlDocument, environments: dict[str, Environment]

@@ -52,6 +52,10 @@ class Environment(Protocol):
     def endpoint_url(self) -> str | None: ...
     @property
     def name_prefix(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def airflow(self) -> Any: ...  # its AirflowSettings (mwaa: the MWAA environment's name)
 
 
 
@@ -84,13 +88,18 @@ def call(client: Any, operation: str, **kwargs: Any) -> Any:
     try:
         return getattr(client, operation)(**kwargs)
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        raise AwsError(name, str(error.get("Code") or "Unknown"),
-                       str(error.get("Message") or exc), status or 400) from None
+        raise client_error(name, exc) from None
     except BotoCoreError as exc:  # no connection, no credentials, a bad parameter...
         raise AwsError(name, type(exc).__name__, str(exc),
                        400 if type(exc).__name__ == "ParamValidationError" else None) from None
+
+
+def client_error(operation: str, exc: ClientError) -> AwsError:
+    """A botocore ClientError as an AwsError: the service's code, message and status."""
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return AwsError(operation, str(error.get("Code") or "Unknown"),
+                    str(error.get("Message") or exc), status or 400)
 
 
 CALL_LOG = "RECONCILER_AWS_CALL_LOG"
@@ -108,7 +117,8 @@ def record_calls(client: Any, path: str | None) -> None:
         with open(path, "a", encoding="utf-8") as out:
             out.write(f"{service}:{model.name}\n")
 
-    client.meta.events.register("before-call", log)
+    # before-parameter-build reaches every handler (before-call stops at a stubbed answer)
+    client.meta.events.register("before-parameter-build", log)
 
 
 def _assumed_role_session(base: Any, env: Environment, region: str, endpoint: str | None,
@@ -157,6 +167,7 @@ class AwsEnvironment:
     # a local service that starts with no buckets (the embedded one): a missing bucket is
     # created; against AWS it is the user's to create
     creates_buckets: bool = False
+    mwaa: Any = None  # the MWAA client of an environment with target: airflow on MWAA
     # which account's pipelines ListPipelines shows (endpoint, region, role): environments of
     # one scope share one listing per pass
     scope: str = ""
@@ -190,7 +201,13 @@ class AwsEnvironment:
         attach(s3, pacer=None, scope=scope, on_request=on_request)
         for client in (datapipeline, s3):
             record_calls(client, call_log)
-        return cls(env, installation, datapipeline, s3, creates_buckets=local, scope=scope)
+        mwaa = None
+        if env.target == "airflow" and env.airflow.mwaa:
+            mwaa = session.client("mwaa", endpoint_url=endpoint, config=config)
+            attach(mwaa, pacer=None, scope=scope, on_request=on_request)
+            record_calls(mwaa, call_log)
+        return cls(env, installation, datapipeline, s3, creates_buckets=local, scope=scope,
+                   mwaa=mwaa)
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -200,9 +200,9 @@ def plan_environment(desired: DesiredEnvironment, live: LiveState, policy: Polic
         plan.actions.append(context.adopt() if adopted is not None else context.plan())
     for _name, pipelines in sorted(live_by_name.items()):
         for pipeline in pipelines:
-            plan.actions.append(_orphan(desired, pipeline, policy))
+            plan.actions.append(orphan(desired, pipeline, policy))
     _warn_side_by_side(plan, definitions)
-    _guard_mass_deletion(plan, desired, live, policy)
+    guard_mass_deletion(plan, desired, live, policy)
     return plan
 
 
@@ -451,7 +451,7 @@ def _gate(planned: PlannedAction, desired: DesiredEnvironment, policy: Policy
                           f"(policy.promote_from: {policy.promote_from})")
 
 
-def _orphan(desired: DesiredEnvironment, pipeline: LivePipeline, policy: Policy
+def orphan(desired: DesiredEnvironment, pipeline: LivePipeline, policy: Policy
             ) -> PlannedAction:
     env, name = desired.environment, pipeline.pipeline
     if pipeline.manifest in desired.failed_manifests:
@@ -487,7 +487,7 @@ def _warn_side_by_side(plan: EnvironmentPlan, definitions: Mapping[str, LiveDefi
                 plan.actions[index] = replace(action, warnings=(*action.warnings, message))
 
 
-def _guard_mass_deletion(plan: EnvironmentPlan, desired: DesiredEnvironment, live: LiveState,
+def guard_mass_deletion(plan: EnvironmentPlan, desired: DesiredEnvironment, live: LiveState,
                          policy: Policy) -> None:
     deletes = [a for a in plan.actions if a.will_change and a.action is Action.DELETE
                and not a.repair]
