@@ -425,6 +425,8 @@ class EnvironmentPass:
                           http_api(settings.api_url or "", self.environ.get(
                               settings.api_token_env) if settings.api_token_env else None))
         folder = DagFolder(aws.s3, settings.dags or "")
+        if aws.creates_buckets:  # the embedded service starts with no buckets
+            aws.create_missing_bucket(folder.bucket)
         promoted = self.applied_ok.get(env.policy.promote_from, {}) \
             if env.policy.promote_from else None
         desired, _, _ = _desired(self.result, self.snapshot, name, {}, None, promoted,

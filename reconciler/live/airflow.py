@@ -65,7 +65,11 @@ class DagFolder:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix}
             if token:
                 kwargs["ContinuationToken"] = token
-            page = call(self.s3, "list_objects_v2", **kwargs)
+            try:
+                page = call(self.s3, "list_objects_v2", **kwargs)
+            except AwsError as exc:
+                raise AwsError(exc.operation, exc.code, f"the DAG folder {self.uri} "
+                               f"(airflow.dags): {exc.message}", exc.status) from None
             for item in page.get("Contents", []):
                 found[item["Key"][len(self.prefix):]] = item["ETag"].strip('"')
             token = page.get("NextContinuationToken")
@@ -151,7 +155,15 @@ def http_api(base_url: str, token: str | None, timeout: float = 10.0,
         headers = {"Accept": "application/json", "Authorization": f"Bearer {bearer()}"}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        return send(method, url, data, headers)
+        try:
+            return send(method, url, data, headers)
+        except AirflowApiError as exc:
+            if exc.status != 401 or token is not None:
+                raise
+            # a token asked of /auth/token expires (a day by default): ask again, once
+            held["token"] = None
+            headers["Authorization"] = f"Bearer {bearer()}"
+            return send(method, url, data, headers)
 
     return request
 
