@@ -142,6 +142,11 @@ def test_the_rendered_overrides_are_accepted_by_the_controller(full):
     assert prod.role_arn == "arn:aws:iam::222222222222:role/dataduct-reconciler-prod"
     assert prod.endpoint_url is None and prod.policy.max_delete_percent == 10.0
     assert applied.installation == "data-platform-eks"
+    staging = applied.environments["staging"]  # moved to MWAA by the installation
+    assert staging.target == "airflow"
+    assert (staging.airflow.dags, staging.airflow.mwaa, staging.airflow.parse_timeout) == (
+        "s3://mwaa-staging-dags/dags", "etl-staging", 600)
+    assert staging.airflow.conn_id("RedshiftDatabase") == "redshift_etl"
     settings_map = next(d for d in full if d["metadata"]["name"].endswith("-settings"))
     assert settings_map["data"]["RECONCILER_OVERRIDES"] == "/etc/reconciler/overrides.yaml"
 

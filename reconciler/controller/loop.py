@@ -258,6 +258,8 @@ class Controller:
         aws = self.context.clients.get(env)
         if aws is None or env_run.live is None or env_run.desired is None:
             return
+        if aws.env.target == "airflow":  # runs are Data Pipeline's; DAG runs are not read yet
+            return
         activities = {p.name: [o.id for o in p.objects if (o.type or "").endswith("Activity")]
                       for p in env_run.desired.pipelines}
         # the cursors are the writer's (the observer runs only where the lease is held)

@@ -58,6 +58,19 @@ def _environment(env: Environment, values: dict[str, Any]) -> Environment:
         policy["max_delete_percent"] = float(policy["max_delete_percent"])
     if policy:
         changes["policy"] = replace(env.policy, **policy)
+    if "target" in values:
+        changes["target"] = values["target"]
+    airflow = values.get("airflow", {})
+    if airflow:
+        api = airflow.get("api", {})
+        fields: dict[str, Any] = {key: airflow[key] for key in
+                                  ("dags", "parse_timeout", "aws_conn_id") if key in airflow}
+        if "connections" in airflow:
+            fields["connections"] = tuple(sorted(airflow["connections"].items()))
+        if api:  # an API named here replaces the repository's whole api block
+            fields.update(api_url=api.get("url"), api_token_env=api.get("token_env"),
+                          mwaa=api.get("mwaa"))
+        changes["airflow"] = replace(env.airflow, **fields)
     return replace(env, **changes)
 
 

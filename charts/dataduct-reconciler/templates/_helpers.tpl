@@ -53,6 +53,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if hasKey $env "roleArn" }}{{ $_ := set $one "role_arn" $env.roleArn }}{{ end -}}
 {{- if hasKey $env "endpointUrl" }}{{ $_ := set $one "endpoint_url" $env.endpointUrl }}{{ end -}}
 {{- with $env.policy }}{{ $_ := set $one "policy" . }}{{ end -}}
+{{- with $env.target }}{{ $_ := set $one "target" . }}{{ end -}}
+{{- with $env.airflow -}}
+{{- $af := dict -}}
+{{- with .dags }}{{ $_ := set $af "dags" . }}{{ end -}}
+{{- with .parseTimeout }}{{ $_ := set $af "parse_timeout" . }}{{ end -}}
+{{- with .awsConnId }}{{ $_ := set $af "aws_conn_id" . }}{{ end -}}
+{{- with .connections }}{{ $_ := set $af "connections" . }}{{ end -}}
+{{- $api := dict -}}
+{{- with .mwaa }}{{ $_ := set $api "mwaa" . }}{{ end -}}
+{{- with .apiUrl }}{{ $_ := set $api "url" . }}{{ end -}}
+{{- with .tokenEnv }}{{ $_ := set $api "token_env" . }}{{ end -}}
+{{- if $api }}{{ $_ := set $af "api" $api }}{{ end -}}
+{{- $_ := set $one "airflow" $af -}}
+{{- end -}}
 {{- $_ := set $envs $name $one -}}
 {{- end -}}
 {{- if $envs }}{{ $_ := set $out "environments" $envs }}{{ end -}}
