@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import structlog
 
 from .airflow import TranslationError
-from .airflow.pipelines import translate_pipeline
+from .airflow.pipelines import dag_id, translate_pipeline
 from .apply.dags import DagApplier, DagUpload
 from .apply.executor import ActionResult, Applier
 from .apply.qa import driver_wheels, files_to_upload
@@ -39,11 +39,11 @@ from .desired.definition import CompiledPipeline
 from .desired.overrides import Overrides, OverridesError
 from .desired.project import ProjectResult, compile_project
 from .errors import Problem
-from .live.airflow import Airflow, DagFolder, MwaaApi, http_api, read_folder
+from .live.airflow import Airflow, DagFolder, MwaaApi, http_api, index_path, read_folder
 from .live.aws import AwsEnvironment, AwsError, ReadInterrupted
 from .live.inventory import Inventory
 from .live.lease import Lease, LeaseHeld, LeaseLost, Leases, lease_uri
-from .live.model import TAG_REVISION, LiveDefinition, LiveState
+from .live.model import TAG_REVISION, TAG_START, LiveDefinition, LiveState
 from .live.pacing import Pacer
 from .plan.dags import DesiredDag, live_pipeline, plan_dags
 from .plan.planner import (
@@ -431,11 +431,15 @@ class EnvironmentPass:
             if env.policy.promote_from else None
         desired, _, _ = _desired(self.result, self.snapshot, name, {}, None, promoted,
                                  self.options, self.now)
+        index = index_path(self.settings.installation, name)
+        live = read_folder(folder, airflow, env.name_prefix, index)
+        # a DAG keeps the start it was created with (the compile's changes every day)
+        starts = {d.path: datetime.fromisoformat(d.tags[TAG_START]) for d in live.dags
+                  if d.tags and d.tags.get(TAG_START)}
         dags, uploads, refused = translate_environment(
-            self.settings, desired.pipelines, files_to_upload(self.snapshot.files))
+            self.settings, desired.pipelines, files_to_upload(self.snapshot.files), starts)
         desired = replace(desired, failed_manifests=desired.failed_manifests | {
             manifest for manifest, _ in refused})
-        live = read_folder(folder, airflow, env.name_prefix, {d.path: d.etag for d in dags})
         env_run.live = LiveState(name, [live_pipeline(d) for d in live.dags])
         env_run.desired = desired
         plan = plan_dags(desired, dags, live, env.policy, self.settings.installation)
@@ -444,18 +448,23 @@ class EnvironmentPass:
         env_run.plan = plan
         context.events.planned(name, plan, revision)
         lease = _lease(context, aws, self.result, self.settings, name, self.wall)
+        changes = any(a.will_change for a in plan.actions)
         if (self.options.apply and not env_run.for_gate_only
-                and any(a.will_change for a in plan.actions)
-                and (self.confirm is None or self.confirm(plan))):
+                and (changes or live.unindexed)
+                and (not changes or self.confirm is None or self.confirm(plan))):
             if lease is not None:
                 lease.wait(context.leases.wait)
             applier = DagApplier(folder, airflow, uploads, self.settings.installation, name,
-                                 revision, set(live.files), settings.parse_timeout,
+                                 revision, set(live.files), index, {
+                                     d.path: d.tags or {} for d in live.dags},
+                                 settings.parse_timeout,
                                  stopping=context.stopping,
                                  checkpoint=lease.check if lease is not None else lambda: None,
                                  on_result=lambda item: context.events.applied(name, item,
                                                                                revision))
             context.events.apply_started(name, sum(a.will_change for a in plan.actions))
+            # files the index lacked are indexed even when nothing changes
+            applier.written = bool(live.unindexed)
             env_run.results = applier.apply(plan)
             if applier.stopped_by is not None:
                 raise LeaseLost(lease.uri if lease else "", applier.stopped_by.message)
@@ -658,14 +667,16 @@ def _desired(result: Run, snapshot: Snapshot, env: str, environ: Mapping[str, st
 
 
 def translate_environment(settings: Settings, pipelines: Iterable[CompiledPipeline],
-                          files: Mapping[str, bytes]
+                          files: Mapping[str, bytes], starts: Mapping[str, datetime]
                           ) -> tuple[list[DesiredDag], dict[str, DagUpload], list[tuple[str, str]]]:
-    """Each pipeline's DAG file, what an apply writes for it, and the (manifest, why) of
-    those that do not translate (left as they are, like a manifest that does not compile)."""
+    """Each pipeline's DAG file (starting where its live file started, by path in
+    ``starts``), what an apply writes for it, and the (manifest, why) of those that do not
+    translate (left as they are, like a manifest that does not compile)."""
     dags, uploads, refused = [], {}, []
     for compiled in pipelines:
         try:
-            dag = translate_pipeline(settings, compiled)
+            dag = translate_pipeline(settings, compiled,
+                                     start=starts.get(f"{dag_id(settings, compiled)}.py"))
         except TranslationError as exc:
             refused.append((compiled.manifest, "; ".join(r.format() for r in exc.refusals)))
             continue
@@ -681,7 +692,7 @@ def translate_environment(settings: Settings, pipelines: Iterable[CompiledPipeli
             digest.update(f"\0{copy.target}\0{copy.sha256}".encode())
         desired = DesiredDag(compiled, dag.dag_id, dag.filename,
                              hashlib.md5(body, usedforsecurity=False).hexdigest(),
-                             digest.hexdigest())
+                             digest.hexdigest(), dag.start.isoformat() if dag.start else None)
         dags.append(desired)
         uploads[compiled.name] = DagUpload(desired, body, beside)
     return dags, uploads, refused

@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -27,6 +28,7 @@ from botocore.stub import Stubber
 
 from reconciler.apply.dags import DagApplier, DagUpload
 from reconciler.desired.definition import CompiledPipeline
+from reconciler.engine import PassOptions, run
 from reconciler.live.airflow import Airflow, AirflowApiError, DagFolder, MwaaApi, http_api
 from reconciler.live.aws import record_calls
 from reconciler.live.model import AirflowDag
@@ -198,16 +200,21 @@ def test_an_airflow_environment_is_reconciled_create_update_suspend_delete(
             assert tags["dataduct-reconciler/activated"] == "true"
         assert folder.tags("staging-theirs.py") == {}
 
-        # a pass in which nothing changed: a listing and Airflow's API, no file body read;
-        # only the file git does not want has its metadata read (is it an orphan of ours?)
+        # a pass in which nothing changed: the listing, the index and Airflow's API; no DAG
+        # file read, no file's metadata read (the foreign file is in the index too)
         before = len(calls(tmp_path / "calls.log", 0))
         again = run_cli("plan", str(repo), "--env", "staging", env=env)
         assert again.code == 0, again.stdout + again.stderr
         # (CreateBucket: the embedded service's missing bucket, never called against AWS)
         made = [c for c in calls(tmp_path / "calls.log", before)
                 if c.startswith("s3:") and c != "s3:CreateBucket"]
-        assert sorted(set(made)) == ["s3:HeadObject", "s3:ListObjectsV2"], made
-        assert made.count("s3:HeadObject") == 1
+        assert sorted(made) == ["s3:GetObject", "s3:ListObjectsV2"], made
+        # compiled another day (another startDateTime), the DAGs keep their start: no change
+        later = run(repo, PassOptions(environments=("staging",)),
+                    now=datetime.now(UTC) + timedelta(days=3), environ=env)
+        [staging] = later.wanted
+        assert staging.plan is not None and not staging.plan.has_changes, [
+            (a.pipeline, a.reason) for a in staging.plan.actions]
 
         # an update: a new file, parsed again, still unpaused
         users = repo / "pipelines" / "users.yaml"

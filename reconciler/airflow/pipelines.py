@@ -4,6 +4,9 @@ environment is reconciled to are the same translation."""
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime
+
 from ..desired.config import AirflowSettings, Settings
 from ..desired.definition import CompiledPipeline
 from .translate import DagFile, source_of, translate
@@ -21,8 +24,13 @@ def airflow_settings(settings: Settings | None, environment: str | None) -> Airf
 
 
 def translate_pipeline(settings: Settings | None, compiled: CompiledPipeline, *,
-                       sql_dialect: str = "redshift", best_effort: bool = False) -> DagFile:
-    """The DAG file of a compiled pipeline; raises TranslationError."""
-    return translate(source_of(compiled, dag_id(settings, compiled)),
+                       sql_dialect: str = "redshift", best_effort: bool = False,
+                       start: datetime | None = None) -> DagFile:
+    """The DAG file of a compiled pipeline (starting at ``start``, where given, instead of
+    its schedule's start); raises TranslationError."""
+    source = source_of(compiled, dag_id(settings, compiled))
+    if start is not None:
+        source = dataclasses.replace(source, start=start)
+    return translate(source,
                      airflow_settings(settings, compiled.environment),
                      sql_dialect=sql_dialect, best_effort=best_effort)

@@ -20,6 +20,7 @@ build the DAG, and is the same bytes for the same input (:mod:`.pycode` lays it 
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 import re
 import shlex
@@ -103,6 +104,9 @@ class Source:
     tags: tuple[str, ...] = ()
     # when a schedule with startAt: FIRST_ACTIVATION_DATE_TIME starts
     activated: datetime | None = None
+    # the DAG's start, where it is not the schedule's: an Airflow environment keeps the start
+    # a DAG was created with (a manifest compiled another day has another startDateTime)
+    start: datetime | None = None
 
 
 def source_of(compiled: CompiledPipeline, dag_id: str) -> Source:
@@ -133,6 +137,7 @@ class DagFile:
     connections: tuple[str, ...] = ()
     refusals: tuple[Refusal, ...] = ()
     tasks: tuple[str, ...] = ()
+    start: datetime | None = None  # the DAG's start_date, when it has a schedule
 
 
 @dataclass
@@ -293,6 +298,8 @@ class _Translation:
                     self.refusals.append(Refusal(obj.id, key, str(exc), obj.origin))
         try:
             schedule = read_schedule(self.schedule_kind, fields, self.source.activated)
+            if self.source.start is not None and schedule.start is not None:
+                schedule = dataclasses.replace(schedule, start=self.source.start)
             timetable(schedule)
             return schedule
         except (ScheduleError, ValueError) as exc:
@@ -1223,7 +1230,7 @@ class _Translation:
         files = tuple(sorted(self.files.values(), key=lambda f: f.target))
         return DagFile(self.source.dag_id, f"{self.source.dag_id}.py", module.text(), files,
                        tuple(sorted(self.connections)), tuple(self.refusals),
-                       tuple(self.ordered()))
+                       tuple(self.ordered()), table.start if table is not None else None)
 
     def ordered(self) -> list[str]:
         """Task ids upstream first, ties by id: a stable, readable order."""

@@ -30,6 +30,7 @@ from ..live.model import (
     TAG_MANIFEST,
     TAG_PIPELINE,
     TAG_REVISION,
+    TAG_START,
     AirflowDag,
     ImportProblem,
 )
@@ -57,6 +58,8 @@ class DagApplier:
     environment: str
     revision: str
     present: set[str] = field(default_factory=set)  # paths known to be in the folder
+    index: str | None = None  # where the index of the environment's files is kept
+    indexed: dict[str, Mapping[str, str]] = field(default_factory=dict)  # path -> tags
     parse_timeout: float = 300.0
     poll_seconds: float = 2.0
     clock: Callable[[], float] = time.monotonic
@@ -65,6 +68,7 @@ class DagApplier:
     checkpoint: Callable[[], None] = lambda: None
     on_result: Callable[[ActionResult], None] = lambda _: None
     stopped_by: AwsError | None = None
+    written: bool = False  # a file changed since the index was written
 
     def apply(self, plan: EnvironmentPlan) -> list[ActionResult]:
         results = []
@@ -98,9 +102,23 @@ class DagApplier:
             result.seconds = round(self.clock() - started, 3)
             results.append(result)
             self.on_result(result)
+            if len(results) % 25 == 0:
+                self._write_index()
             if self.stopped_by is not None:
                 break
+        self._write_index()
         return results
+
+    def _write_index(self) -> None:
+        """The index of the files and their tags, for the next pass to read instead of each
+        file's metadata. A file written after the index was is read with HeadObject."""
+        if self.index is None or not self.written:
+            return
+        listed = self.folder.list()
+        files = {path: {"etag": listed[path], "tags": dict(tags)}
+                 for path, tags in sorted(self.indexed.items()) if path in listed}
+        self.folder.write_index(self.index, files)
+        self.written = False
 
     # -- the actions ----------------------------------------------------------------------
 
@@ -152,6 +170,8 @@ class DagApplier:
         beside = [p for p in self.present if p.startswith(folder)]
         self.folder.delete([live.name, *beside])
         self.present.difference_update([live.name, *beside])
+        self.indexed.pop(live.name, None)
+        self.written = True
         result.messages.append(f"paused; removed {live.name}" +
                                (f" and {len(beside)} file(s) beside it" if beside else ""))
 
@@ -165,8 +185,10 @@ class DagApplier:
             if path not in self.present:
                 self.folder.put(path, content)
                 self.present.add(path)
-        self.folder.put(upload.desired.path, upload.body, self._tags(upload, activated))
+        tags = self._tags(upload, activated)
+        self.folder.put(upload.desired.path, upload.body, tags)
         self.present.add(upload.desired.path)
+        self.indexed[upload.desired.path], self.written = tags, True
         return upload
 
     def _tags(self, upload: DagUpload, activated: bool) -> dict[str, str]:
@@ -174,6 +196,8 @@ class DagApplier:
         tags = {TAG_MANAGED_BY: self.installation, TAG_ENVIRONMENT: self.environment,
                 TAG_PIPELINE: pipeline.name, TAG_MANIFEST: pipeline.manifest,
                 TAG_DIGEST: upload.desired.digest, TAG_REVISION: self.revision}
+        if upload.desired.start:
+            tags[TAG_START] = upload.desired.start
         if activated:
             tags[TAG_ACTIVATED] = "true"
         return tags
@@ -205,8 +229,13 @@ class DagApplier:
         """Pause the DAG, recording that the reconciler did (a pause it did not make is
         drift)."""
         self.airflow.set_paused(upload.desired.dag_id, True)
-        self.folder.retag(upload.desired.path, self._tags(upload, activated=False))
+        self._retag(upload, activated=False)
 
     def _unpause(self, upload: DagUpload) -> None:
         self.airflow.set_paused(upload.desired.dag_id, False)
-        self.folder.retag(upload.desired.path, self._tags(upload, activated=True))
+        self._retag(upload, activated=True)
+
+    def _retag(self, upload: DagUpload, activated: bool) -> None:
+        tags = self._tags(upload, activated)
+        self.folder.retag(upload.desired.path, tags)
+        self.indexed[upload.desired.path], self.written = tags, True

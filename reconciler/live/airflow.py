@@ -87,6 +87,27 @@ class DagFolder:
             raise
         return tags_of(head.get("Metadata", {}))
 
+    def read_index(self, path: str) -> dict[str, dict[str, Any]]:
+        """The index kept at ``path``: file path -> {"etag", "tags"}; empty when there is
+        none or it cannot be read (the files' own metadata is the truth: a file the index
+        does not know with its ETag has its metadata read)."""
+        try:
+            body = call(self.s3, "get_object", Bucket=self.bucket, Key=self.prefix + path)
+        except AwsError as exc:
+            if exc.status == 404 or exc.code in ("404", "NoSuchKey", "NotFound"):
+                return {}
+            raise
+        try:
+            files = json.loads(body["Body"].read()).get("files", {})
+        except (ValueError, AttributeError):
+            return {}
+        return {k: v for k, v in files.items() if isinstance(v, dict)}
+
+    def write_index(self, path: str, files: Mapping[str, Mapping[str, Any]]) -> None:
+        body = json.dumps({"version": 1, "files": files}, sort_keys=True).encode()
+        call(self.s3, "put_object", Bucket=self.bucket, Key=self.prefix + path, Body=body,
+             ContentType="application/json")
+
     def put(self, path: str, body: bytes, tags: Mapping[str, str] | None = None) -> str:
         """Write a file (with the tags as metadata); its new ETag."""
         done = call(self.s3, "put_object", Bucket=self.bucket, Key=self.prefix + path,
@@ -107,6 +128,12 @@ class DagFolder:
         for start in range(0, len(keys), 1000):
             call(self.s3, "delete_objects", Bucket=self.bucket,
                  Delete={"Objects": keys[start:start + 1000], "Quiet": True})
+
+
+def index_path(installation: str, environment: str) -> str:
+    """Where, in the DAG folder, the index of an installation's files for an environment is
+    kept (Airflow ignores it: it is no Python file, and .airflowignore names the folder)."""
+    return f".dataduct/{installation}-{environment}.json"
 
 
 class RestApi(Protocol):
@@ -255,23 +282,27 @@ class Airflow:
                  {"update_mask": "is_paused"}, {"is_paused": paused})
 
 
-def read_folder(folder: DagFolder, airflow: Airflow, prefix: str,
-                known: Mapping[str, str]) -> LiveFolder:
+def read_folder(folder: DagFolder, airflow: Airflow, prefix: str, index: str) -> LiveFolder:
     """The DAG files of the folder whose names start with ``prefix`` (the environment's
-    ``name_prefix``). ``known`` maps the path of each file git wants to the ETag its bytes
-    have: a file with that ETag, parsed and not paused, needs no metadata read; any other
-    is read with HeadObject, so ownership is checked before it is touched."""
+    ``name_prefix``), each with its tags: from the index at ``index`` where it knows the
+    file with the ETag it has now, else read with HeadObject (a file changed or written by
+    someone else, an index lost). A pass in which nothing changed reads the listing, the
+    index and Airflow's API: no DAG file and no file's metadata."""
     listed = folder.list()
+    known = folder.read_index(index)
     parsed = {d.file: d for d in airflow.dags(prefix).values()}
     errors = airflow.import_errors()
-    dags = []
+    dags, unindexed = [], set()
     for path, etag in sorted(listed.items()):
         if "/" in path or not path.endswith(".py") or not path.startswith(prefix):
             continue
-        dag = parsed.get(path)
-        needs_tags = known.get(path) != etag or dag is None or dag.is_paused
-        tags = folder.tags(path) if needs_tags else None
-        if needs_tags and tags is None:
+        entry = known.get(path)
+        if entry and entry.get("etag") == etag and isinstance(entry.get("tags"), dict):
+            tags: dict[str, str] | None = dict(entry["tags"])
+        else:
+            tags = folder.tags(path)
+            unindexed.add(path)
+        if tags is None:
             continue  # removed since the listing
-        dags.append(LiveDag(path, etag, tags, dag, errors.get(path)))
-    return LiveFolder(tuple(dags), frozenset(listed))
+        dags.append(LiveDag(path, etag, tags, parsed.get(path), errors.get(path)))
+    return LiveFolder(tuple(dags), frozenset(listed), frozenset(unindexed))

@@ -16,6 +16,7 @@ TAG_DIGEST = TAG_PREFIX + "digest"
 TAG_REVISION = TAG_PREFIX + "revision"
 TAG_SECRETS = TAG_PREFIX + "secrets"
 TAG_ACTIVATED = TAG_PREFIX + "activated"  # a DAG file's: "true" once unpaused after upload
+TAG_START = TAG_PREFIX + "start"  # a DAG file's: the start it was created with (ISO, UTC)
 PENDING = "pending"  # the digest tag of a pipeline whose definition is not applied yet
 # Every tag the reconciler writes; AWS allows 10 per pipeline, the rest are etl.TAGS'.
 MANAGED_TAGS = (TAG_MANAGED_BY, TAG_ENVIRONMENT, TAG_PIPELINE, TAG_MANIFEST, TAG_DIGEST,
@@ -109,6 +110,7 @@ class LiveFolder:
 
     dags: tuple[LiveDag, ...]
     files: frozenset[str]  # every path under the folder (the files beside the DAGs too)
+    unindexed: frozenset[str] = frozenset()  # DAG files whose metadata the index lacked
 
 
 def managed_by(tags: Mapping[str, str] | None, installation: str, environment: str) -> bool:

@@ -46,6 +46,7 @@ class DesiredDag:
     path: str  # in the DAG folder: "staging-users.py"
     etag: str  # the MD5 of its bytes: the ETag S3 gives them
     digest: str  # of the file and the files beside it (the tag kept with it)
+    start: str | None = None  # the DAG's start (ISO, UTC): kept for as long as the file lives
 
 
 def live_pipeline(dag: LiveDag) -> LivePipeline:
