@@ -27,13 +27,15 @@ import pytest
 from botocore.stub import Stubber
 
 from reconciler.apply.dags import DagApplier, DagUpload
+from reconciler.controller.health import Health, health
+from reconciler.desired.config import Policy
 from reconciler.desired.definition import CompiledPipeline
 from reconciler.engine import PassOptions, run
 from reconciler.live.airflow import Airflow, AirflowApiError, DagFolder, MwaaApi, http_api
 from reconciler.live.aws import record_calls
-from reconciler.live.model import AirflowDag
-from reconciler.plan.dags import DesiredDag
-from reconciler.plan.planner import Action, EnvironmentPlan, PlannedAction
+from reconciler.live.model import AirflowDag, ImportProblem, LiveDag, LiveFolder
+from reconciler.plan.dags import DesiredDag, plan_dags
+from reconciler.plan.planner import Action, DesiredEnvironment, EnvironmentPlan, PlannedAction
 
 from .conftest import AWS_CALL_LOG, run_cli
 from .test_airflow import airflow_env, require_airflow
@@ -342,3 +344,42 @@ def test_mwaa_is_reached_through_invoke_rest_api():
             airflow.import_errors()
         assert busy.value.status == 503 and busy.value.temporary
         stub.assert_no_pending_responses()
+
+
+def _dag(path: str, etag: str, tags: dict | None, paused: bool | None,
+         error: str | None = None) -> LiveDag:
+    dag = None if paused is None else AirflowDag(path[:-3], path, paused, "t")
+    return LiveDag(path, etag, tags, dag, ImportProblem(error, "t") if error else None)
+
+
+def test_the_dag_planner_keeps_the_guards():
+    """Pure: ownership, prune, drift and an import error, without Airflow."""
+    ours = {"dataduct-reconciler/managed-by": "default",
+            "dataduct-reconciler/environment": "staging",
+            "dataduct-reconciler/pipeline": "old", "dataduct-reconciler/manifest": "p/old.yaml",
+            "dataduct-reconciler/activated": "true"}
+    users = CompiledPipeline("users", "staging", "pipelines/users.yaml", None, ())
+    votes = CompiledPipeline("votes", "staging", "pipelines/votes.yaml", None, ())
+    wanted = [DesiredDag(users, "staging-users", "staging-users.py", "e1", "d1"),
+              DesiredDag(votes, "staging-votes", "staging-votes.py", "e2", "d2")]
+    live = LiveFolder((
+        _dag("staging-users.py", "e1", ours, False,
+             error="Traceback\nModuleNotFoundError: No module named 'x'"),
+        _dag("staging-votes.py", "zz", {}, False),  # someone else's file at our path
+        _dag("staging-old.py", "e3", ours, False),  # ours, its manifest gone
+        _dag("staging-theirs.py", "e4", {}, True),  # someone else's: not planned at all
+    ), frozenset())
+    desired = DesiredEnvironment("staging", (users, votes))
+    plan = plan_dags(desired, wanted, live, Policy(max_delete_percent=100), "default")
+    by_name = {a.pipeline: a for a in plan.actions}
+    assert set(by_name) == {"users", "votes", "old"}
+    assert by_name["votes"].is_blocked and "was not written by this installation" in \
+        by_name["votes"].reason
+    assert by_name["old"].is_blocked and "prune is off" in by_name["old"].reason
+    assert plan.errors == ["staging-users.py: Airflow cannot import it: ModuleNotFoundError: "
+                           "No module named 'x'"]
+    assert health(by_name["users"], None) == Health.DEGRADED
+    pruned = plan_dags(desired, wanted, live, Policy(prune=True, max_delete_percent=100),
+                       "default")
+    assert [a.action for a in pruned.actions if a.pipeline == "old"] == [Action.DELETE]
+    assert not next(a for a in pruned.actions if a.pipeline == "old").is_blocked

@@ -35,7 +35,8 @@ class Health(StrEnum):
     UNKNOWN = "Unknown"
 
 
-TRANSITIONS = ("PENDING", "ACTIVATING", "DEACTIVATING")  # @pipelineState while it changes
+# @pipelineState while it changes; UNPARSED: a DAG file Airflow has not parsed yet
+TRANSITIONS = ("PENDING", "ACTIVATING", "DEACTIVATING", "UNPARSED")
 
 
 def sync_status(planned: PlannedAction, result: ActionResult | None, *,

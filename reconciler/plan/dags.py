@@ -52,8 +52,13 @@ class DesiredDag:
 def live_pipeline(dag: LiveDag) -> LivePipeline:
     """A live DAG in the form plans show (its id is the DAG id; its tags, the file's)."""
     state = UNPARSED if dag.dag is None else PAUSED if dag.dag.is_paused else ACTIVE
+    fields = {"etag": dag.etag}
+    if dag.import_error is not None:  # health: degraded, as a pipeline in ERROR is
+        fields.update({"@healthStatus": "ERROR", "errorMessage": dag.import_error.message})
+        if dag.dag is None:
+            state = PAUSED  # Airflow will not parse it until the file changes
     return LivePipeline(dag.dag.dag_id if dag.dag else dag.path.removesuffix(".py"),
-                        dag.path, dict(dag.tags or {}), state, {"etag": dag.etag})
+                        dag.path, dict(dag.tags or {}), state, fields)
 
 
 def plan_dags(desired: DesiredEnvironment, dags: Sequence[DesiredDag], live: LiveFolder,
