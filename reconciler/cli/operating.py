@@ -259,25 +259,47 @@ def status(url: str, environments: tuple[str, ...], output_format: str) -> None:
 
 def _echo_status(data: dict[str, Any], envs: dict[str, Any]) -> None:
     source = data.get("source", {})
-    stale = " (STALE: " + str(source.get("error")) + ")" if source.get("stale") else ""
+    stale = " (STALE: " + one_line(str(source.get("error"))) + ")" if source.get("stale") else ""
     click.echo(f"source {source.get('location')} at {source.get('revision')}{stale}")
     if data.get("error"):
-        click.secho(f"error: nothing planned: {data['error']}", fg="red")
-    rows = [("ENV", "PIPELINE", "SYNC", "HEALTH", "REVISION", "NEXT RETRY", "LAST ERROR")]
+        click.secho(f"error: nothing planned: {one_line(data['error'])}", fg="red")
+    rows = [("ENV", "PIPELINE", "SYNC", "HEALTH", "REVISION", "NEXT RETRY", "REASON",
+             "LAST ERROR")]
+    cut = False
     for name, env in envs.items():
-        if env.get("error"):
-            rows.append((name, "-", "Unknown", "Unknown", "-", "-", env["error"][:80]))
-        if env.get("waiting"):
-            rows.append((name, "-", "-", "-", "-", "-", env["waiting"][:80]))
+        for key in ("error", "waiting"):
+            if env.get(key):
+                text = one_line(env[key])
+                cut |= len(text) > STATUS_WIDTH
+                rows.append((name, "-", "Unknown" if key == "error" else "-",
+                             "Unknown" if key == "error" else "-", "-", "-", "-",
+                             clip(text)))
         for p in env["pipelines"]:
+            error = one_line(p.get("last_error") or "")
+            cut |= len(error) > STATUS_WIDTH
             rows.append((name, p["pipeline"], p["sync_status"], p["health_status"],
                          (p.get("last_applied_revision") or "-")[:12],
-                         (p.get("next_retry") or "-")[:19],
-                         (p.get("last_error") or "")[:80]))
+                         (p.get("next_retry") or "-")[:19], clip(one_line(p.get("reason") or
+                                                                          "-")),
+                         clip(error)))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True))
                    .rstrip())
+    if cut:
+        click.echo("(long errors are cut: --format json has them in full)")
+
+
+STATUS_WIDTH = 80  # characters of a reason or an error in the status table
+
+
+def one_line(text: str) -> str:
+    """A multi-line message (an HTML error page, a traceback) on one line."""
+    return " ".join(text.split())
+
+
+def clip(text: str, width: int = STATUS_WIDTH) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 @main.command()
