@@ -104,7 +104,7 @@ def test_a_crash_at_any_point_converges_without_duplicates(endpoint, repo, crash
     assert "staging (revision" in steady.stdout and "2 in sync" in steady.stdout
 
 
-def test_apply_shows_a_progress_bar_on_a_terminal_and_none_in_ci(endpoint, repo):
+def test_apply_shows_a_progress_bar_and_no_json_on_a_terminal_and_json_in_ci(endpoint, repo):
     import pty
 
     environ = {key: value for key, value in os.environ.items() if key != "CI"}
@@ -129,5 +129,8 @@ def test_apply_shows_a_progress_bar_on_a_terminal_and_none_in_ci(endpoint, repo)
     assert proc.returncode == 0, shown.decode(errors="replace")
     assert b"staging: applying" in shown and b"2/2" in shown
     assert b'"event": "applied"' not in shown  # the bar stands for each success's log line
+    # on a terminal the logs are for a person, and only warnings: no JSON line among the bar
+    assert b'{"' not in shown and b'"level"' not in shown, shown.decode(errors="replace")
     quiet = cli(endpoint, "apply", "--yes", "--env", "prod", str(repo), CI="true")
     assert quiet.code == 0 and "applying" not in quiet.stderr
+    assert '"event": "planned"' in quiet.stderr  # JSON lines where no person reads them

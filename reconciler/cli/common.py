@@ -185,14 +185,22 @@ def load_overrides(path: str | None) -> Any:
 
 
 def configure_logging(level: int) -> None:
-    """A command's logs: JSON lines on stderr (stdout stays for plans and results)."""
+    """A command's logs, on stderr (stdout stays for plans and results): JSON lines for CI
+    and scripts; on a terminal, where the command's own report says what happened, only
+    warnings and errors, written for a person, so the two do not interleave."""
+    import logging
+
     import structlog
 
+    terminal = sys.stderr.isatty()
+    renderer: Any = (structlog.dev.ConsoleRenderer(colors=False) if terminal
+                     else structlog.processors.JSONRenderer(sort_keys=True))
     structlog.configure(
         processors=[structlog.processors.add_log_level,
                     structlog.processors.TimeStamper(fmt="iso", utc=True),
-                    structlog.processors.JSONRenderer(sort_keys=True)],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+                    renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            max(level, logging.WARNING) if terminal else level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False)
 
