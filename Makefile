@@ -121,6 +121,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/steady_state.py
 	$(BIN)/python benchmarks/latency.py --repeats 5 --quota-pipelines 1000
 	$(BIN)/python benchmarks/export.py
+	$(BIN)/python benchmarks/page.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) build .pytest_cache .ruff_cache

@@ -226,6 +226,8 @@ def test_a_signed_webhook_applies_a_change_within_seconds_and_an_unsigned_one_no
         assert http(f"{server.address}/healthz")[0] == 200
         assert http(f"{server.address}/readyz")[0] == 200
         assert http(f"{server.address}/nothing")[0] == 404
+        code, page = http(f"{server.address}/?env=prod&name=users")
+        assert code == 200 and b"<td>users</td>" in page and b"discussion_votes" not in page
     finally:
         controller.stop()
         worker.join(30)

@@ -1,6 +1,6 @@
-"""The controller's HTTP server: ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz`` (the
-kubelet's probes), ``/status`` (JSON, for ``reconciler status``) and ``POST /webhook``
-(GitHub push events start a pass at once).
+"""The controller's HTTP server: ``/`` (the web page, :mod:`.page`), ``/metrics``
+(Prometheus), ``/healthz`` and ``/readyz`` (the kubelet's probes), ``/status`` (JSON, for
+``reconciler status``) and ``POST /webhook`` (GitHub push events start a pass at once).
 
 A webhook must carry ``X-Hub-Signature-256: sha256=<HMAC-SHA256 of the body>`` made with the
 shared secret; it is compared in constant time, and a missing or wrong signature gets 401 and
@@ -33,6 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..errors import ReconcilerError
 from .loop import Controller
+from .page import overview, parse_query
 
 MAX_BODY_BYTES = 1 << 20  # GitHub caps payloads at 25 MB; a push event is far smaller
 MAX_HEADER_BYTES = 64 << 10
@@ -127,15 +128,18 @@ class ControllerServer:
         if method == "POST":
             code, body, kind = self._post(path, environ)
         elif method in ("GET", "HEAD"):
-            code, body, kind = self._get(path)
+            code, body, kind = self._get(path, environ.get("QUERY_STRING", ""))
         else:
             code, body, kind = _json(405, {"error": f"{method} is not served here"})
         start_response(f"{code} {_REASONS.get(code, 'Error')}",
                        [("Content-Type", kind), ("Content-Length", str(len(body)))])
         return [b"" if method == "HEAD" else body]
 
-    def _get(self, path: str) -> tuple[int, bytes, str]:
+    def _get(self, path: str, query: str = "") -> tuple[int, bytes, str]:
         controller = self.controller
+        if path == "/":
+            return 200, overview(controller.status.to_json(), parse_query(query)), \
+                "text/html; charset=utf-8"
         if path == "/metrics":
             return 200, controller.metrics.exposition(), CONTENT_TYPE_LATEST
         if path in ("/healthz", "/readyz"):
@@ -143,8 +147,8 @@ class ControllerServer:
             return _json(200 if ok else 503, {"ok": ok, "reason": why})
         if path == "/status":
             return _json(200, controller.status.to_json())
-        return _json(404, {"error": f"no {path} here; try /status, /metrics, /healthz, "
-                                    "/readyz or POST /webhook"})
+        return _json(404, {"error": f"no {path} here; try / (the page), /status, /metrics, "
+                                    "/healthz, /readyz or POST /webhook"})
 
     def _post(self, path: str, environ: dict[str, Any]) -> tuple[int, bytes, str]:
         if path != "/webhook":

@@ -1,0 +1,87 @@
+"""The controller's web page (``/``): every environment's pipelines at a glance, from the
+same status ``/status`` serves.
+
+Server-rendered HTML that needs no script (filters are a plain form, paging plain links, a
+refresh every 30 s a meta tag); rendered by Jinja2 with autoescaping, so whatever a manifest
+or AWS put in a name, a reason or an error is shown as text. Nothing is fetched from
+elsewhere: the page carries its own style. Pure: a status document and a query in, bytes
+out.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections import Counter
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+import jinja2
+
+PAGE_SIZE = 200  # rows a page shows; 1,000 pipelines x 2 environments is 10 pages
+REFRESH_SECONDS = 30
+STATUSES = ("Synced", "OutOfSync", "Unknown", "Suspended", "Stalled", "Healthy",
+            "Progressing", "Degraded", "Missing")
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("reconciler.controller", "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+
+
+def overview(status: Mapping[str, Any], query: Mapping[str, str]) -> bytes:
+    """The page of ``status`` (``Status.to_json()``), filtered by the query's ``env``,
+    ``status`` (a sync or health status) and ``name`` (a part of the pipeline's name), and
+    paged (``page``)."""
+    env_filter = query.get("env", "")
+    status_filter = query.get("status", "")
+    name_filter = query.get("name", "").strip().lower()
+    environments, rows = [], []
+    counts: Counter[str] = Counter()
+    total = attention = 0
+    for name, env in status.get("environments", {}).items():
+        environments.append({"name": name, **env})
+        for pipeline in env.get("pipelines", []):
+            total += 1
+            counts[pipeline["sync_status"]] += 1
+            counts[pipeline["health_status"]] += 1
+            if (pipeline["sync_status"], pipeline["health_status"]) not in (
+                    ("Synced", "Healthy"), ("Suspended", "Healthy"), ("Suspended", "Unknown")):
+                attention += 1
+            if env_filter and name != env_filter:
+                continue
+            if status_filter and status_filter not in (pipeline["sync_status"],
+                                                       pipeline["health_status"]):
+                continue
+            if name_filter and name_filter not in pipeline["pipeline"].lower():
+                continue
+            rows.append({"env": name, **pipeline})
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    try:
+        page = min(max(1, int(query.get("page", "1"))), pages)
+    except ValueError:
+        page = 1
+    shown = rows[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+    kept = {k: v for k, v in (("env", env_filter), ("status", status_filter),
+                              ("name", query.get("name", ""))) if v}
+
+    def query_for(n: int) -> str:
+        return urllib.parse.urlencode({**kept, "page": n})
+
+    html = _environment().get_template("overview.html").render(
+        source=status.get("source", {}), error=status.get("error"),
+        last_pass_started=status.get("last_pass_started"), environments=environments,
+        counts={"total": total, "attention": attention,
+                "by_status": [(s, counts[s]) for s in STATUSES if counts[s]]},
+        statuses=STATUSES, rows=shown, matched=len(rows), shown=len(shown), page=page,
+        pages=pages, query={"env": env_filter, "status": status_filter,
+                            "name": query.get("name", "")},
+        query_for=query_for, refresh=REFRESH_SECONDS)
+    return html.encode()
+
+
+def parse_query(text: str) -> dict[str, str]:
+    """A query string's first value of each name."""
+    return {k: v[0] for k, v in urllib.parse.parse_qs(text, max_num_fields=20).items() if v}

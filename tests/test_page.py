@@ -1,0 +1,95 @@
+"""The controller's web page (reconciler/controller/page.py): what the on-call sees first,
+rendered from the status document, everything from a manifest or AWS shown as text."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from reconciler.controller.page import PAGE_SIZE, overview, parse_query
+
+
+def status(pipelines_per_env: int = 2, **extra) -> dict:
+    def pipeline(n: int) -> dict:
+        return {"pipeline": f"p{n:04d}", "sync_status": "Synced" if n % 2 else "OutOfSync",
+                "health_status": "Healthy" if n % 3 else "Degraded",
+                "reason": "in sync" if n % 2 else "definition changed",
+                "last_applied_revision": "abc123def456" if n % 2 else "0ld0ld0ld0ld",
+                "last_error": None, "failures": 0, "next_retry": None}
+    return {"source": {"location": "git@example.com:etl/manifests.git",
+                       "revision": "abc123def456", "stale": False, "error": None},
+            "error": None, "last_pass_started": "2026-12-07T10:00:00+00:00",
+            "environments": {env: {"error": None, "waiting": None, "last_pass": None,
+                                   "progress": None,
+                                   "pipelines": [pipeline(n) for n in range(pipelines_per_env)]}
+                             for env in ("prod", "staging")}, **extra}
+
+
+class Cells(HTMLParser):
+    """The text of each table row's cells."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.in_body = self.in_cell = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tbody":
+            self.in_body = True
+        elif tag == "tr" and self.in_body:
+            self.rows.append([])
+        elif tag == "td" and self.in_body:
+            self.in_cell = True
+            self.rows[-1].append("")
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self.in_cell = False
+        elif tag == "tbody":
+            self.in_body = False
+
+    def handle_data(self, data):
+        if self.in_cell:
+            self.rows[-1][-1] += data
+
+
+def cells(page: bytes) -> list[list[str]]:
+    parser = Cells()
+    parser.feed(page.decode())
+    return parser.rows
+
+
+def test_what_a_manifest_or_aws_says_is_shown_as_text():
+    doc = status(1)
+    doc["environments"]["prod"]["pipelines"][0].update(
+        pipeline="users<script>alert(1)</script>", reason="<img src=x onerror=alert(2)>",
+        last_error="<html><body><h1>502 Bad Gateway</h1></body></html>")
+    doc["environments"]["staging"]["error"] = "<b>denied</b>"
+    page = overview(doc, {})
+    assert b"<script>alert(1)" not in page and b"<img src=x" not in page
+    assert b"users&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert b"&lt;html&gt;&lt;body&gt;&lt;h1&gt;502" in page
+    assert b"error: &lt;b&gt;denied&lt;/b&gt;" in page
+    [first, _] = cells(page)
+    assert first[1] == "users<script>alert(1)</script>"  # the text, as the browser shows it
+
+
+def test_filters_counts_and_pages_without_a_script():
+    doc = status(1000)
+    page = overview(doc, {})
+    assert b"<script" not in page and b"http://" not in page.replace(b'action="/"', b"")
+    assert len(cells(page)) == PAGE_SIZE
+    assert b"Synced: 1000" in page and b"OutOfSync: 1000" in page and b"Degraded: 668" in page
+    assert b"200 of 2000 shown" in page
+    last = overview(doc, parse_query("page=10"))
+    assert len(cells(last)) == 200 and cells(last)[-1][:2] == ["staging", "p0999"]
+    only = overview(doc, parse_query("env=staging&status=Degraded&name=p00"))
+    rows = cells(only)
+    assert {r[0] for r in rows} == {"staging"} and all(r[3] == "Degraded" for r in rows)
+    assert [r[1] for r in rows] == [f"p{n:04d}" for n in range(100) if n % 3 == 0]
+    assert re.search(rb'<option value="staging" selected>', only)
+    behind = next(r for r in cells(overview(status(2), {})) if r[1] == "p0000")
+    assert behind[4].strip() == "0ld0ld0ld0ld (behind)"
+    nothing = overview(doc, parse_query("name=nope"))
+    assert cells(nothing) == [["no pipeline matches"]]
+    assert overview(doc, parse_query("page=x")) == page  # a bad page number is the first
