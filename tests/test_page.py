@@ -93,3 +93,47 @@ def test_filters_counts_and_pages_without_a_script():
     nothing = overview(doc, parse_query("name=nope"))
     assert cells(nothing) == [["no pipeline matches"]]
     assert overview(doc, parse_query("page=x")) == page  # a bad page number is the first
+
+
+def test_a_real_browser_shows_the_page_and_runs_nothing_from_the_status(tmp_path):
+    """Debian's Chromium, headless, on the page served over 127.0.0.1: the table is there,
+    and a script an error message holds is text, never run."""
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from .conftest import require_tool
+
+    chromium = require_tool("chromium")
+    doc = status(300)
+    doc["environments"]["prod"]["pipelines"][0]["last_error"] = (
+        "<script>document.title='owned'; document.body.innerHTML='owned'</script>")
+    page = overview(doc, {})
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        shown = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+             f"http://127.0.0.1:{server.server_address[1]}/"],
+            capture_output=True, text=True, timeout=90)
+    finally:
+        server.shutdown()
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    dom = shown.stdout
+    assert "<title>Dataduct reconciler: 600 pipeline(s)" in dom and "owned</title>" not in dom
+    rows = cells(dom.encode())
+    assert len(rows) == PAGE_SIZE and rows[0][:4] == ["prod", "p0000", "OutOfSync", "Degraded"]
+    assert rows[0][7] == ("<script>document.title='owned'; "
+                          "document.body.innerHTML='owned'</script>")

