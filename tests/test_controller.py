@@ -227,7 +227,13 @@ def test_a_signed_webhook_applies_a_change_within_seconds_and_an_unsigned_one_no
         assert http(f"{server.address}/readyz")[0] == 200
         assert http(f"{server.address}/nothing")[0] == 404
         code, page = http(f"{server.address}/?env=prod&name=users")
-        assert code == 200 and b"<td>users</td>" in page and b"discussion_votes" not in page
+        assert code == 200 and b'<a href="/pipelines/prod/users">users</a>' in page
+        assert b"discussion_votes" not in page
+        code, detail = http(f"{server.address}/pipelines/prod/users")
+        assert code == 200 and b"<code>pipelines/users.yaml</code>" in detail
+        assert b"<td>update</td><td class=\"\">applied</td>" in detail  # the webhook's apply
+        assert commit[:12].encode() in detail
+        assert http(f"{server.address}/pipelines/prod/nope")[0] == 404
     finally:
         controller.stop()
         worker.join(30)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from reconciler.controller.page import PAGE_SIZE, overview, parse_query
+from reconciler.controller.page import PAGE_SIZE, overview, parse_query, pipeline_page
 
 
 def status(pipelines_per_env: int = 2, **extra) -> dict:
@@ -137,3 +137,21 @@ def test_a_real_browser_shows_the_page_and_runs_nothing_from_the_status(tmp_path
     assert len(rows) == PAGE_SIZE and rows[0][:4] == ["prod", "p0000", "OutOfSync", "Degraded"]
     assert rows[0][7] == ("<script>document.title='owned'; "
                           "document.body.innerHTML='owned'</script>")
+
+
+def test_a_pipelines_page_shows_its_diff_history_and_full_error_as_text():
+    detail = {"pipeline": "users", "environment": "prod", "sync_status": "OutOfSync",
+              "health_status": "Degraded", "reason": "definition changed",
+              "last_applied_revision": "0ld0ld0ld0ld", "last_error": "line one\n<b>two</b>",
+              "failures": 2, "next_retry": "2026-12-07T10:00:00+00:00",
+              "manifest": "pipelines/users.yaml", "pending": "update",
+              "diff": ["~ Load.script:", "-SELECT 1", "+SELECT '<x>'"],
+              "history": [{"time": "2026-12-07T09:00:00+00:00", "revision": "abc123def4567",
+                           "action": "update", "outcome": "failed", "seconds": 1.5,
+                           "message": "PutPipelineDefinition: <refused>"}]}
+    page = pipeline_page(detail, {"revision": "abc123def456"}).decode()
+    assert "<pre>line one\n&lt;b&gt;two&lt;/b&gt;</pre>" in page  # the error in full
+    assert "~ Load.script:\n-SELECT 1\n+SELECT &#39;&lt;x&gt;&#39;\n" in page
+    assert "PutPipelineDefinition: &lt;refused&gt;" in page and "<refused>" not in page
+    assert "(the source is at <code>abc123def456</code>)" in page
+    assert "after 2 failure(s)" in page

@@ -24,6 +24,7 @@ import json
 import logging
 import threading
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -33,7 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..errors import ReconcilerError
 from .loop import Controller
-from .page import overview, parse_query
+from .page import overview, parse_query, pipeline_page
 
 MAX_BODY_BYTES = 1 << 20  # GitHub caps payloads at 25 MB; a push event is far smaller
 MAX_HEADER_BYTES = 64 << 10
@@ -140,6 +141,16 @@ class ControllerServer:
         if path == "/":
             return 200, overview(controller.status.to_json(), parse_query(query)), \
                 "text/html; charset=utf-8"
+        if path.startswith("/pipelines/"):
+            env, _, name = (urllib.parse.unquote(part) for part in
+                            path.removeprefix("/pipelines/").partition("/"))
+            found = controller.status.environments.get(env)
+            state = found.pipelines.get(name) if found else None
+            if state is None:
+                return _json(404, {"error": f"no pipeline {name!r} in environment {env!r}; "
+                                            "/ lists them"})
+            source = {"revision": controller.status.source.revision}
+            return 200, pipeline_page(state.detail_json(), source), "text/html; charset=utf-8"
         if path == "/metrics":
             return 200, controller.metrics.exposition(), CONTENT_TYPE_LATEST
         if path in ("/healthz", "/readyz"):

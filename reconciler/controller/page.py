@@ -1,5 +1,6 @@
-"""The controller's web page (``/``): every environment's pipelines at a glance, from the
-same status ``/status`` serves.
+"""The controller's web pages: ``/``, every environment's pipelines at a glance, from the
+same status ``/status`` serves; ``/pipelines/ENV/NAME``, one pipeline: its manifest, its
+last error in full, the pending plan's diff and what the controller did to it.
 
 Server-rendered HTML that needs no script (filters are a plain form, paging plain links, a
 refresh every 30 s a meta tag); rendered by Jinja2 with autoescaping, so whatever a manifest
@@ -57,7 +58,8 @@ def overview(status: Mapping[str, Any], query: Mapping[str, str]) -> bytes:
                 continue
             if name_filter and name_filter not in pipeline["pipeline"].lower():
                 continue
-            rows.append({"env": name, **pipeline})
+            rows.append({"env": name, "href": pipeline_href(name, pipeline["pipeline"]),
+                         **pipeline})
     pages = max(1, -(-len(rows) // PAGE_SIZE))
     try:
         page = min(max(1, int(query.get("page", "1"))), pages)
@@ -80,6 +82,18 @@ def overview(status: Mapping[str, Any], query: Mapping[str, str]) -> bytes:
                             "name": query.get("name", "")},
         query_for=query_for, refresh=REFRESH_SECONDS)
     return html.encode()
+
+
+def pipeline_href(env: str, name: str) -> str:
+    quote = urllib.parse.quote
+    return f"/pipelines/{quote(env, safe='')}/{quote(name, safe='')}"
+
+
+def pipeline_page(detail: Mapping[str, Any], source: Mapping[str, Any]) -> bytes:
+    """The page of one pipeline (``PipelineStatus.detail_json()``): its manifest, statuses,
+    last error in full, the pending plan's diff and what the controller did to it."""
+    return _environment().get_template("pipeline.html").render(
+        p=detail, source=source, refresh=REFRESH_SECONDS).encode()
 
 
 def parse_query(text: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ newest revision, never the one that failed.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from typing import Any
 from ..apply.executor import ActionResult
 from ..apply.progress import Progress
 from ..plan.planner import Hint, PlannedAction
+from ..plan.render import change_lines
 from .health import Health, SyncStatus, sync_status
 
 
@@ -45,6 +47,12 @@ class PipelineStatus:
     failures: int = 0
     next_retry: datetime | None = None
     permanent_until_revision_changes: str | None = None  # the revision that failed for good
+    # for its page (/pipelines/ENV/NAME), not /status: where it is defined, what the last
+    # plan wants of it (the diff lines plan shows), and what the controller did to it
+    manifest: str | None = None
+    pending: str = ""  # the last plan's action (update, replace, blocked ...), "" in sync
+    diff: tuple[str, ...] = ()
+    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY))
 
     @property
     def stalled(self) -> bool:
@@ -56,6 +64,15 @@ class PipelineStatus:
                 "last_applied_revision": self.last_applied_revision,
                 "last_error": self.last_error, "failures": self.failures,
                 "next_retry": self.next_retry.isoformat() if self.next_retry else None}
+
+
+    def detail_json(self) -> dict[str, Any]:
+        return {**self.to_json(), "environment": self.environment,
+                "manifest": self.manifest, "pending": self.pending, "diff": list(self.diff),
+                "history": list(reversed(self.history))}
+
+
+HISTORY = 20  # actions kept per pipeline for its page
 
 
 @dataclass
@@ -113,6 +130,10 @@ class Status:
 
     def record_result(self, result: ActionResult, revision: str) -> None:
         state = self.pipeline(result.environment, result.pipeline)
+        state.history.append({"time": self.now().isoformat(timespec="seconds"),
+                              "revision": revision, "action": result.action.value,
+                              "outcome": result.outcome, "seconds": result.seconds,
+                              "message": "; ".join(result.messages)})
         if result.outcome == "applied":
             state.failures, state.next_retry, state.last_error = 0, None, None
             state.permanent_until_revision_changes = None
@@ -138,6 +159,12 @@ class Status:
             state = self.pipeline(env, planned.pipeline)
             result = results.get(planned.pipeline)
             state.reason = planned.explained(hint)
+            state.manifest = planned.manifest or state.manifest
+            changed = (planned.will_change or planned.is_blocked) and (
+                result is None or result.outcome != "applied")
+            state.pending = planned.kind if changed else ""
+            state.diff = tuple(line for change in planned.changes
+                               for line in change_lines(change)) if changed else ()
             state.sync_status = sync_status(
                 planned, result, stalled=state.failures >= self.backoff.stall_after)
             state.health_status = health(planned, result)
