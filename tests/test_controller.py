@@ -43,7 +43,7 @@ from reconciler.emulator.server import control
 from reconciler.engine import connect_environment
 from reconciler.live.pacing import Pacer
 
-from .conftest import MANIFESTS, require_tool
+from .conftest import MANIFESTS, require_tool, run_cli
 
 SECRETS = {"MAESTRO_PASSWORD": "ctl-maestro-s3cr3t", "REDSHIFT_PASSWORD": "ctl-redshift-s3cr3t",
            "POSTGRES_PASSWORD": "ctl-postgres-s3cr3t",
@@ -234,6 +234,18 @@ def test_a_signed_webhook_applies_a_change_within_seconds_and_an_unsigned_one_no
         assert b"<td>update</td><td class=\"\">applied</td>" in detail  # the webhook's apply
         assert commit[:12].encode() in detail
         assert http(f"{server.address}/pipelines/prod/nope")[0] == 404
+        # reconciler refresh: a signed request for a pass, refused without the secret
+        before = controller.passes
+        secret_file = tmp_path / "webhook-secret"
+        secret_file.write_bytes(WEBHOOK_SECRET)
+        refreshed = run_cli("refresh", "--url", server.address, "--webhook-secret-file",
+                            str(secret_file))
+        assert refreshed.code == 0 and "pass requested" in refreshed.stdout, refreshed.stderr
+        assert wait_until(lambda: controller.passes > before, 10)
+        secret_file.write_bytes(b"not-the-secret")
+        refused = run_cli("refresh", "--url", server.address, "--webhook-secret-file",
+                          str(secret_file))
+        assert refused.code == 1 and "refused the refresh (401)" in refused.stderr
     finally:
         controller.stop()
         worker.join(30)

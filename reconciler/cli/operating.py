@@ -303,6 +303,47 @@ def clip(text: str, width: int = STATUS_WIDTH) -> str:
 
 
 @main.command()
+@click.option("--url", default="http://127.0.0.1:9100", show_default=True,
+              envvar="RECONCILER_URL", help="Where the controller listens.")
+@click.option("--webhook-secret-file", type=click.Path(dir_okay=False),
+              envvar="RECONCILER_WEBHOOK_SECRET_FILE",
+              help="The controller's webhook secret (else $RECONCILER_WEBHOOK_SECRET).")
+def refresh(url: str, webhook_secret_file: str | None) -> None:
+    """Ask a running controller for a pass now, as a push to its webhook does: the request
+    is signed with the webhook's secret, so whoever can start passes by hand is whoever
+    holds it. The pass reads the newest revision of every environment.
+
+    \b
+    Exit status: 0 a pass was requested, 1 the controller refused or cannot be reached.
+    """
+    import hashlib
+    import hmac
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    secret = _webhook_secret(webhook_secret_file)
+    if secret is None:
+        raise CliError("no webhook secret: give --webhook-secret-file or set "
+                       "RECONCILER_WEBHOOK_SECRET (the controller's own)")
+    body = json.dumps({"ref": "refresh", "pusher": {"name": "reconciler refresh"}}).encode()
+    request = urllib.request.Request(url.rstrip("/") + "/webhook", data=body, method="POST",
+                                     headers={
+        "Content-Type": "application/json", "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": f"refresh-{uuid.uuid4()}",
+        "X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            reply = json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:300]
+        raise CliError(f"{url} refused the refresh ({exc.code}): {detail}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise CliError(f"cannot reach {url}: {exc}") from None
+    click.echo(f"pass {reply.get('pass', 'requested')} at {url}")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; keep the loopback address unless you mean to share it.")
 @click.option("--port", default=4566, show_default=True, type=int)
