@@ -711,3 +711,100 @@ def _in_sync(plan: EnvironmentPlan, results: list[ActionResult], applied: bool
         else:
             ready[action.pipeline] = False
     return ready
+
+
+# -- reruns and backfills (reconciler rerun) -----------------------------------------------------
+
+RERUNNABLE = ("FINISHED", "FAILED", "CASCADE_FAILED", "CANCELED")
+
+
+@dataclass(frozen=True)
+class RerunRequest:
+    """Which runs of one pipeline to run again: its failed ones (``failed``), or every one
+    scheduled in ``[start, end)`` (a backfill); optionally of one activity only."""
+
+    environment: str
+    pipeline: str
+    activity: str | None = None
+    failed: bool = False
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass
+class RerunPlan:
+    pipeline_id: str
+    instances: list[dict[str, Any]]  # {"id", "activity", "scheduled", "status"} to rerun
+    skipped: list[dict[str, Any]]  # the same, not finished yet: they cannot be rerun
+
+
+def plan_rerun(root: Path, request: RerunRequest, environ: Mapping[str, str], now: datetime,
+               connect: Connect = connect_environment
+               ) -> tuple[RerunPlan, AwsEnvironment, Settings, ProjectResult]:
+    """The instances a rerun would set to RERUN; raises ReconcilerError (or AwsError)."""
+    from .errors import ReconcilerError
+
+    snapshot = read_checkout(root).snapshot
+    project = compile_project(snapshot, CompileOptions(now.date(),
+                                                       qa_runner=qa_runner()),
+                              environments=[request.environment])
+    settings = project.settings
+    if settings is None or request.environment not in settings.environments:
+        known = ", ".join(settings.environments) if settings else "none"
+        raise ReconcilerError(f"no environment {request.environment!r} in reconciler.yaml "
+                              f"(it has {known})")
+    env = settings.environments[request.environment]
+    if env.target == AIRFLOW:
+        raise ReconcilerError(f"{request.environment} runs on Airflow: rerun its DAG runs "
+                              "with Airflow (airflow tasks clear)")
+    environ = dict(environ)
+    state = embedded_state_file(root, settings, environ)
+    if state is not None:
+        environ.setdefault(EMBEDDED_STATE, str(state))
+    aws = connect(env, settings.installation, environ)
+    live = aws.read_managed()
+    found = [p for p in live.pipelines if p.pipeline == request.pipeline]
+    if not found:
+        raise ReconcilerError(f"no pipeline {request.pipeline!r} of this installation runs in "
+                              f"{request.environment}")
+    pipeline = max(found, key=lambda p: p.fields.get("@creationTime", ""))
+    since = request.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") \
+        if request.start else None
+    chosen: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for item in aws.instances(pipeline.pipeline_id, since):
+        fields = item["fields"]
+        scheduled = fields.get("@scheduledStartTime", "")
+        entry = {"id": item["id"], "activity": fields.get("@componentParent", ""),
+                 "scheduled": scheduled, "status": fields.get("@status", "")}
+        if request.activity and entry["activity"] != request.activity:
+            continue
+        if request.end is not None and scheduled >= request.end.astimezone(UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S"):
+            continue
+        if request.failed and entry["status"] != "FAILED":
+            continue  # its cascade-failed dependents are rerun with it
+        (chosen if entry["status"] in RERUNNABLE else skipped).append(entry)
+    chosen.sort(key=lambda e: (e["scheduled"], e["activity"]))
+    return RerunPlan(pipeline.pipeline_id, chosen, skipped), aws, settings, project
+
+
+def rerun(request: RerunRequest, plan: RerunPlan, aws: AwsEnvironment, settings: Settings,
+          project: ProjectResult, context: PassContext, now: datetime) -> None:
+    """Set the planned instances to RERUN, holding the environment's lease (another writer's
+    lease refuses it: LeaseHeld)."""
+    name = request.environment
+    config = project.configs.get(name)
+    if config is not None and config.get("etl", "S3_ETL_BUCKET"):
+        uri = lease_uri(str(config.get("etl", "S3_ETL_BUCKET")),
+                        str(config.get("etl", "S3_BASE_PATH", "")), settings.installation)
+        held = context.leases.take_every([(name, lambda: context.leases.of(
+            name, aws, uri, now, on_lost=lambda why: None))])
+        if held is not None:
+            raise held[1]
+    try:
+        aws.set_status(plan.pipeline_id, [i["id"] for i in plan.instances], "RERUN")
+        structlog.get_logger().info("rerun", env=name, pipeline=request.pipeline,
+                                    pipeline_id=plan.pipeline_id, instances=len(plan.instances))
+    finally:
+        context.leases.release()

@@ -134,3 +134,72 @@ def test_apply_shows_a_progress_bar_and_no_json_on_a_terminal_and_json_in_ci(end
     quiet = cli(endpoint, "apply", "--yes", "--env", "prod", str(repo), CI="true")
     assert quiet.code == 0 and "applying" not in quiet.stderr
     assert '"event": "planned"' in quiet.stderr  # JSON lines where no person reads them
+
+
+def _control(endpoint, action, body):
+    import urllib.request
+
+    request = urllib.request.Request(f"{endpoint}/_reconciler/{action}",
+                                     data=json.dumps(body).encode(), method="POST")
+    return json.loads(urllib.request.urlopen(request, timeout=10).read())
+
+
+def test_rerun_runs_failed_runs_again_and_backfills_a_window(endpoint, repo):
+    from datetime import UTC, datetime, timedelta
+
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    _control(endpoint, "clock", {"set": today.strftime("%Y-%m-%dT%H:%M:%S")})
+    assert cli(endpoint, "apply", "--yes", "--env", "staging", str(repo)).code == 0
+    client = boto3.client("datapipeline", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    [pid] = pipelines(endpoint)[("staging", "users")]
+    components = client.describe_objects(pipelineId=pid, objectIds=[
+        i for i in client.query_objects(pipelineId=pid, sphere="COMPONENT")["ids"]])
+    activities = [o["id"] for o in components["pipelineObjects"]
+                  if any(f["key"] == "type" and f.get("stringValue", "").endswith("Activity")
+                         for f in o["fields"])]
+    first = activities[0]
+    _control(endpoint, "outcomes", {"object_id": first, "always_fail": True,
+                                    "error_message": "load failed"})
+    _control(endpoint, "clock", {"advance_seconds": 3 * 86400})
+
+    def statuses() -> dict[str, str]:
+        ids = client.query_objects(pipelineId=pid, sphere="INSTANCE")["ids"]
+        found = client.describe_objects(pipelineId=pid, objectIds=ids)["pipelineObjects"]
+        return {o["id"]: next(f["stringValue"] for f in o["fields"] if f["key"] == "@status")
+                for o in found}
+
+    before = statuses()
+    failed = sorted(i for i, s in before.items() if s == "FAILED")
+    assert failed and any(s == "CASCADE_FAILED" for s in before.values()), before
+
+    declined = run_cli("rerun", "users", str(repo), "--env", "staging", "--failed",
+                       env={"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                            "AWS_SECRET_ACCESS_KEY": "testing", **SECRETS})
+    # asked, with no one to answer (no terminal, no --yes): aborted, nothing changed
+    assert declined.code == 1 and "Aborted!" in declined.stderr
+    assert f"{len(failed)} run(s) to rerun" in declined.stdout
+    assert statuses() == before
+
+    _control(endpoint, "outcomes", {"object_id": first, "always_fail": False})
+    done = cli(endpoint, "rerun", "users", str(repo), "--env", "staging", "--failed", "--yes")
+    assert done.code == 0, done.stdout + done.stderr
+    assert f"{len(failed)} run(s) of users set to RERUN" in done.stdout
+    _control(endpoint, "clock", {"advance_seconds": 3600})
+    after = statuses()
+    assert all(after[i] == "FINISHED" for i in failed), after
+    assert "CASCADE_FAILED" not in after.values() and "FAILED" not in after.values()
+
+    # a backfill of one day: every run scheduled in it again, the others left alone
+    day = (today + timedelta(days=1)).strftime("%Y-%m-%d")
+    window = cli(endpoint, "rerun", "users", str(repo), "--env", "staging", "--from", day,
+                 "--to", (today + timedelta(days=2)).strftime("%Y-%m-%d"), "--yes")
+    assert window.code == 0, window.stdout + window.stderr
+    rerun_ids = [line.split()[0] for line in window.stdout.splitlines()
+                 if line.startswith("  ") and "FINISHED" in line]
+    assert rerun_ids and all(a in activities for a in rerun_ids)
+    wrong = cli(endpoint, "rerun", "nope", str(repo), "--env", "staging", "--failed")
+    assert wrong.code == 1 and "no pipeline 'nope' of this installation runs in staging" in \
+        wrong.stderr
+    usage = cli(endpoint, "rerun", "users", str(repo), "--env", "staging")
+    assert usage.code == 2 and "give --failed, or a window with --from" in usage.stderr

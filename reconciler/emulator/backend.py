@@ -31,7 +31,7 @@ from ..service.model import (
     period_seconds,
 )
 from .clock import CONTROLS, format_time, parse_time
-from .runs import RunState, Schedule
+from .runs import TERMINAL, RunState, Schedule
 
 MAX_TAGS = 10
 MAX_IDS_PER_DESCRIBE = 25
@@ -324,6 +324,43 @@ class EmbeddedDataPipelineBackend(DataPipelineBackend):
             pipeline.state = "DEACTIVATING"
             pipeline.runs.draining = True
             pipeline.sync(now)
+
+    def set_status(self, pipeline_id: str, object_ids: list[str], status: str) -> None:
+        """SetStatus on instances: RERUN a finished, failed or canceled one, MARK_FINISHED,
+        TRY_CANCEL one not done yet. Pausing components (PAUSE, RESUME) is not served."""
+        pipeline = self.lookup(pipeline_id)
+        if status in ("PAUSE", "RESUME"):
+            raise InvalidRequest(f"status {status} (of components) is not served by the "
+                                 "embedded service")
+        if status not in ("RERUN", "MARK_FINISHED", "TRY_CANCEL"):
+            raise InvalidRequest(f"status must be RERUN, MARK_FINISHED or TRY_CANCEL for "
+                                 f"instances, not {status}")
+        if not object_ids:
+            raise InvalidRequest("objectIds is required")
+        now = CONTROLS.now()
+        runs = pipeline.runs
+        if runs is not None:
+            pipeline.sync(now)
+        for object_id in object_ids:
+            instance = runs.instances.get(object_id) if runs is not None else None
+            if instance is None:
+                raise InvalidRequest(f"{object_id} is not an instance of {pipeline_id}")
+            done = instance.status in TERMINAL
+            if status == "RERUN" and not done:
+                raise InvalidRequest(f"{object_id} is {instance.status}: only a finished, "
+                                     "failed or canceled instance is rerun")
+            if status == "TRY_CANCEL" and done:
+                raise InvalidRequest(f"{object_id} is {instance.status} already")
+        assert runs is not None
+        for object_id in object_ids:
+            if status == "RERUN":
+                runs.rerun(object_id, now)
+            elif status == "MARK_FINISHED":
+                runs.mark_finished(object_id, now)
+            else:
+                instance = runs.instances[object_id]
+                instance.status, instance.ended = "CANCELED", now
+        pipeline.sync(now)
 
     # -- objects --------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ IMPLEMENTED = frozenset({
     "CreatePipeline", "ListPipelines", "DescribePipelines", "DeletePipeline",
     "PutPipelineDefinition", "ValidatePipelineDefinition", "GetPipelineDefinition",
     "ActivatePipeline", "DeactivatePipeline", "AddTags", "RemoveTags", "QueryObjects",
-    "DescribeObjects"})
+    "DescribeObjects", "SetStatus"})
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
 Refusal = tuple[int, Any, str]
 

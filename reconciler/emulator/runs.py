@@ -61,6 +61,7 @@ class Instance:
     started: datetime | None = None
     ended: datetime | None = None
     error: str | None = None
+    rerun_at: datetime | None = None  # SetStatus RERUN: no new attempt before it
 
     def fields(self) -> list[dict[str, str]]:
         out = [("@status", self.status), ("@scheduledStartTime",
@@ -193,7 +194,8 @@ class RunState:
                 return True
             if all(d.status == "FINISHED" for d in deps):
                 ready = max([instance.scheduled_start, *(d.ended for d in deps if d.ended),
-                             *([self.not_before] if self.not_before else [])])
+                             *([self.not_before] if self.not_before else []),
+                             *([instance.rerun_at] if instance.rerun_at else [])])
                 if ready <= now:
                     instance.next_attempt_at = ready
                     instance.status = "WAITING_FOR_RUNNER"
@@ -247,6 +249,24 @@ class RunState:
                 for attempt in instance.attempts:
                     if attempt.status == "RUNNING":
                         attempt.status, attempt.ends = "CANCELED", now
+
+    def rerun(self, instance_id: str, now: datetime) -> None:
+        """SetStatus RERUN of a finished, failed or canceled instance: it waits on its
+        dependencies again with its tries renewed (its attempts stay in its history), and
+        so do the instances that cascade-failed because of it."""
+        instance = self.instances[instance_id]
+        activity = next(a for a in self.activities if a["id"] == instance.component)
+        instance.status, instance.ended, instance.error = "WAITING_ON_DEPENDENCIES", None, None
+        instance.max_tries = len(instance.attempts) + activity["max_tries"]
+        instance.next_attempt_at, instance.rerun_at = None, now
+        self.cancelled = False
+        for other in self.instances.values():
+            if other.status == "CASCADE_FAILED" and instance_id in other.depends_on:
+                self.rerun(other.id, now)
+
+    def mark_finished(self, instance_id: str, now: datetime) -> None:
+        instance = self.instances[instance_id]
+        instance.status, instance.ended, instance.error = "FINISHED", now, None
 
     def busy(self) -> bool:
         return any(i.status == "RUNNING" for i in self.instances.values())

@@ -207,6 +207,13 @@ def query_objects(self) -> str:
     return _json(out)
 
 
+def set_status(self) -> str:
+    self.datapipeline_backend.set_status(self._get_param("pipelineId"),
+                                         self._get_param("objectIds") or [],
+                                         self._get_param("status") or "")
+    return _json({})
+
+
 def describe_objects(self) -> str:
     objects = self.datapipeline_backend.describe_objects_of(
         self._get_param("pipelineId"), self._get_param("objectIds") or [])
@@ -214,7 +221,7 @@ def describe_objects(self) -> str:
 
 
 _OPERATIONS = {f.__name__: f for f in (
-    create_pipeline, list_pipelines, describe_pipelines, delete_pipeline,
+    set_status, create_pipeline, list_pipelines, describe_pipelines, delete_pipeline,
     put_pipeline_definition, validate_pipeline_definition, get_pipeline_definition,
     activate_pipeline, deactivate_pipeline, add_tags, remove_tags, query_objects,
     describe_objects)}

@@ -102,6 +102,7 @@ def client_error(operation: str, exc: ClientError) -> AwsError:
                     str(error.get("Message") or exc), status or 400)
 
 
+SET_STATUS_BATCH = 25  # object ids in one SetStatus call
 CALL_LOG = "RECONCILER_AWS_CALL_LOG"
 
 
@@ -399,6 +400,12 @@ class AwsEnvironment:
             return False
         call(self.s3, "create_bucket", Bucket=bucket)
         return True
+
+    def set_status(self, pipeline_id: str, object_ids: list[str], status: str) -> None:
+        """SetStatus on instances (RERUN, MARK_FINISHED, TRY_CANCEL), 25 ids a call."""
+        for start in range(0, len(object_ids), SET_STATUS_BATCH):
+            self._call("set_status", pipelineId=pipeline_id,
+                       objectIds=object_ids[start:start + SET_STATUS_BATCH], status=status)
 
     def instances(self, pipeline_id: str, scheduled_since: str | None
                   ) -> list[dict[str, Any]]:
