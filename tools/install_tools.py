@@ -78,14 +78,20 @@ def _mariadb_headers() -> None:
         if shutil.which("pkg-config") else None
     if found is not None and found.returncode == 0:
         return
+    _apt_install(["libmariadb-dev", "pkg-config"],
+                 "airflow: mysqlclient needs libmariadb-dev and pkg-config; install them")
+
+
+def _apt_install(packages: list[str], otherwise: str) -> bool:
+    """Install Debian packages with apt where we are root; else print ``otherwise``."""
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        print("airflow: mysqlclient needs libmariadb-dev and pkg-config; install them")
-        return
+        print(otherwise)
+        return False
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                    "libmariadb-dev", "pkg-config"], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    return True
 
 
 def install_chromium(tools: Path) -> None:
@@ -93,14 +99,9 @@ def install_chromium(tools: Path) -> None:
     downloads itself cannot be had here)."""
     if shutil.which("chromium") or shutil.which("chromium-browser"):
         return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        print("chromium: install Debian's chromium package for the web page's browser tests")
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
-    print("chromium installed")
+    if _apt_install(["chromium"], "chromium: install Debian's chromium package for the web "
+                                  "page's browser tests"):
+        print("chromium installed")
 
 
 def install_airflow(tools: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from .aws import AwsError, call, client_error
+from .aws import AwsError, call, client_error, missing
 from .model import TAG_PREFIX, AirflowDag, ImportProblem, LiveDag, LiveFolder
 
 # S3 metadata keys cannot hold "/": the tag ``dataduct-reconciler/pipeline`` is kept as
@@ -82,7 +82,7 @@ class DagFolder:
         try:
             head = call(self.s3, "head_object", Bucket=self.bucket, Key=self.prefix + path)
         except AwsError as exc:
-            if exc.status == 404 or exc.code in ("404", "NoSuchKey", "NotFound"):
+            if missing(exc):
                 return None
             raise
         return tags_of(head.get("Metadata", {}))
@@ -94,7 +94,7 @@ class DagFolder:
         try:
             body = call(self.s3, "get_object", Bucket=self.bucket, Key=self.prefix + path)
         except AwsError as exc:
-            if exc.status == 404 or exc.code in ("404", "NoSuchKey", "NotFound"):
+            if missing(exc):
                 return {}
             raise
         try:

@@ -94,6 +94,11 @@ def call(client: Any, operation: str, **kwargs: Any) -> Any:
                        400 if type(exc).__name__ == "ParamValidationError" else None) from None
 
 
+def missing(exc: AwsError) -> bool:
+    """The error says the S3 object is not there (HeadObject answers a bare 404)."""
+    return exc.status == 404 or exc.code in ("404", "NoSuchKey", "NotFound")
+
+
 def client_error(operation: str, exc: ClientError) -> AwsError:
     """A botocore ClientError as an AwsError: the service's code, message and status."""
     error = exc.response.get("Error", {})
