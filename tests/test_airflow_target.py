@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -137,6 +137,28 @@ class FolderSync(threading.Thread):
             del self.etags[path]
 
 
+@pytest.fixture
+def dag_bucket(endpoint, airflow_server) -> Iterator[Callable[[str], object]]:
+    """The embedded S3's DAG bucket, and a function that starts syncing a prefix of it into
+    Airflow's (emptied) DAG folder and gives the S3 client; the syncs stop after the test."""
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=BUCKET)
+    syncs: list[FolderSync] = []
+
+    def sync(prefix: str):
+        shutil.rmtree(airflow_server.dags)
+        airflow_server.dags.mkdir()
+        syncs.append(FolderSync(s3, prefix, airflow_server.dags))
+        syncs[-1].start()
+        return s3
+
+    yield sync
+    for folder_sync in syncs:
+        folder_sync.stop.set()
+        folder_sync.join(5)
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
                           text=True).stdout.strip()
@@ -168,15 +190,9 @@ def calls(log: Path, since: int) -> list[str]:
 
 
 def test_an_airflow_environment_is_reconciled_create_update_suspend_delete(
-        repo, tmp_path, endpoint, airflow_server):
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
-    s3.create_bucket(Bucket=BUCKET)
+        repo, tmp_path, endpoint, airflow_server, dag_bucket):
     prefix = "dags/"
-    shutil.rmtree(airflow_server.dags)
-    airflow_server.dags.mkdir()
-    sync = FolderSync(s3, prefix, airflow_server.dags)
-    sync.start()
+    s3 = dag_bucket(prefix)
     try:
         airflow_staging(repo, airflow_server.url, prefix.rstrip("/"))
         env = {"AWS_ENDPOINT_URL": endpoint, AWS_CALL_LOG: str(tmp_path / "calls.log")}
@@ -266,8 +282,6 @@ def test_an_airflow_environment_is_reconciled_create_update_suspend_delete(
         assert prefix + "staging-users.py" not in keys
         assert prefix + "staging-theirs.py" in keys
     finally:
-        sync.stop.set()
-        sync.join(5)
         # what the command lines called counts for docs/iam-policy.json too (tests/test_iam.py)
         if (tmp_path / "calls.log").exists():
             with open(os.environ[AWS_CALL_LOG], "a", encoding="utf-8") as suite:
@@ -275,36 +289,24 @@ def test_an_airflow_environment_is_reconciled_create_update_suspend_delete(
 
 
 def test_an_import_error_fails_the_action_naming_the_file_and_the_error(
-        endpoint, airflow_server):
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
-    s3.create_bucket(Bucket=BUCKET)
+        airflow_server, dag_bucket):
     prefix = "broken/"
-    shutil.rmtree(airflow_server.dags)
-    airflow_server.dags.mkdir()
-    sync = FolderSync(s3, prefix, airflow_server.dags)
-    sync.start()
-    try:
-        pipeline = CompiledPipeline("broken", "staging", "pipelines/broken.yaml", None, ())
-        desired = DesiredDag(pipeline, "staging-broken", "staging-broken.py", "0", "1")
-        body = (b"from airflow.sdk import DAG\n"
-                b"from airflow.providers.not_installed import Operator\n")
-        folder = DagFolder(s3, f"s3://{BUCKET}/{prefix}")
-        applier = DagApplier(folder, airflow_server.api(),
-                             {"broken": DagUpload(desired, body)}, "default", "staging",
-                             "abc", parse_timeout=60, poll_seconds=0.5)
-        plan = EnvironmentPlan("staging", [PlannedAction("staging", "broken", Action.CREATE,
-                                                         "new", desired=pipeline)])
-        [result] = applier.apply(plan)
-        assert result.failed
-        assert ("Airflow cannot import staging-broken.py: ModuleNotFoundError: No module "
-                "named 'airflow.providers.not_installed'") in " ".join(result.messages)
-        assert airflow_server.api().dag("staging-broken") is None  # never unpaused, never run
-    finally:
-        sync.stop.set()
-        sync.join(5)
-
-
+    s3 = dag_bucket(prefix)
+    pipeline = CompiledPipeline("broken", "staging", "pipelines/broken.yaml", None, ())
+    desired = DesiredDag(pipeline, "staging-broken", "staging-broken.py", "0", "1")
+    body = (b"from airflow.sdk import DAG\n"
+            b"from airflow.providers.not_installed import Operator\n")
+    folder = DagFolder(s3, f"s3://{BUCKET}/{prefix}")
+    applier = DagApplier(folder, airflow_server.api(),
+                         {"broken": DagUpload(desired, body)}, "default", "staging",
+                         "abc", parse_timeout=60, poll_seconds=0.5)
+    plan = EnvironmentPlan("staging", [PlannedAction("staging", "broken", Action.CREATE,
+                                                     "new", desired=pipeline)])
+    [result] = applier.apply(plan)
+    assert result.failed
+    assert ("Airflow cannot import staging-broken.py: ModuleNotFoundError: No module "
+            "named 'airflow.providers.not_installed'") in " ".join(result.messages)
+    assert airflow_server.api().dag("staging-broken") is None  # never unpaused, never run
 
 def test_mwaa_is_reached_through_invoke_rest_api():
     """MWAA's API, with responses shaped as AWS's (the embedded service has no MWAA)."""
