@@ -42,8 +42,9 @@ from .errors import Problem
 from .live.airflow import Airflow, DagFolder, MwaaApi, http_api, index_path, read_folder
 from .live.aws import AwsEnvironment, AwsError, ReadInterrupted
 from .live.inventory import Inventory
-from .live.lease import Lease, LeaseHeld, LeaseLost, Leases, lease_uri
+from .live.lease import Lease, LeaseHeld, LeaseLost, Leases, lease_uri, state_uri
 from .live.model import TAG_REVISION, TAG_START, LiveDefinition, LiveState
+from .live.operations import OPERATIONS_KEY, Operation, OperationsJournal
 from .live.pacing import Pacer
 from .plan.dags import DesiredDag, live_pipeline, plan_dags
 from .plan.planner import (
@@ -790,14 +791,19 @@ def plan_rerun(root: Path, request: RerunRequest, environ: Mapping[str, str], no
 
 
 def rerun(request: RerunRequest, plan: RerunPlan, aws: AwsEnvironment, settings: Settings,
-          project: ProjectResult, context: PassContext, now: datetime) -> None:
+          project: ProjectResult, context: PassContext, now: datetime, by: str = "cli"
+          ) -> None:
     """Set the planned instances to RERUN, holding the environment's lease (another writer's
-    lease refuses it: LeaseHeld)."""
+    lease refuses it: LeaseHeld), and write it in the operations journal (``by`` whom)."""
     name = request.environment
     config = project.configs.get(name)
+    journal = None
     if config is not None and config.get("etl", "S3_ETL_BUCKET"):
-        uri = lease_uri(str(config.get("etl", "S3_ETL_BUCKET")),
-                        str(config.get("etl", "S3_BASE_PATH", "")), settings.installation)
+        place = (str(config.get("etl", "S3_ETL_BUCKET")),
+                 str(config.get("etl", "S3_BASE_PATH", "")))
+        uri = lease_uri(*place, settings.installation)
+        journal = OperationsJournal(aws, state_uri(*place, OPERATIONS_KEY.format(
+            installation=settings.installation)))
         held = context.leases.take_every([(name, lambda: context.leases.of(
             name, aws, uri, now, on_lost=lambda why: None))])
         if held is not None:
@@ -806,5 +812,11 @@ def rerun(request: RerunRequest, plan: RerunPlan, aws: AwsEnvironment, settings:
         aws.set_status(plan.pipeline_id, [i["id"] for i in plan.instances], "RERUN")
         structlog.get_logger().info("rerun", env=name, pipeline=request.pipeline,
                                     pipeline_id=plan.pipeline_id, instances=len(plan.instances))
+        if journal is not None:  # for the controller's page and dataduct_operations_total
+            journal.append(Operation(
+                now.astimezone(UTC).isoformat(timespec="seconds"), "rerun", name,
+                request.pipeline, by, f"{len(plan.instances)} run(s) set to RERUN: "
+                + ", ".join(sorted({f"{i['activity']}@{i['scheduled']}"
+                                    for i in plan.instances})[:10])))
     finally:
         context.leases.release()

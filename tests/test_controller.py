@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -1053,10 +1054,10 @@ def test_the_quick_start_applies_commits_in_a_row_on_the_embedded_service(remote
             stdout=out, stderr=subprocess.STDOUT, text=True, env=environment)
 
     def users_revision(env: str) -> str | None:
-        found = [line for line in log.read_text().splitlines() if "/status," in line]
+        found = re.search(r"the page: (http://[0-9.:]+)/ ", log.read_text())
         if not found:
             return None
-        url = found[0].split(" ")[-4].rstrip(",").removesuffix("/status")
+        url = found[1]
         code, body = http(url + "/status")
         if code != 200:
             return None

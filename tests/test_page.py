@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 from reconciler.controller.page import PAGE_SIZE, overview, parse_query, pipeline_page
 
@@ -15,7 +16,8 @@ def status(pipelines_per_env: int = 2, **extra) -> dict:
                 "health_status": "Healthy" if n % 3 else "Degraded",
                 "reason": "in sync" if n % 2 else "definition changed",
                 "last_applied_revision": "abc123def456" if n % 2 else "0ld0ld0ld0ld",
-                "last_error": None, "failures": 0, "next_retry": None}
+                "last_error": None, "failures": 0, "next_retry": None,
+                "latest_run": None, "next_run": "2026-12-08T00:00:00"}
     return {"source": {"location": "git@example.com:etl/manifests.git",
                        "revision": "abc123def456", "stale": False, "error": None},
             "error": None, "last_pass_started": "2026-12-07T10:00:00+00:00",
@@ -135,7 +137,7 @@ def test_a_real_browser_shows_the_page_and_runs_nothing_from_the_status(tmp_path
     assert "<title>Dataduct reconciler: 600 pipeline(s)" in dom and "owned</title>" not in dom
     rows = cells(dom.encode())
     assert len(rows) == PAGE_SIZE and rows[0][:4] == ["prod", "p0000", "OutOfSync", "Degraded"]
-    assert rows[0][7] == ("<script>document.title='owned'; "
+    assert rows[0][8] == ("<script>document.title='owned'; "
                           "document.body.innerHTML='owned'</script>")
 
 
@@ -146,12 +148,58 @@ def test_a_pipelines_page_shows_its_diff_history_and_full_error_as_text():
               "failures": 2, "next_retry": "2026-12-07T10:00:00+00:00",
               "manifest": "pipelines/users.yaml", "pending": "update",
               "diff": ["~ Load.script:", "-SELECT 1", "+SELECT '<x>'"],
+              "latest_run": None, "next_run": None,
               "history": [{"time": "2026-12-07T09:00:00+00:00", "revision": "abc123def4567",
                            "action": "update", "outcome": "failed", "seconds": 1.5,
-                           "message": "PutPipelineDefinition: <refused>"}]}
+                           "message": "PutPipelineDefinition: <refused>"}],
+              "runs": [{"id": "@upsert_users_2026-12-07T00:00:00", "activity": "upsert_users",
+                        "scheduled": "2026-12-07T00:00:00", "status": "FAILED",
+                        "started": "2026-12-07T00:01:00", "ended": "2026-12-07T00:04:05",
+                        "seconds": 185.0, "attempts": 3,
+                        "error": "ERROR: relation \"<users>\" does not exist"}]}
     page = pipeline_page(detail, {"revision": "abc123def456"}).decode()
     assert "<pre>line one\n&lt;b&gt;two&lt;/b&gt;</pre>" in page  # the error in full
     assert "~ Load.script:\n-SELECT 1\n+SELECT &#39;&lt;x&gt;&#39;\n" in page
     assert "PutPipelineDefinition: &lt;refused&gt;" in page and "<refused>" not in page
     assert "(the source is at <code>abc123def456</code>)" in page
     assert "after 2 failure(s)" in page
+    [run] = [r for r in cells(page.encode()) if r and r[1] == "upsert_users"]
+    assert run == ["2026-12-07T00:00:00", "upsert_users", "FAILED", "2026-12-07T00:01:00",
+                   "3m 5s", "3", 'ERROR: relation "<users>" does not exist']
+    assert "not compiled at this revision" in page  # no definition given: no graph
+
+
+def test_a_pipelines_graph_is_an_svg_image_or_its_mermaid_text_without_graphviz(
+        monkeypatch):
+    import graphviz
+
+    from reconciler.controller import page as module
+
+    from .conftest import compile_repo, require_tool
+
+    require_tool("dot")
+    project = compile_repo(Path(__file__).parent.parent / "manifests", ["prod"])
+    [users] = [r.compiled for r in project.pipelines
+               if r.name == "users" and r.environment == "prod" and r.compiled]
+    detail = {"pipeline": "users", "environment": "prod", "sync_status": "Synced",
+              "health_status": "Healthy", "reason": "", "last_applied_revision": None,
+              "last_error": None, "failures": 0, "next_retry": None, "manifest": None,
+              "pending": "", "diff": [], "history": [], "runs": [], "next_run": None,
+              "latest_run": None}
+    page = pipeline_page(detail, {}, users).decode()
+    assert '<img src="/pipelines/prod/users/graph.svg"' in page
+    svg = module.graph_svg(users).decode()
+    assert svg.lstrip().startswith("<?xml") and "<script" not in svg
+    assert all(f">{o.id}</text>" in svg for o in users.objects
+               if (o.type or "").endswith("Activity"))
+
+    def no_dot(*args, **kwargs):
+        raise graphviz.ExecutableNotFound(["dot"])
+
+    module.graph_svg.cache_clear()
+    monkeypatch.setattr(graphviz.Digraph, "pipe", no_dot)
+    try:
+        without = pipeline_page(detail, {}, users).decode()
+    finally:
+        module.graph_svg.cache_clear()
+    assert "graph.svg" not in without and "flowchart TD" in without

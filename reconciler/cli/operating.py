@@ -3,10 +3,12 @@ the embedded AWS service (emulator)."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from datetime import UTC, datetime
@@ -91,17 +93,18 @@ def _controller_environ(cache_dir: str, follows_git: bool) -> dict[str, str]:
     return environ
 
 
-def _serve(controller: Any, host: str, port: int, secret: bytes | None, shown: str) -> None:
+def _serve(controller: Any, host: str, port: int, secret: bytes | None, shown: str,
+           page_refresh: bool = False) -> None:
     """Serve HTTP and run the loop until SIGTERM or Ctrl-C."""
     from ..controller import ControllerServer, ListenError
 
     try:
-        server = ControllerServer(controller, host, port, secret)
+        server = ControllerServer(controller, host, port, secret, page_refresh)
     except ListenError as exc:
         raise CliError(f"{exc.strerror} (--listen HOST:PORT chooses another)") from None
     server.start()
-    click.secho(f"reconciler run: {shown}; {server.address}/status, /metrics; Ctrl-C stops",
-                fg="cyan", err=True)
+    click.secho(f"reconciler run: {shown}; the page: {server.address}/ (JSON: /status, "
+                "metrics: /metrics); Ctrl-C stops", fg="cyan", err=True)
     signal.signal(signal.SIGTERM, lambda *_: controller.stop())
     worker = threading.Thread(target=controller.loop, name="controller")
     worker.start()
@@ -135,11 +138,16 @@ def _serve(controller: Any, host: str, port: int, secret: bytes | None, shown: s
               envvar="RECONCILER_INTERVAL", help="Seconds between passes (with 10% jitter).")
 @click.option("--listen", default="127.0.0.1:9100", show_default=True,
               envvar="RECONCILER_LISTEN",
-              help="HOST:PORT of /metrics, /healthz, /readyz, /status and POST /webhook.")
+              help="HOST:PORT of the page (/), /metrics, /healthz, /readyz, /status and POST "
+                   "/webhook.")
 @click.option("--webhook-secret-file", type=click.Path(dir_okay=False),
               envvar="RECONCILER_WEBHOOK_SECRET_FILE",
               help="The GitHub webhook's secret (else $RECONCILER_WEBHOOK_SECRET; without "
                    "either, webhooks are refused).")
+@click.option("--page-refresh/--no-page-refresh", default=False, show_default=True,
+              envvar="RECONCILER_PAGE_REFRESH",
+              help="A \"reconcile now\" button on the page, for whoever can open it (put the "
+                   "page behind a login first: the chart's ui.ingress).")
 @env_option
 @allow_rollback_option
 @click.option("--backoff-base", type=click.FloatRange(min=1), default=30.0, show_default=True,
@@ -165,7 +173,8 @@ def _serve(controller: Any, host: str, port: int, secret: bytes | None, shown: s
 @click.option("--once", is_flag=True, help="One pass, then exit (for scripts).")
 def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
         subdirectory: str, cache_dir: str, interval: float, listen: str,
-        webhook_secret_file: str | None, environments: tuple[str, ...], allow_rollback: bool,
+        webhook_secret_file: str | None, page_refresh: bool, environments: tuple[str, ...],
+        allow_rollback: bool,
         backoff_base: float, backoff_factor: float, backoff_cap: float, stall_after: int,
         lease_seconds: float, runs_budget: int, log_format: str, overrides: str | None,
         once: bool) -> None:
@@ -220,7 +229,17 @@ def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
         echo_results(result)
         sys.exit(apply_exit(result))
     _serve(controller, host, port, secret,
-           f"{source.describe()} -> {', '.join(environments) or 'every environment'}")
+           f"{source.describe()} -> {', '.join(environments) or 'every environment'}",
+           page_refresh)
+
+
+def _operator() -> str:
+    """Who runs a command, for the operations journal: user@host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container's numeric user has no name
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
 
 
 @main.command()
@@ -361,7 +380,8 @@ def rerun(pipeline: str, root: str, environment: str, activity: str | None, fail
         sys.exit(EXIT_BLOCKED)
     context = PassContext(leases=Leases(clock=lambda: datetime.now(UTC)))
     try:
-        rerun_instances(request, plan, aws, settings, project, context, datetime.now(UTC))
+        rerun_instances(request, plan, aws, settings, project, context, datetime.now(UTC),
+                        by=_operator())
     except ReconcilerError as exc:
         raise CliError(str(exc)) from None
     click.echo(f"{environment}: {len(plan.instances)} run(s) of {pipeline} set to RERUN")
@@ -391,7 +411,8 @@ def refresh(url: str, webhook_secret_file: str | None) -> None:
     if secret is None:
         raise CliError("no webhook secret: give --webhook-secret-file or set "
                        "RECONCILER_WEBHOOK_SECRET (the controller's own)")
-    body = json.dumps({"ref": "refresh", "pusher": {"name": "reconciler refresh"}}).encode()
+    body = json.dumps({"ref": "refresh", "pusher": {"name": "reconciler refresh"},
+                       "operator": _operator()}).encode()
     request = urllib.request.Request(url.rstrip("/") + "/webhook", data=body, method="POST",
                                      headers={
         "Content-Type": "application/json", "X-GitHub-Event": "push",

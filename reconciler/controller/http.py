@@ -1,6 +1,12 @@
-"""The controller's HTTP server: ``/`` (the web page, :mod:`.page`), ``/metrics``
-(Prometheus), ``/healthz`` and ``/readyz`` (the kubelet's probes), ``/status`` (JSON, for
-``reconciler status``) and ``POST /webhook`` (GitHub push events start a pass at once).
+"""The controller's HTTP server: ``/`` and ``/pipelines/ENV/NAME`` (the web pages,
+:mod:`.page`), ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz`` (the kubelet's probes),
+``/status`` (JSON, for ``reconciler status``), ``POST /webhook`` (GitHub push events, and
+``reconciler refresh``, start a pass at once) and ``POST /refresh`` (the page's button, off
+unless ``--page-refresh``).
+
+The pages are served with a Content-Security-Policy that allows nothing but their own inline
+style, images and form: whatever a manifest or AWS put in a page could not run there even if
+it escaped the templates' escaping.
 
 A webhook must carry ``X-Hub-Signature-256: sha256=<HMAC-SHA256 of the body>`` made with the
 shared secret; it is compared in constant time, and a missing or wrong signature gets 401 and
@@ -27,14 +33,16 @@ import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from datetime import UTC
 from typing import Any
 
 import waitress
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..errors import ReconcilerError
+from ..live.operations import Operation
 from .loop import Controller
-from .page import overview, parse_query, pipeline_page
+from .page import graph_svg, overview, parse_query, pipeline_page
 
 MAX_BODY_BYTES = 1 << 20  # GitHub caps payloads at 25 MB; a push event is far smaller
 MAX_HEADER_BYTES = 64 << 10
@@ -44,6 +52,11 @@ CONNECTION_LIMIT = 2000  # open connections; more wait in the listen backlog
 BACKLOG = 1024
 DELIVERY_MEMORY = 86400.0  # seconds a webhook delivery id is remembered
 DELIVERIES_KEPT = 10000
+
+HTML = "text/html; charset=utf-8"
+PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+PAGE_REFRESH_SECONDS = 10.0  # one pass per this many seconds from the page's button
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -84,8 +97,10 @@ class Deliveries:
 
 class ControllerServer:
     def __init__(self, controller: Controller, host: str, port: int,
-                 webhook_secret: bytes | None = None):
+                 webhook_secret: bytes | None = None, page_refresh: bool = False):
         self.controller, self.webhook_secret = controller, webhook_secret
+        self.page_refresh = page_refresh  # the page's "reconcile now" button (POST /refresh)
+        self.last_page_refresh = -PAGE_REFRESH_SECONDS
         self.webhooks_accepted = 0
         self.deliveries = Deliveries()
         try:
@@ -132,25 +147,40 @@ class ControllerServer:
             code, body, kind = self._get(path, environ.get("QUERY_STRING", ""))
         else:
             code, body, kind = _json(405, {"error": f"{method} is not served here"})
-        start_response(f"{code} {_REASONS.get(code, 'Error')}",
-                       [("Content-Type", kind), ("Content-Length", str(len(body)))])
+        headers = [("Content-Type", kind), ("Content-Length", str(len(body))),
+                   ("X-Content-Type-Options", "nosniff")]
+        if kind.startswith(("text/html", "image/svg")):
+            # the pages carry their own style and need nothing else; an SVG runs nothing
+            headers += [("Content-Security-Policy", PAGE_POLICY),
+                        ("X-Frame-Options", "DENY"), ("Referrer-Policy", "same-origin")]
+        if code == 303:
+            headers.append(("Location", "/"))
+        start_response(f"{code} {_REASONS.get(code, 'Error')}", headers)
         return [b"" if method == "HEAD" else body]
 
     def _get(self, path: str, query: str = "") -> tuple[int, bytes, str]:
         controller = self.controller
         if path == "/":
-            return 200, overview(controller.status.to_json(), parse_query(query)), \
-                "text/html; charset=utf-8"
+            status = controller.status
+            return 200, overview(status.to_json(), parse_query(query),
+                                 status.operations_json(), self.page_refresh), HTML
         if path.startswith("/pipelines/"):
-            env, _, name = (urllib.parse.unquote(part) for part in
-                            path.removeprefix("/pipelines/").partition("/"))
+            rest = path.removeprefix("/pipelines/")
+            graph = rest.endswith("/graph.svg")
+            env, _, name = rest.removesuffix("/graph.svg").partition("/")
             found = controller.status.environments.get(env)
             state = found.pipelines.get(name) if found else None
             if state is None:
                 return _json(404, {"error": f"no pipeline {name!r} in environment {env!r}; "
                                             "/ lists them"})
+            if graph:
+                svg = graph_svg(state.definition) if state.definition else None
+                if svg is None:
+                    return _json(404, {"error": "no graph: not compiled at this revision, or "
+                                                "Graphviz's dot is not installed"})
+                return 200, svg, "image/svg+xml"
             source = {"revision": controller.status.source.revision}
-            return 200, pipeline_page(state.detail_json(), source), "text/html; charset=utf-8"
+            return 200, pipeline_page(state.detail_json(), source, state.definition), HTML
         if path == "/metrics":
             return 200, controller.metrics.exposition(), CONTENT_TYPE_LATEST
         if path in ("/healthz", "/readyz"):
@@ -162,6 +192,8 @@ class ControllerServer:
                                     "/healthz, /readyz or POST /webhook"})
 
     def _post(self, path: str, environ: dict[str, Any]) -> tuple[int, bytes, str]:
+        if path == "/refresh":
+            return self._page_refresh(environ)
         if path != "/webhook":
             return _json(404, {"error": "POST /webhook only"})
         body = environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
@@ -183,10 +215,40 @@ class ControllerServer:
             return _json(202, {"ok": True, "ignored": event})
         self.webhooks_accepted += 1
         self.controller.request_pass()
+        if delivery and delivery.startswith("refresh-"):  # `reconciler refresh`, signed
+            try:
+                by = str(json.loads(body).get("operator") or "")
+            except (ValueError, AttributeError):
+                by = ""
+            self._refreshed(f"reconciler refresh ({by})" if by else "reconciler refresh")
         return _json(202, {"ok": True, "pass": "requested"})
 
+    def _page_refresh(self, environ: dict[str, Any]) -> tuple[int, bytes, str]:
+        """The page's button: a pass now, when the installation turned it on. A form posted
+        from another site is refused (its Origin is not this host), and one press in
+        PAGE_REFRESH_SECONDS starts a pass."""
+        if not self.page_refresh:
+            return _json(403, {"error": "the page's refresh is off (--page-refresh turns it "
+                                        "on); `reconciler refresh` asks with the webhook's "
+                                        "secret"})
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and urllib.parse.urlsplit(origin).netloc != environ.get("HTTP_HOST"):
+            return _json(403, {"error": f"a refresh from {origin} is refused: only this "
+                                        "page's own button asks for one"})
+        now = time.monotonic()
+        if now - self.last_page_refresh >= PAGE_REFRESH_SECONDS:
+            self.last_page_refresh = now
+            self.controller.request_pass()
+            self._refreshed("the page")
+        return 303, b"", "text/plain"
 
-_REASONS = {200: "OK", 202: "Accepted", 401: "Unauthorized", 403: "Forbidden",
+    def _refreshed(self, by: str) -> None:
+        now = self.controller.wall().astimezone(UTC).isoformat(timespec="seconds")
+        self.controller.record_operation(Operation(now, "refresh", None, None, by,
+                                                   "a pass was requested"))
+
+
+_REASONS = {200: "OK", 202: "Accepted", 303: "See Other", 401: "Unauthorized", 403: "Forbidden",
             404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
             503: "Service Unavailable"}
 

@@ -38,10 +38,12 @@ from ..engine import (
     connect_environment,
     run_pass,
 )
+from ..live.aws import AwsError
 from ..live.inventory import Inventory
 from ..live.lease import RUNS_KEY, Leases, state_uri
+from ..live.operations import OPERATIONS_KEY, Operation, OperationsJournal
 from ..live.pacing import Pacer, is_throttle
-from ..observe import CursorStore, Metrics, RunObserver
+from ..observe import ActivityRun, CursorStore, Metrics, RunObserver
 from ..plan.planner import EnvironmentPlan, Hint, PlannedAction, State
 from ..source import SourceRead
 from ..source.follow import SourceError
@@ -152,6 +154,8 @@ class Controller:
         self.stopping = threading.Event()
         self._drifted: set[tuple[str, str]] = set()
         self._logged_problems: set[tuple] = set()
+        self._journals: dict[str, OperationsJournal] = {}  # uri -> the journal read there
+        self._operations_seen: set[str] = set()
         self.context = PassContext(
             events=ControllerEvents(self), compile_cache=CompileCache(), pacer=Pacer(),
             reuse_clients=True, hold=lambda env, name: self.status.hold(env, name,
@@ -246,9 +250,11 @@ class Controller:
             if env_run.plan is None:
                 continue
             results = {r.pipeline: r for r in env_run.results}
-            self._observe_runs(name, env_run, now, _cursors_uri(result, name))
+            self._observe_runs(name, env_run, now, _state_uri(result, name, RUNS_KEY))
             self.status.record_plan(name, env_run.plan.actions, results,
                                     partial(self._health, name), self.config.approval_hint)
+            self.status.record_runs(name, partial(self._recent_runs, name))
+            self._read_operations(name, _state_uri(result, name, OPERATIONS_KEY))
             self.metrics.set_pipelines(name, [(p.pipeline, p.sync_status, p.health_status)
                                               for p in env_status.pipelines.values()])
             self._count_drift(name, env_run.plan)
@@ -276,6 +282,42 @@ class Controller:
         summary = self.observer.summaries.get((env, planned.pipeline))
         return health(planned, result,
                       latest_run_failed=summary is not None and summary.failed_latest)
+
+    def _read_operations(self, env: str, uri: str | None) -> None:
+        """What operators did by hand since the controller started (the journal beside the
+        lease): shown in the pipelines' history and counted, each once."""
+        aws = self.context.clients.get(env)
+        if aws is None or uri is None:
+            return
+        journal = self._journals.get(uri)
+        first = journal is None
+        if journal is None or journal.aws is not aws:
+            journal = self._journals[uri] = OperationsJournal(aws, uri)
+        try:
+            found = journal.read_new()
+        except AwsError as exc:  # the page misses an entry for now; the pass goes on
+            self.log.warning("reading the operations journal failed", env=env,
+                             error=str(exc))
+            return
+        for operation in found or ():
+            if operation.id not in self._operations_seen:
+                self._operations_seen.add(operation.id)
+                # what was there before the controller started is shown, not counted again
+                self.record_operation(operation, count=not first)
+
+    def record_operation(self, operation: Operation, count: bool = True) -> None:
+        """An operation done by hand (on the page, or by the CLI through the journal):
+        shown on the page, counted and logged."""
+        self.status.record_operation(operation)
+        if count:
+            self.metrics.operations.labels(operation.operation, operation.env or "all").inc()
+            self.log.info("operation", operation=operation.operation, env=operation.env,
+                          pipeline=operation.pipeline, by=operation.by,
+                          result=operation.result)
+
+    def _recent_runs(self, env: str, pipeline: str) -> tuple[ActivityRun, ...] | None:
+        summary = self.observer.summaries.get((env, pipeline))
+        return summary.recent if summary is not None else None
 
     def _count_drift(self, env: str, plan: EnvironmentPlan) -> None:
         drifted = {(env, a.pipeline) for a in plan.actions if a.drift}
@@ -381,9 +423,10 @@ def _pass_refused(result: Run) -> str | None:
     return errors[0].format() if errors else "reconciler.yaml is missing or invalid"
 
 
-def _cursors_uri(result: Run, env: str) -> str | None:
-    """Where the run observer keeps the environment's cursors (beside its lease)."""
+def _state_uri(result: Run, env: str, key: str) -> str | None:
+    """Where an object of the controller's state is kept for the environment (``key``, as
+    RUNS_KEY: beside its lease)."""
     place, settings = artifacts_place(result, env), result.project.settings
     if place is None or settings is None:
         return None
-    return state_uri(*place, RUNS_KEY.format(installation=settings.installation))
+    return state_uri(*place, key.format(installation=settings.installation))

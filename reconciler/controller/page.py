@@ -1,6 +1,8 @@
 """The controller's web pages: ``/``, every environment's pipelines at a glance, from the
-same status ``/status`` serves; ``/pipelines/ENV/NAME``, one pipeline: its manifest, its
-last error in full, the pending plan's diff and what the controller did to it.
+same status ``/status`` serves, and the operations done on them; ``/pipelines/ENV/NAME``,
+one pipeline: its manifest, its last error in full, the pending plan's diff, its graph
+(``/pipelines/ENV/NAME/graph.svg``, drawn by Graphviz), its recent runs and what the
+controller and the operators did to it.
 
 Server-rendered HTML that needs no script (filters are a plain form, paging plain links, a
 refresh every 30 s a meta tag); rendered by Jinja2 with autoescaping, so whatever a manifest
@@ -13,11 +15,14 @@ from __future__ import annotations
 
 import urllib.parse
 from collections import Counter
-from collections.abc import Mapping
-from functools import cache
+from collections.abc import Mapping, Sequence
+from functools import cache, lru_cache
 from typing import Any
 
 import jinja2
+
+from ..desired.definition import CompiledPipeline
+from ..desired.graph import pipeline_graph
 
 PAGE_SIZE = 200  # rows a page shows; 1,000 pipelines x 2 environments is 10 pages
 REFRESH_SECONDS = 30
@@ -27,15 +32,30 @@ STATUSES = ("Synced", "OutOfSync", "Unknown", "Suspended", "Stalled", "Healthy",
 
 @cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.PackageLoader("reconciler.controller", "templates"),
-                              autoescape=True, undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(loader=jinja2.PackageLoader("reconciler.controller", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["duration"] = duration
+    return env
 
 
-def overview(status: Mapping[str, Any], query: Mapping[str, str]) -> bytes:
+def duration(seconds: float) -> str:
+    """``1h 2m``, ``3m 5s``, ``42s``."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def overview(status: Mapping[str, Any], query: Mapping[str, str],
+             operations: Sequence[Mapping[str, Any]] = (),
+             refresh_button: bool = False) -> bytes:
     """The page of ``status`` (``Status.to_json()``), filtered by the query's ``env``,
     ``status`` (a sync or health status) and ``name`` (a part of the pipeline's name), and
-    paged (``page``)."""
+    paged (``page``); below it the ``operations`` done lately (refresh, rerun), and a button
+    to reconcile now when ``refresh_button``."""
     env_filter = query.get("env", "")
     status_filter = query.get("status", "")
     name_filter = query.get("name", "").strip().lower()
@@ -80,7 +100,8 @@ def overview(status: Mapping[str, Any], query: Mapping[str, str]) -> bytes:
         statuses=STATUSES, rows=shown, matched=len(rows), shown=len(shown), page=page,
         pages=pages, query={"env": env_filter, "status": status_filter,
                             "name": query.get("name", "")},
-        query_for=query_for, refresh=REFRESH_SECONDS)
+        query_for=query_for, refresh=REFRESH_SECONDS, operations=operations,
+        refresh_button=refresh_button)
     return html.encode()
 
 
@@ -89,11 +110,32 @@ def pipeline_href(env: str, name: str) -> str:
     return f"/pipelines/{quote(env, safe='')}/{quote(name, safe='')}"
 
 
-def pipeline_page(detail: Mapping[str, Any], source: Mapping[str, Any]) -> bytes:
+def pipeline_page(detail: Mapping[str, Any], source: Mapping[str, Any],
+                  definition: CompiledPipeline | None = None) -> bytes:
     """The page of one pipeline (``PipelineStatus.detail_json()``): its manifest, statuses,
-    last error in full, the pending plan's diff and what the controller did to it."""
+    last error in full, the pending plan's diff, the graph of its ``definition``, its runs
+    and what was done to it."""
+    svg = text = None
+    if definition is not None:
+        if graph_svg(definition) is not None:
+            svg = pipeline_href(detail["environment"], detail["pipeline"]) + "/graph.svg"
+        else:
+            text = pipeline_graph(definition).to_mermaid()
     return _environment().get_template("pipeline.html").render(
-        p=detail, source=source, refresh=REFRESH_SECONDS).encode()
+        p=detail, source=source, refresh=REFRESH_SECONDS, graph_svg=svg,
+        graph_text=text).encode()
+
+
+@lru_cache(maxsize=128)
+def graph_svg(definition: CompiledPipeline) -> bytes | None:
+    """The graph of activities and data nodes as SVG, drawn by Graphviz's ``dot`` (None
+    where it is not installed). Served as an image, so nothing in it can run on the page."""
+    import graphviz
+
+    try:
+        return bytes(pipeline_graph(definition).to_graphviz().pipe(format="svg"))
+    except graphviz.ExecutableNotFound:
+        return None
 
 
 def parse_query(text: str) -> dict[str, str]:

@@ -19,6 +19,9 @@ from typing import Any
 
 from ..apply.executor import ActionResult
 from ..apply.progress import Progress
+from ..desired.definition import CompiledPipeline
+from ..live.operations import Operation
+from ..observe import ActivityRun
 from ..plan.planner import Hint, PlannedAction
 from ..plan.render import change_lines
 from .health import Health, SyncStatus, sync_status
@@ -53,6 +56,16 @@ class PipelineStatus:
     pending: str = ""  # the last plan's action (update, replace, blocked ...), "" in sync
     diff: tuple[str, ...] = ()
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    # how it runs, from the run observer: the newest runs, and the next scheduled one
+    runs: tuple[ActivityRun, ...] = ()
+    next_run: str | None = None
+    definition: CompiledPipeline | None = None  # as compiled at the last plan (its graph)
+
+    @property
+    def latest_run(self) -> ActivityRun | None:
+        ended = [r for r in self.runs if r.ended]
+        return max(ended, key=lambda r: r.ended or "") if ended else (
+            self.runs[0] if self.runs else None)
 
     @property
     def stalled(self) -> bool:
@@ -63,16 +76,20 @@ class PipelineStatus:
                 "health_status": self.health_status, "reason": self.reason,
                 "last_applied_revision": self.last_applied_revision,
                 "last_error": self.last_error, "failures": self.failures,
-                "next_retry": self.next_retry.isoformat() if self.next_retry else None}
+                "next_retry": self.next_retry.isoformat() if self.next_retry else None,
+                "latest_run": latest.to_json() if (latest := self.latest_run) else None,
+                "next_run": self.next_run}
 
 
     def detail_json(self) -> dict[str, Any]:
         return {**self.to_json(), "environment": self.environment,
                 "manifest": self.manifest, "pending": self.pending, "diff": list(self.diff),
-                "history": list(reversed(self.history))}
+                "history": list(reversed(self.history)),
+                "runs": [r.to_json() for r in self.runs]}
 
 
 HISTORY = 20  # actions kept per pipeline for its page
+OPERATIONS = 50  # operations the overview shows
 
 
 @dataclass
@@ -105,6 +122,7 @@ class Status:
         self.ready_environments: set[str] = set()
         self.error: str | None = None  # the last revision could not be planned at all
         self.unanswered: dict[str, str] = {}  # env -> its endpoint's last failed attempt
+        self.operations: deque[Operation] = deque(maxlen=OPERATIONS)  # newest last
 
     def environment(self, env: str) -> EnvironmentStatus:
         return self.environments.setdefault(env, EnvironmentStatus(env))
@@ -160,6 +178,7 @@ class Status:
             result = results.get(planned.pipeline)
             state.reason = planned.explained(hint)
             state.manifest = planned.manifest or state.manifest
+            state.definition = planned.desired or state.definition
             changed = (planned.will_change or planned.is_blocked) and (
                 result is None or result.outcome != "applied")
             state.pending = planned.kind if changed else ""
@@ -168,8 +187,29 @@ class Status:
             state.sync_status = sync_status(
                 planned, result, stalled=state.failures >= self.backoff.stall_after)
             state.health_status = health(planned, result)
+            state.next_run = planned.live.fields.get("@nextRunTime") if planned.live else None
         for name in [n for n in environment.pipelines if n not in seen]:
             del environment.pipelines[name]
+
+    def record_operation(self, operation: Operation) -> None:
+        """An operation done by hand: in the overview's list, and in its pipeline's history."""
+        self.operations.append(operation)
+        if operation.env and operation.pipeline:
+            self.pipeline(operation.env, operation.pipeline).history.append({
+                "time": operation.time, "revision": "", "action": operation.operation,
+                "outcome": f"by {operation.by}", "seconds": None,
+                "message": operation.result})
+
+    def operations_json(self) -> list[dict[str, Any]]:
+        return [o.to_json() for o in reversed(self.operations)]
+
+    def record_runs(self, env: str, runs: Callable[[str], tuple[ActivityRun, ...] | None]) -> None:
+        """Each pipeline's newest runs, as the run observer last read them (``runs`` of a
+        pipeline's name; None: not read yet, what was shown stays)."""
+        for name, state in self.environment(env).pipelines.items():
+            found = runs(name)
+            if found is not None:
+                state.runs = found
 
     def to_json(self) -> dict[str, Any]:
         source = self.source
@@ -180,6 +220,7 @@ class Status:
                        "last_success": source.last_success.isoformat()
                        if source.last_success else None},
             "error": self.error,
+            "operations": self.operations_json(),
             "last_pass_started": self.last_pass_started.isoformat()
             if self.last_pass_started else None,
             "environments": {

@@ -2,6 +2,6 @@
 pipelines run (``runs``: finished runs, retries, durations, last success, lateness)."""
 
 from .metrics import Metrics
-from .runs import CursorStore, RunObserver, RunSummary
+from .runs import ActivityRun, CursorStore, RunObserver, RunSummary
 
-__all__ = ["CursorStore", "Metrics", "RunObserver", "RunSummary"]
+__all__ = ["ActivityRun", "CursorStore", "Metrics", "RunObserver", "RunSummary"]

@@ -81,6 +81,11 @@ class Metrics:
             "dataduct_pass_remaining_seconds", "When the current apply of an environment "
             "should end, at its pace so far (0 when none is running).", ["env"],
             registry=registry)
+        self.operations = Counter(
+            "dataduct_operations", "Operations done by hand, by operation (refresh, rerun) and"
+            " environment (all: every one): the controller's page and webhook, and what "
+            "`reconciler rerun` wrote in the operations journal.", ["operation", "env"],
+            registry=registry)
         self._pipeline_series: set[tuple[str, ...]] = set()
         self._revision: str | None = None
 

@@ -63,6 +63,34 @@ class Tracked:
     last_success: datetime | None = None
 
 
+RECENT_RUNS = 20  # runs a pipeline's page shows, newest first
+
+
+@dataclass(frozen=True)
+class ActivityRun:
+    """One instance (an activity's run for one scheduled time), as the pipeline's page shows
+    it: the service's status, times, attempts and error message."""
+
+    id: str
+    activity: str
+    scheduled: str
+    status: str
+    started: str | None = None
+    ended: str | None = None
+    attempts: int = 0
+    error: str | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        started, ended = parse_time(self.started), parse_time(self.ended)
+        return (ended - started).total_seconds() if started and ended else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "activity": self.activity, "scheduled": self.scheduled,
+                "status": self.status, "started": self.started, "ended": self.ended,
+                "seconds": self.seconds, "attempts": self.attempts, "error": self.error}
+
+
 @dataclass
 class RunSummary:
     """For the status page: a pipeline's latest known runs."""
@@ -70,6 +98,7 @@ class RunSummary:
     in_flight: bool
     last_success: datetime | None
     failed_latest: bool
+    recent: tuple[ActivityRun, ...] = ()  # newest scheduled first, at most RECENT_RUNS
 
 
 class CursorStore:
@@ -226,9 +255,10 @@ class RunObserver:
         if tracked.last_success is not None:
             self.metrics.last_success.labels(env, pipeline.pipeline).set(
                 tracked.last_success.timestamp())
-        self.summaries[(env, pipeline.pipeline)] = RunSummary(tracked.in_flight,
-                                                             tracked.last_success,
-                                                             failed_latest)
+        before = self.summaries.get((env, pipeline.pipeline))
+        self.summaries[(env, pipeline.pipeline)] = RunSummary(
+            tracked.in_flight, tracked.last_success, failed_latest,
+            _recent(before.recent if before else (), instances))
 
     def _count(self, env: str, name: str, fields: Mapping[str, Any], status: str) -> None:
         activity = str(fields.get("@componentParent") or "unknown")
@@ -244,6 +274,25 @@ class RunObserver:
             retries = 0
         if retries:
             self.metrics.run_retries.labels(env, name, activity).inc(retries)
+
+
+def _recent(known: Iterable[ActivityRun], instances: Iterable[Mapping[str, Any]]
+            ) -> tuple[ActivityRun, ...]:
+    """The newest runs: what was known, updated by the instances just read."""
+    runs = {r.id: r for r in known}
+    for instance in instances:
+        fields = instance["fields"]
+        try:
+            attempts = int(fields.get("@attemptCount") or 0)
+        except ValueError:
+            attempts = 0
+        runs[instance["id"]] = ActivityRun(
+            str(instance["id"]), str(fields.get("@componentParent") or ""),
+            str(fields.get("@scheduledStartTime") or ""), str(fields.get("@status") or ""),
+            fields.get("@actualStartTime"), fields.get("@actualEndTime"), attempts,
+            fields.get("errorMessage") or fields.get("@failureReason"))
+    newest = sorted(runs.values(), key=lambda r: (r.scheduled, r.activity), reverse=True)
+    return tuple(newest[:RECENT_RUNS])
 
 
 def _moved(fields: Mapping[str, str]) -> tuple[str, str, str]:
