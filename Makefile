@@ -86,8 +86,8 @@ run: install
 	@git -C $(DEMO)/manifests add -A && (git -C $(DEMO)/manifests -c user.name=demo \
 	  -c user.email=demo@example.com commit -q -m "manifests/ of the project" || true)
 	@echo "== reconciler run: follows $(DEMO)/manifests (commit there to see it applied)"
-	@echo "   status:  .venv/bin/reconciler status        (or http://127.0.0.1:9100/status)"
-	@echo "   metrics: http://127.0.0.1:9100/metrics      Ctrl-C stops"
+	@echo "   the page: http://127.0.0.1:9100/   status: .venv/bin/reconciler status"
+	@echo "   metrics:  http://127.0.0.1:9100/metrics   Ctrl-C stops"
 	$(DEMO_ENV) $(BIN)/reconciler run --repo $(DEMO)/manifests --branch main \
 	  --cache-dir $(DEMO)/cache --listen 127.0.0.1:9100 --interval 10 --log-format console
 

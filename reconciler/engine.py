@@ -763,6 +763,14 @@ def plan_rerun(root: Path, request: RerunRequest, environ: Mapping[str, str], no
     if state is not None:
         environ.setdefault(EMBEDDED_STATE, str(state))
     aws = connect(env, settings.installation, environ)
+    return select_rerun(aws, request), aws, settings, project
+
+
+def select_rerun(aws: AwsEnvironment, request: RerunRequest) -> RerunPlan:
+    """The instances of the request's pipeline (this installation's, in its environment) a
+    rerun sets to RERUN, and those it cannot (not finished yet)."""
+    from .errors import ReconcilerError
+
     live = aws.read_managed()
     found = [p for p in live.pipelines if p.pipeline == request.pipeline]
     if not found:
@@ -787,7 +795,17 @@ def plan_rerun(root: Path, request: RerunRequest, environ: Mapping[str, str], no
             continue  # its cascade-failed dependents are rerun with it
         (chosen if entry["status"] in RERUNNABLE else skipped).append(entry)
     chosen.sort(key=lambda e: (e["scheduled"], e["activity"]))
-    return RerunPlan(pipeline.pipeline_id, chosen, skipped), aws, settings, project
+    return RerunPlan(pipeline.pipeline_id, chosen, skipped)
+
+
+def rerun_operation(request: RerunRequest, plan: RerunPlan, now: datetime, by: str
+                    ) -> Operation:
+    """A rerun, as the operations journal and the page's history show it."""
+    runs = sorted(f"{i['activity']}@{i['scheduled']}" for i in plan.instances)
+    return Operation(now.astimezone(UTC).isoformat(timespec="seconds"), "rerun",
+                     request.environment, request.pipeline, by,
+                     f"{len(runs)} run(s) set to RERUN: " + ", ".join(runs[:10])
+                     + (f" and {len(runs) - 10} more" if len(runs) > 10 else ""))
 
 
 def rerun(request: RerunRequest, plan: RerunPlan, aws: AwsEnvironment, settings: Settings,
@@ -813,10 +831,6 @@ def rerun(request: RerunRequest, plan: RerunPlan, aws: AwsEnvironment, settings:
         structlog.get_logger().info("rerun", env=name, pipeline=request.pipeline,
                                     pipeline_id=plan.pipeline_id, instances=len(plan.instances))
         if journal is not None:  # for the controller's page and dataduct_operations_total
-            journal.append(Operation(
-                now.astimezone(UTC).isoformat(timespec="seconds"), "rerun", name,
-                request.pipeline, by, f"{len(plan.instances)} run(s) set to RERUN: "
-                + ", ".join(sorted({f"{i['activity']}@{i['scheduled']}"
-                                    for i in plan.instances})[:10])))
+            journal.append(rerun_operation(request, plan, now, by))
     finally:
         context.leases.release()

@@ -22,7 +22,7 @@ def status(pipelines_per_env: int = 2, **extra) -> dict:
                        "revision": "abc123def456", "stale": False, "error": None},
             "error": None, "last_pass_started": "2026-12-07T10:00:00+00:00",
             "environments": {env: {"error": None, "waiting": None, "last_pass": None,
-                                   "progress": None,
+                                   "progress": None, "local_endpoint": None,
                                    "pipelines": [pipeline(n) for n in range(pipelines_per_env)]}
                              for env in ("prod", "staging")}, **extra}
 
@@ -164,7 +164,7 @@ def test_a_pipelines_page_shows_its_diff_history_and_full_error_as_text():
     assert "(the source is at <code>abc123def456</code>)" in page
     assert "after 2 failure(s)" in page
     [run] = [r for r in cells(page.encode()) if r and r[1] == "upsert_users"]
-    assert run == ["2026-12-07T00:00:00", "upsert_users", "FAILED", "2026-12-07T00:01:00",
+    assert run == ["2026-12-07 00:00:00Z", "upsert_users", "FAILED", "2026-12-07 00:01:00Z",
                    "3m 5s", "3", 'ERROR: relation "<users>" does not exist']
     assert "not compiled at this revision" in page  # no definition given: no graph
 

@@ -3,6 +3,7 @@ the embedded AWS service (emulator)."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import logging
@@ -233,6 +234,34 @@ def run(root: str | None, repo: str | None, branch: str, checkout: str | None,
            page_refresh)
 
 
+def _ask_controller(url: str, path: str, payload: dict[str, Any], secret: bytes,
+                    what: str) -> dict[str, Any]:
+    """POST ``payload`` to a running controller, signed with its webhook's secret."""
+    import hashlib
+    import hmac
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    body = json.dumps(payload).encode()
+    request = urllib.request.Request(url.rstrip("/") + path, data=body, method="POST",
+                                     headers={
+        "Content-Type": "application/json", "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": f"{what}-{uuid.uuid4()}",
+        "X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            reply = json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:500]
+        with contextlib.suppress(ValueError, AttributeError):
+            detail = json.loads(detail).get("error", detail)
+        raise CliError(f"{url} refused the {what} ({exc.code}): {detail}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise CliError(f"cannot reach {url}: {exc}") from None
+    return reply if isinstance(reply, dict) else {}
+
+
 def _operator() -> str:
     """Who runs a command, for the operations journal: user@host."""
     try:
@@ -335,12 +364,21 @@ def clip(text: str, width: int = STATUS_WIDTH) -> str:
 @click.option("--to", "end", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
               help="... up to this time (UTC, not included).")
 @click.option("--yes", is_flag=True, help="Rerun without asking.")
+@click.option("--url", default="http://127.0.0.1:9100", show_default=True,
+              envvar="RECONCILER_URL",
+              help="A running controller, asked to rerun them when it holds the lease.")
+@click.option("--webhook-secret-file", type=click.Path(dir_okay=False),
+              envvar="RECONCILER_WEBHOOK_SECRET_FILE",
+              help="The controller's webhook secret (else $RECONCILER_WEBHOOK_SECRET).")
 def rerun(pipeline: str, root: str, environment: str, activity: str | None, failed: bool,
-          start: datetime | None, end: datetime | None, yes: bool) -> None:
+          start: datetime | None, end: datetime | None, yes: bool, url: str,
+          webhook_secret_file: str | None) -> None:
     """Run PIPELINE's failed runs again (--failed), or backfill the runs scheduled in a
     window (--from T1 --to T2), on Data Pipeline: the instances are set to RERUN, as the
     console's Rerun does. Shows what it will rerun and asks first; holds the environment's
-    lease while it writes, so it never races the controller.
+    lease while it writes, so it never races the controller. Where a controller holds the
+    lease (it keeps it while it runs), the controller at --url is asked to do it, signed with
+    its webhook's secret: it chooses the same runs and sets them under its lease.
 
     \b
       reconciler rerun users manifests/ --env prod --failed
@@ -351,7 +389,7 @@ def rerun(pipeline: str, root: str, environment: str, activity: str | None, fail
     """
     from ..engine import PassContext, RerunRequest, plan_rerun
     from ..engine import rerun as rerun_instances
-    from ..live.lease import Leases
+    from ..live.lease import LeaseHeld, Leases
 
     if failed == (start is not None):
         raise click.UsageError("give --failed, or a window with --from (and --to)")
@@ -382,6 +420,20 @@ def rerun(pipeline: str, root: str, environment: str, activity: str | None, fail
     try:
         rerun_instances(request, plan, aws, settings, project, context, datetime.now(UTC),
                         by=_operator())
+    except LeaseHeld as held:
+        secret = _webhook_secret(webhook_secret_file)
+        if secret is None:
+            raise CliError(f"{held}\nTo have that controller rerun them, give --url and its "
+                           "webhook secret (--webhook-secret-file or "
+                           "RECONCILER_WEBHOOK_SECRET).") from None
+        click.echo(f"a controller holds {environment}'s lease; asking the one at {url}")
+        reply = _ask_controller(url, "/rerun", {
+            "env": environment, "pipeline": pipeline, "activity": activity, "failed": failed,
+            "from": start.replace(tzinfo=UTC).isoformat() if start else None,
+            "to": end.replace(tzinfo=UTC).isoformat() if end else None,
+            "operator": _operator()}, secret, "rerun")
+        click.echo(f"{environment}: {pipeline}: {reply.get('result', 'done')}")
+        return
     except ReconcilerError as exc:
         raise CliError(str(exc)) from None
     click.echo(f"{environment}: {len(plan.instances)} run(s) of {pipeline} set to RERUN")
@@ -401,31 +453,12 @@ def refresh(url: str, webhook_secret_file: str | None) -> None:
     \b
     Exit status: 0 a pass was requested, 1 the controller refused or cannot be reached.
     """
-    import hashlib
-    import hmac
-    import urllib.error
-    import urllib.request
-    import uuid
-
     secret = _webhook_secret(webhook_secret_file)
     if secret is None:
         raise CliError("no webhook secret: give --webhook-secret-file or set "
                        "RECONCILER_WEBHOOK_SECRET (the controller's own)")
-    body = json.dumps({"ref": "refresh", "pusher": {"name": "reconciler refresh"},
-                       "operator": _operator()}).encode()
-    request = urllib.request.Request(url.rstrip("/") + "/webhook", data=body, method="POST",
-                                     headers={
-        "Content-Type": "application/json", "X-GitHub-Event": "push",
-        "X-GitHub-Delivery": f"refresh-{uuid.uuid4()}",
-        "X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            reply = json.loads(answer.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")[:300]
-        raise CliError(f"{url} refused the refresh ({exc.code}): {detail}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise CliError(f"cannot reach {url}: {exc}") from None
+    reply = _ask_controller(url, "/webhook", {"ref": "refresh", "pusher": {
+        "name": "reconciler refresh"}, "operator": _operator()}, secret, "refresh")
     click.echo(f"pass {reply.get('pass', 'requested')} at {url}")
 
 

@@ -33,12 +33,13 @@ import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import waitress
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..engine import RerunRequest
 from ..errors import ReconcilerError
 from ..live.operations import Operation
 from .loop import Controller
@@ -194,8 +195,8 @@ class ControllerServer:
     def _post(self, path: str, environ: dict[str, Any]) -> tuple[int, bytes, str]:
         if path == "/refresh":
             return self._page_refresh(environ)
-        if path != "/webhook":
-            return _json(404, {"error": "POST /webhook only"})
+        if path not in ("/webhook", "/rerun"):
+            return _json(404, {"error": "POST /webhook (or /rerun, /refresh) only"})
         body = environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
         if len(body) > MAX_BODY_BYTES:
             return _json(413, {"error": f"a webhook body is at most {MAX_BODY_BYTES} bytes"})
@@ -205,6 +206,8 @@ class ControllerServer:
         if not signature_ok(self.webhook_secret, body,
                             environ.get("HTTP_X_HUB_SIGNATURE_256")):
             return _json(401, {"error": "missing or wrong X-Hub-Signature-256"})
+        if path == "/rerun":
+            return self._rerun(body)
         delivery = environ.get("HTTP_X_GITHUB_DELIVERY")
         if delivery and not self.deliveries.first_time(delivery):
             return _json(200, {"ok": True, "ignored": f"delivery {delivery} was seen already"})
@@ -222,6 +225,25 @@ class ControllerServer:
                 by = ""
             self._refreshed(f"reconciler refresh ({by})" if by else "reconciler refresh")
         return _json(202, {"ok": True, "pass": "requested"})
+
+    def _rerun(self, body: bytes) -> tuple[int, bytes, str]:
+        """``reconciler rerun`` through the controller that holds the lease (signed with
+        the webhook's secret, as every request that makes the controller act)."""
+        try:
+            data = json.loads(body)
+            request = RerunRequest(
+                str(data["env"]), str(data["pipeline"]), data.get("activity") or None,
+                bool(data.get("failed")),
+                datetime.fromisoformat(data["from"]) if data.get("from") else None,
+                datetime.fromisoformat(data["to"]) if data.get("to") else None)
+            by = str(data.get("operator") or "reconciler rerun")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return _json(400, {"error": f"not a rerun request: {exc}"})
+        try:
+            result = self.controller.rerun(request, f"reconciler rerun ({by})")
+        except ReconcilerError as exc:
+            return _json(409, {"error": str(exc)})
+        return _json(200, {"ok": True, "result": result})
 
     def _page_refresh(self, environ: dict[str, Any]) -> tuple[int, bytes, str]:
         """The page's button: a pass now, when the installation turned it on. A form posted
@@ -248,7 +270,8 @@ class ControllerServer:
                                                    "a pass was requested"))
 
 
-_REASONS = {200: "OK", 202: "Accepted", 303: "See Other", 401: "Unauthorized", 403: "Forbidden",
+_REASONS = {200: "OK", 202: "Accepted", 303: "See Other", 400: "Bad Request",
+            409: "Conflict", 401: "Unauthorized", 403: "Forbidden",
             404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
             503: "Service Unavailable"}
 

@@ -33,11 +33,15 @@ from ..engine import (
     Events,
     PassContext,
     PassOptions,
+    RerunRequest,
     Run,
     artifacts_place,
     connect_environment,
+    rerun_operation,
     run_pass,
+    select_rerun,
 )
+from ..errors import ReconcilerError
 from ..live.aws import AwsError
 from ..live.inventory import Inventory
 from ..live.lease import RUNS_KEY, Leases, state_uri
@@ -156,6 +160,7 @@ class Controller:
         self._logged_problems: set[tuple] = set()
         self._journals: dict[str, OperationsJournal] = {}  # uri -> the journal read there
         self._operations_seen: set[str] = set()
+        self._operating = threading.Lock()  # one operation by hand at a time
         self.context = PassContext(
             events=ControllerEvents(self), compile_cache=CompileCache(), pacer=Pacer(),
             reuse_clients=True, hold=lambda env, name: self.status.hold(env, name,
@@ -243,6 +248,7 @@ class Controller:
             outcome = "waiting" if env_run.waiting else "failure" if failed else "success"
             self.metrics.reconcile_duration.labels(name).observe(env_run.seconds)
             self.metrics.reconcile_total.labels(name, outcome).inc()
+            self._show_local_endpoint(name, env_status)
             if env_run.error:
                 self.status.ready_environments.discard(name)
                 continue
@@ -283,6 +289,17 @@ class Controller:
         return health(planned, result,
                       latest_run_failed=summary is not None and summary.failed_latest)
 
+    def _show_local_endpoint(self, env: str, env_status: Any) -> None:
+        """A local service's endpoint (endpoint_url: embedded), in /status and logged once:
+        the AWS CLI and its control API (fail a run, move the clock) are reached there."""
+        aws = self.context.clients.get(env)
+        endpoint = aws.local_endpoint if aws is not None else None
+        if endpoint and endpoint != env_status.local_endpoint:
+            self.log.info("embedded AWS service", env=env, endpoint=endpoint,
+                             control=f"{endpoint}/_reconciler/",
+                             aws_cli=f"AWS_ENDPOINT_URL={endpoint}")
+        env_status.local_endpoint = endpoint
+
     def _read_operations(self, env: str, uri: str | None) -> None:
         """What operators did by hand since the controller started (the journal beside the
         lease): shown in the pipelines' history and counted, each once."""
@@ -304,6 +321,34 @@ class Controller:
                 self._operations_seen.add(operation.id)
                 # what was there before the controller started is shown, not counted again
                 self.record_operation(operation, count=not first)
+
+    def rerun(self, request: RerunRequest, by: str) -> str:
+        """``reconciler rerun`` asked through this controller, which holds the environment's
+        lease (a command cannot take it while the controller runs): the request's instances
+        are chosen here, from the service, and set to RERUN under the lease. Raises
+        ReconcilerError (or AwsError) with what to do."""
+        env = request.environment
+        aws = self.context.clients.get(env)
+        if aws is None:
+            known = ", ".join(self.context.clients) or "none yet"
+            raise ReconcilerError(f"this controller has not reached environment {env!r} "
+                                  f"(it reconciles {known})")
+        if aws.env.target == "airflow":
+            raise ReconcilerError(f"{env} runs on Airflow: rerun its DAG runs with Airflow")
+        with self._operating:
+            lease = self.context.leases.held.get(env)
+            if self.context.leases.holder is not None:
+                if lease is None:
+                    raise ReconcilerError(f"this controller does not hold {env}'s lease (a "
+                                          "standby): ask the one that does")
+                lease.check()
+            plan = select_rerun(aws, request)
+            if plan.instances:
+                aws.set_status(plan.pipeline_id, [i["id"] for i in plan.instances], "RERUN")
+            operation = rerun_operation(request, plan, self.wall(), by)
+            self.record_operation(operation)
+        self.request_pass()  # the page shows the runs again soon
+        return operation.result
 
     def record_operation(self, operation: Operation, count: bool = True) -> None:
         """An operation done by hand (on the page, or by the CLI through the journal):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import urllib.parse
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from functools import cache, lru_cache
 from typing import Any
 
@@ -36,7 +37,22 @@ def _environment() -> jinja2.Environment:
                              autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["duration"] = duration
+    env.filters["when"] = when
     return env
+
+
+def when(text: str | None) -> str:
+    """An ISO 8601 time as the page shows it: ``2026-12-07 20:58:13Z`` (UTC, to the second);
+    what is not one is shown as it is."""
+    if not text:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def duration(seconds: float) -> str:
@@ -122,8 +138,8 @@ def pipeline_page(detail: Mapping[str, Any], source: Mapping[str, Any],
         else:
             text = pipeline_graph(definition).to_mermaid()
     return _environment().get_template("pipeline.html").render(
-        p=detail, source=source, refresh=REFRESH_SECONDS, graph_svg=svg,
-        graph_text=text).encode()
+        p=detail, source=source, refresh=REFRESH_SECONDS, graph_svg=svg, graph_text=text,
+        description=definition.description if definition else None).encode()
 
 
 @lru_cache(maxsize=128)

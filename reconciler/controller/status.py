@@ -100,6 +100,7 @@ class EnvironmentStatus:
     last_pass: datetime | None = None
     pipelines: dict[str, PipelineStatus] = field(default_factory=dict)
     progress: Progress | None = None  # the current (or last) apply
+    local_endpoint: str | None = None  # endpoint_url: embedded: where that service listens
 
 
 @dataclass
@@ -225,6 +226,7 @@ class Status:
             if self.last_pass_started else None,
             "environments": {
                 name: {"error": env.error, "waiting": env.waiting,
+                       "local_endpoint": env.local_endpoint,
                        "last_pass": env.last_pass.isoformat() if env.last_pass else None,
                        "progress": env.progress.to_json(moment, wall) if env.progress
                        else None,

@@ -177,6 +177,7 @@ class AwsEnvironment:
     # which account's pipelines ListPipelines shows (endpoint, region, role): environments of
     # one scope share one listing per pass
     scope: str = ""
+    local_endpoint: str | None = None  # a local service's endpoint (its control API is there)
 
     @classmethod
     def connect(cls, env: Environment, installation: str,
@@ -213,7 +214,7 @@ class AwsEnvironment:
             attach(mwaa, pacer=None, scope=scope, on_request=on_request)
             record_calls(mwaa, call_log)
         return cls(env, installation, datapipeline, s3, creates_buckets=local, scope=scope,
-                   mwaa=mwaa)
+                   mwaa=mwaa, local_endpoint=endpoint if local else None)
 
     # -- reading --------------------------------------------------------------------------------
 
