@@ -1,4 +1,5 @@
-# Quick start: `make run` (validate and render the example repository) and `make test`.
+# Quick start: `make run` (the controller on the example repository and the embedded AWS:
+# the page at http://127.0.0.1:9100/) and `make test` (everything, lint and contracts).
 # Everything the build needs is installed from here: a virtualenv in .venv and, where the
 # machine allows it, Graphviz's dot (for `reconciler graph --format svg` and its test).
 

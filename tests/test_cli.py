@@ -22,9 +22,12 @@ def test_validate_one_environment_as_json(repo):
 
 def test_validate_an_unknown_environment(repo):
     result = run_cli("validate", str(repo), "--env", "qa")
-    assert result.code == 1
-    assert "reconciler.yaml:1: error: unknown environment 'qa'; environments: staging, prod" \
-        in result.stderr
+    assert result.code == 2  # a usage error, naming the flag
+    assert "Invalid value for --env: no environment 'qa' in reconciler.yaml (it has " \
+        "staging, prod)" in result.stderr
+    close = run_cli("plan", str(repo), "--env", "production")
+    assert close.code == 2 and "no environment 'production' in reconciler.yaml; did you " \
+        "mean 'prod'?" in close.stderr
 
 
 def test_validate_outside_a_repository(tmp_path):
@@ -79,8 +82,8 @@ def test_render_a_broken_manifest_fails_with_its_error(repo):
 
 def test_render_an_unknown_environment(repo):
     result = run_cli("render", str(repo / "pipelines/users.yaml"), "--env", "qa")
-    assert result.code == 1
-    assert "unknown environment 'qa'" in result.stderr
+    assert result.code == 2
+    assert "no environment 'qa' in reconciler.yaml" in result.stderr
 
 
 def test_graph_as_mermaid_and_dot(repo):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -114,6 +115,31 @@ def writer_options(command: Any) -> Any:
     return command
 
 
+def check_environments(base: Path, environments: Iterable[str]) -> None:
+    """Each ``--env`` names an environment of reconciler.yaml, or a usage error says which
+    does not, with the closest name (a reconciler.yaml that does not load is left to the
+    command to report at its line)."""
+    import difflib
+
+    from ..desired.config import load_settings
+
+    if not environments:
+        return
+    settings = load_settings(read_snapshot(base), [])
+    if settings is None:
+        return
+    known = list(settings.environments)
+    for env in environments:
+        if env in known:
+            continue
+        close = [k for k in known if env.startswith(k) or k.startswith(env)] or \
+            difflib.get_close_matches(env, known, n=1, cutoff=0.5)
+        raise click.BadParameter(
+            f"no environment {env!r} in reconciler.yaml"
+            + (f"; did you mean {close[0]!r}?" if close else "")
+            + f" (it has {', '.join(known) or 'none'})", param_hint="--env")
+
+
 def approval_hint(action: Any) -> str | None:
     """How to approve a blocked :class:`~reconciler.plan.planner.PlannedAction` from the
     command line: the planner's reasons say what is blocked, the CLI names its flags."""
@@ -154,6 +180,7 @@ def print_problems(root: Path, problems: list[Problem]) -> None:
 def compile_repository(path: str, start_date: date | None, environments: Any = None,
                        manifests: Any = None) -> tuple[Path, ProjectResult]:
     root = find_root(path)
+    check_environments(root, environments or ())
     snapshot = read_snapshot(root)
     options = CompileOptions(start_date=start_date or today(), qa_runner=qa_runner())
     result = compile_project(snapshot, options, plugins=installed_step_plugins(),

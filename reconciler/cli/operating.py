@@ -27,6 +27,7 @@ from .common import (
     CliError,
     allow_rollback_option,
     approval_hint,
+    check_environments,
     configure_logging,
     env_option,
     interrupt,
@@ -399,6 +400,7 @@ def rerun(pipeline: str, root: str, environment: str, activity: str | None, fail
     utc = [t.replace(tzinfo=UTC) if t else None for t in (start, end)]
     request = RerunRequest(environment, pipeline, activity, failed, utc[0], utc[1])
     base = find_root(root)
+    check_environments(base, [environment])
     try:
         plan, aws, settings, project = plan_rerun(base, request, os.environ,
                                                   datetime.now(UTC))

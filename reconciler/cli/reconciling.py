@@ -22,6 +22,7 @@ from .common import (
     allow_replace_option,
     allow_rollback_option,
     approval_hint,
+    check_environments,
     configure_logging,
     display_path,
     env_option,
@@ -50,6 +51,7 @@ def one_pass(root: str, options: Any, *, confirm: Any = None, lease_wait: float 
 
     configure_logging(logging.INFO if options.apply else logging.WARNING)
     base = find_root(root)
+    check_environments(base, options.environments)
     events = CommandEvents(bar=show_progress())
     context = PassContext(events=events, leases=Leases(
         seconds=lease_seconds, wait=lease_wait, clock=lambda: datetime.now(UTC)))
