@@ -112,9 +112,16 @@ def test_the_full_example_uses_ssh_irsa_ingress_and_monitoring(full):
     reconciler_env = {e["name"]: e for e in pod["containers"][0]["env"]}
     assert reconciler_env["REDSHIFT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
         "name": "dataduct-databases", "key": "redshift-password"}
-    ingress = by_kind(full, "Ingress")[0]["spec"]
-    paths = ingress["rules"][0]["http"]["paths"]
+    ingresses = {d["metadata"]["name"]: d for d in by_kind(full, "Ingress")}
+    paths = ingresses["dataduct-dataduct-reconciler"]["spec"]["rules"][0]["http"]["paths"]
     assert [(p["path"], p["pathType"]) for p in paths] == [("/webhook", "Exact")]
+    # the page on a host of its own, behind the login its annotations put in front
+    ui = ingresses["dataduct-dataduct-reconciler-ui"]
+    assert ui["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-url"]
+    assert [(p["path"], p["pathType"]) for p in ui["spec"]["rules"][0]["http"]["paths"]] == [
+        ("/", "Exact"), ("/pipelines/", "Prefix"), ("/status", "Exact"), ("/refresh", "Exact")]
+    settings = next(d for d in full if d["metadata"]["name"].endswith("-settings"))
+    assert settings["data"]["RECONCILER_PAGE_REFRESH"] == "true"
     dashboard = next(d for d in full if d["metadata"]["name"].endswith("-dashboard"))
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["dataduct-reconciler.json"])["uid"] == \
@@ -179,6 +186,9 @@ def test_the_rendered_settings_are_options_of_reconciler_run(full):
       "--set", "source.auth.existingSecret=token"], "source.auth.type https needs"),
     (["--set", "ingress.enabled=true", "--set", "ingress.host=hooks.example.com"],
      "set webhook.existingSecret"),
+    (["--set", "ui.ingress.enabled=true", "--set", "ui.ingress.host=dataduct.example.com"],
+     "exposes the page, which has no login"),
+    (["--set", "ui.ingress.enabled=true"], "/ui/ingress/host"),
 ])
 def test_a_wrong_value_fails_at_install_time(values, message):
     refused = helm("template", "dataduct", str(CHART), *MINIMAL, *values, check=False)
