@@ -900,7 +900,8 @@ def test_every_metric_of_the_api_is_exported_and_promtool_accepts_them(emulator_
                  "dataduct_pipeline_run_duration_seconds", "dataduct_pipeline_runs_total",
                  "dataduct_pipeline_run_retries_total",
                  "dataduct_pipeline_last_success_timestamp_seconds",
-                 "dataduct_pipeline_late_seconds"):
+                 "dataduct_pipeline_late_seconds", "dataduct_operations_total",
+                 "dataduct_pass_progress_ratio"):
         assert f"# TYPE {name.removesuffix('_total')}" in text, name
     assert sample(text, "dataduct_aws_requests_total", env="prod",
                   operation="CreatePipeline", code="OK") == 2
