@@ -1198,3 +1198,45 @@ def test_a_webhook_pass_reads_what_the_commit_changed_and_the_interval_reads_it_
     assert full["ListPipelines"] == 1 and full["CreatePipeline"] == 1
     assert ("staging", "discussion_votes") in managed(endpoint)
     controller.context.leases.release()
+
+
+def test_a_rerun_made_without_the_controller_shows_in_its_history_and_is_counted_once(
+        emulator_server, remote, tmp_path):
+    """`reconciler rerun` holding the lease itself (no controller running) writes the
+    operations journal; a controller shows what it finds there, and counts what is new."""
+    endpoint = emulator_server.endpoint
+    laptop = {**SECRETS, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+              "AWS_SECRET_ACCESS_KEY": "testing"}
+    first = make_controller(remote, endpoint, tmp_path, environments=("staging",))
+    first.run_once()
+    control("outcomes", {"object_id": "upsert_users", "always_fail": True,
+                         "error_message": "relation does not exist"})
+    control("clock", {"advance_seconds": 2 * 86400})
+    first.run_once()
+    first.context.leases.release()  # stopped
+    control("outcomes", {"object_id": "upsert_users", "always_fail": False})
+    done = run_cli("rerun", "users", str(remote.path), "--env", "staging", "--failed", "--yes",
+                   env=laptop)
+    assert done.code == 0, done.stdout + done.stderr
+
+    second = make_controller(remote, endpoint, tmp_path, name="b", environments=("staging",))
+    second.run_once()
+    [shown] = [h for h in second.status.pipeline("staging", "users").history
+               if h["action"] == "rerun"]
+    assert shown["outcome"].startswith("by ") and "run(s) set to RERUN" in shown["message"]
+    # there before this controller started: shown, not counted again
+    assert sample(scrape(second), "dataduct_operations_total", operation="rerun") == 0
+    assert second.status.to_json()["operations"][0]["operation"] == "rerun"
+
+    second.context.leases.release()
+    control("clock", {"advance_seconds": 3600})
+    day = emulator.CONTROLS.now().strftime("%Y-%m-%d")
+    again = run_cli("rerun", "users", str(remote.path), "--env", "staging", "--from", "2000-01-01",
+                    "--to", day, "--activity", "upsert_users", "--yes", env=laptop)
+    assert again.code == 0, again.stdout + again.stderr
+    second.run_once()
+    second.run_once()  # an unchanged journal: nothing counted twice
+    assert sample(scrape(second), "dataduct_operations_total", operation="rerun",
+                  env="staging") == 1
+    assert len([h for h in second.status.pipeline("staging", "users").history
+                if h["action"] == "rerun"]) == 2
