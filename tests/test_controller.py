@@ -235,7 +235,11 @@ def test_a_signed_webhook_applies_a_change_within_seconds_and_an_unsigned_one_no
         assert b"<td>update</td><td class=\"\">applied</td>" in detail  # the webhook's apply
         assert commit[:12].encode() in detail
         assert http(f"{server.address}/pipelines/prod/nope")[0] == 404
-        # reconciler refresh: a signed request for a pass, refused without the secret
+        # reconciler refresh: a signed request for a pass that reads everything (a pipeline
+        # deleted by hand is found, which a push's pass would not read), refused without
+        # the secret
+        (votes,) = managed(endpoint)[("staging", "discussion_votes")]
+        datapipeline(endpoint).delete_pipeline(pipelineId=votes["id"])
         before = controller.passes
         secret_file = tmp_path / "webhook-secret"
         secret_file.write_bytes(WEBHOOK_SECRET)
@@ -243,6 +247,8 @@ def test_a_signed_webhook_applies_a_change_within_seconds_and_an_unsigned_one_no
                             str(secret_file))
         assert refreshed.code == 0 and "pass requested" in refreshed.stdout, refreshed.stderr
         assert wait_until(lambda: controller.passes > before, 10)
+        assert wait_until(lambda: ("staging", "discussion_votes") in managed(endpoint), 10)
+        assert controller.status.operations[-1].operation == "refresh"
         secret_file.write_bytes(b"not-the-secret")
         refused = run_cli("refresh", "--url", server.address, "--webhook-secret-file",
                           str(secret_file))

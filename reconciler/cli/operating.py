@@ -450,7 +450,9 @@ def rerun(pipeline: str, root: str, environment: str, activity: str | None, fail
 def refresh(url: str, webhook_secret_file: str | None) -> None:
     """Ask a running controller for a pass now, as a push to its webhook does: the request
     is signed with the webhook's secret, so whoever can start passes by hand is whoever
-    holds it. The pass reads the newest revision of every environment.
+    holds it. The pass reads the newest revision, and every environment's pipelines from AWS
+    in full (a push's pass reads only what the commit changed): what was changed by hand in
+    AWS shows at once.
 
     \b
     Exit status: 0 a pass was requested, 1 the controller refused or cannot be reached.

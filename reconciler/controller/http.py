@@ -217,8 +217,9 @@ class ControllerServer:
         if event != "push":
             return _json(202, {"ok": True, "ignored": event})
         self.webhooks_accepted += 1
-        self.controller.request_pass()
-        if delivery and delivery.startswith("refresh-"):  # `reconciler refresh`, signed
+        refresh = bool(delivery and delivery.startswith("refresh-"))
+        self.controller.request_pass(full=refresh)
+        if refresh:  # `reconciler refresh`, signed: a pass that reads everything
             try:
                 by = str(json.loads(body).get("operator") or "")
             except (ValueError, AttributeError):
@@ -260,7 +261,7 @@ class ControllerServer:
         now = time.monotonic()
         if now - self.last_page_refresh >= PAGE_REFRESH_SECONDS:
             self.last_page_refresh = now
-            self.controller.request_pass()
+            self.controller.request_pass(full=True)
             self._refreshed("the page")
         return 303, b"", "text/plain"
 

@@ -155,6 +155,7 @@ class Controller:
         self.heartbeat = time.monotonic()  # the loop's last sign of life
         self.lease_expires: datetime | None = None  # a standby's: when to try again
         self.trigger = threading.Event()
+        self.full_requested = threading.Event()  # the next pass reads everything
         self.stopping = threading.Event()
         self._drifted: set[tuple[str, str]] = set()
         self._logged_problems: set[tuple] = set()
@@ -347,7 +348,7 @@ class Controller:
                 aws.set_status(plan.pipeline_id, [i["id"] for i in plan.instances], "RERUN")
             operation = rerun_operation(request, plan, self.wall(), by)
             self.record_operation(operation)
-        self.request_pass()  # the page shows the runs again soon
+        self.request_pass(full=True)  # the page shows the runs again soon
         return operation.result
 
     def record_operation(self, operation: Operation, count: bool = True) -> None:
@@ -386,8 +387,12 @@ class Controller:
 
     # -- the loop -------------------------------------------------------------------------------
 
-    def request_pass(self) -> None:
-        """A webhook: start a pass now (one more, however many arrive meanwhile)."""
+    def request_pass(self, full: bool = False) -> None:
+        """A webhook: start a pass now (one more, however many arrive meanwhile). A push's
+        pass reads from AWS only what the commit changed; ``full`` (a refresh, a rerun)
+        reads everything, as the interval's passes do."""
+        if full:
+            self.full_requested.set()
         self.trigger.set()
 
     def next_wait(self) -> float:
@@ -405,8 +410,10 @@ class Controller:
         woken = False  # by a webhook, not by the interval
         while not self.stopping.is_set():
             self.trigger.clear()
+            full = self.full_requested.is_set()
+            self.full_requested.clear()
             try:
-                self.run_once(targeted=woken)
+                self.run_once(targeted=woken and not full)
             except Exception as exc:  # a bug must not stop the controller; it is reported
                 self.log.exception("pass failed", error=str(exc))
             if self.stopping.is_set():
