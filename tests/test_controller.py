@@ -244,11 +244,12 @@ def test_a_signed_webhook_applies_a_change_within_seconds_and_an_unsigned_one_no
         secret_file = tmp_path / "webhook-secret"
         secret_file.write_bytes(WEBHOOK_SECRET)
         refreshed = run_cli("refresh", "--url", server.address, "--webhook-secret-file",
-                            str(secret_file))
+                            str(secret_file), "--env", "staging")
         assert refreshed.code == 0 and "pass requested" in refreshed.stdout, refreshed.stderr
         assert wait_until(lambda: controller.passes > before, 10)
         assert wait_until(lambda: ("staging", "discussion_votes") in managed(endpoint), 10)
-        assert controller.status.operations[-1].operation == "refresh"
+        assert (controller.status.operations[-1].operation,
+                controller.status.operations[-1].env) == ("refresh", "staging")
         secret_file.write_bytes(b"not-the-secret")
         refused = run_cli("refresh", "--url", server.address, "--webhook-secret-file",
                           str(secret_file))

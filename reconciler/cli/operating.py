@@ -447,12 +447,18 @@ def rerun(pipeline: str, root: str, environment: str, activity: str | None, fail
 @click.option("--webhook-secret-file", type=click.Path(dir_okay=False),
               envvar="RECONCILER_WEBHOOK_SECRET_FILE",
               help="The controller's webhook secret (else $RECONCILER_WEBHOOK_SECRET).")
-def refresh(url: str, webhook_secret_file: str | None) -> None:
+@click.option("--env", "environments", multiple=True,
+              help="Read only this environment in full (repeatable; default: every one).")
+def refresh(url: str, webhook_secret_file: str | None, environments: tuple[str, ...]
+            ) -> None:
     """Ask a running controller for a pass now, as a push to its webhook does: the request
     is signed with the webhook's secret, so whoever can start passes by hand is whoever
-    holds it. The pass reads the newest revision, and every environment's pipelines from AWS
-    in full (a push's pass reads only what the commit changed): what was changed by hand in
-    AWS shows at once.
+    holds it. The pass reads the newest revision, and every pipeline of every environment
+    (--env: of those) from AWS in full, where a push's pass reads only what the commit
+    changed: what was changed by hand in AWS shows at once.
+
+    \b
+      reconciler refresh --url http://127.0.0.1:9100 --env prod
 
     \b
     Exit status: 0 a pass was requested, 1 the controller refused or cannot be reached.
@@ -462,7 +468,8 @@ def refresh(url: str, webhook_secret_file: str | None) -> None:
         raise CliError("no webhook secret: give --webhook-secret-file or set "
                        "RECONCILER_WEBHOOK_SECRET (the controller's own)")
     reply = _ask_controller(url, "/webhook", {"ref": "refresh", "pusher": {
-        "name": "reconciler refresh"}, "operator": _operator()}, secret, "refresh")
+        "name": "reconciler refresh"}, "operator": _operator(),
+        "environments": list(environments)}, secret, "refresh")
     click.echo(f"pass {reply.get('pass', 'requested')} at {url}")
 
 

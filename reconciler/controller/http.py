@@ -217,14 +217,19 @@ class ControllerServer:
         if event != "push":
             return _json(202, {"ok": True, "ignored": event})
         self.webhooks_accepted += 1
-        refresh = bool(delivery and delivery.startswith("refresh-"))
-        self.controller.request_pass(full=refresh)
-        if refresh:  # `reconciler refresh`, signed: a pass that reads everything
-            try:
-                by = str(json.loads(body).get("operator") or "")
-            except (ValueError, AttributeError):
-                by = ""
-            self._refreshed(f"reconciler refresh ({by})" if by else "reconciler refresh")
+        if not (delivery and delivery.startswith("refresh-")):
+            self.controller.request_pass()
+            return _json(202, {"ok": True, "pass": "requested"})
+        # `reconciler refresh`, signed: a pass that reads the environments asked in full
+        try:
+            data = json.loads(body)
+            by = str(data.get("operator") or "")
+            environments = [str(e) for e in data.get("environments") or []]
+        except (ValueError, AttributeError, TypeError):
+            by, environments = "", []
+        self.controller.request_pass(full=True, environments=environments)
+        self._refreshed(f"reconciler refresh ({by})" if by else "reconciler refresh",
+                        ", ".join(environments) or None)
         return _json(202, {"ok": True, "pass": "requested"})
 
     def _rerun(self, body: bytes) -> tuple[int, bytes, str]:
@@ -265,10 +270,10 @@ class ControllerServer:
             self._refreshed("the page")
         return 303, b"", "text/plain"
 
-    def _refreshed(self, by: str) -> None:
+    def _refreshed(self, by: str, env: str | None = None) -> None:
         now = self.controller.wall().astimezone(UTC).isoformat(timespec="seconds")
-        self.controller.record_operation(Operation(now, "refresh", None, None, by,
-                                                   "a pass was requested"))
+        self.controller.record_operation(Operation(
+            now, "refresh", env, None, by, "a pass reading every pipeline was requested"))
 
 
 _REASONS = {200: "OK", 202: "Accepted", 303: "See Other", 400: "Bad Request",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -155,7 +155,9 @@ class Controller:
         self.heartbeat = time.monotonic()  # the loop's last sign of life
         self.lease_expires: datetime | None = None  # a standby's: when to try again
         self.trigger = threading.Event()
-        self.full_requested = threading.Event()  # the next pass reads everything
+        # what a refresh asked the next pass to read in full: environments, None for all
+        self._refresh: set[str] | None = set()
+        self._refresh_lock = threading.Lock()
         self.stopping = threading.Event()
         self._drifted: set[tuple[str, str]] = set()
         self._logged_problems: set[tuple] = set()
@@ -348,7 +350,7 @@ class Controller:
                 aws.set_status(plan.pipeline_id, [i["id"] for i in plan.instances], "RERUN")
             operation = rerun_operation(request, plan, self.wall(), by)
             self.record_operation(operation)
-        self.request_pass(full=True)  # the page shows the runs again soon
+        self.request_pass(full=True, environments=[env])  # the page shows the runs soon
         return operation.result
 
     def record_operation(self, operation: Operation, count: bool = True) -> None:
@@ -387,13 +389,31 @@ class Controller:
 
     # -- the loop -------------------------------------------------------------------------------
 
-    def request_pass(self, full: bool = False) -> None:
+    def request_pass(self, full: bool = False, environments: Iterable[str] = ()) -> None:
         """A webhook: start a pass now (one more, however many arrive meanwhile). A push's
         pass reads from AWS only what the commit changed; ``full`` (a refresh, a rerun)
-        reads everything, as the interval's passes do."""
+        reads every pipeline of ``environments`` (of every one, without) as the interval's
+        passes do."""
         if full:
-            self.full_requested.set()
+            with self._refresh_lock:
+                if not environments:
+                    self._refresh = None
+                elif self._refresh is not None:  # None: every environment already
+                    self._refresh |= set(environments)
         self.trigger.set()
+
+    def _take_refresh(self) -> None:
+        """In the loop's thread, before a pass: what a refresh asked to read in full is
+        forgotten from the inventory (its next read is a full one)."""
+        with self._refresh_lock:
+            wanted, self._refresh = self._refresh, set()
+        inventory = self.context.inventory
+        if inventory is None:
+            return
+        if wanted is None:
+            inventory.forget()
+        for env in wanted or ():
+            inventory.forget(env)
 
     def next_wait(self) -> float:
         """The interval with jitter; a standby tries again as soon as the lease it waits for
@@ -410,10 +430,9 @@ class Controller:
         woken = False  # by a webhook, not by the interval
         while not self.stopping.is_set():
             self.trigger.clear()
-            full = self.full_requested.is_set()
-            self.full_requested.clear()
+            self._take_refresh()
             try:
-                self.run_once(targeted=woken and not full)
+                self.run_once(targeted=woken)
             except Exception as exc:  # a bug must not stop the controller; it is reported
                 self.log.exception("pass failed", error=str(exc))
             if self.stopping.is_set():
