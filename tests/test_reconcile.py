@@ -142,9 +142,10 @@ def test_the_full_lifecycle(world):
     assert tags["dataduct-reconciler/revision"] == revision
     assert users["name"] == "staging-users"
 
-    # 2. a second pass writes nothing and reads no definition
+    # 2. a second pass writes nothing and reads no definition but the drift checks' (the
+    # default budget, 5 per environment, covers both pipelines of each)
     second = world.run()
-    assert writes() == 0 and emulator.CONTROLS.calls.get("GetPipelineDefinition", 0) == 0
+    assert writes() == 0 and emulator.CONTROLS.calls.get("GetPipelineDefinition", 0) == 4
     assert all(a == Action.NOOP for env in ("staging", "prod")
                for a, _ in actions(second, env).values())
 
@@ -386,10 +387,14 @@ def test_drift_made_outside_git_is_found_by_the_drift_checks(world):
             obj["fields"] = [{"key": "selectQuery", "stringValue": "SELECT 1"}
                              if f["key"] == "selectQuery" else f for f in obj["fields"]]
     world.client.put_pipeline_definition(pipelineId=pid, pipelineObjects=objects)
+    policy(world, "staging", drift_checks_per_pass=0)
     unnoticed = world.run(environments=["staging"], apply=False)
-    assert actions(unnoticed, "staging")["users"][0] == Action.NOOP  # no drift checks
-    policy(world, "staging", drift_checks_per_pass=2)
-    reported = world.run(environments=["staging"])
+    assert actions(unnoticed, "staging")["users"][0] == Action.NOOP  # drift checks off
+    data = yaml.safe_load((world.repo / "reconciler.yaml").read_text())
+    del data["environments"]["staging"]["policy"]["drift_checks_per_pass"]
+    (world.repo / "reconciler.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    world.commit("drift checks at their default")
+    reported = world.run(environments=["staging"])  # on by default
     action, reason = actions(reported, "staging")["users"]
     assert action == State.BLOCKED and reason.startswith("changed outside git (1 change(s))")
     policy(world, "staging", drift_checks_per_pass=2, self_heal=True)
