@@ -766,12 +766,14 @@ def plan_rerun(root: Path, request: RerunRequest, environ: Mapping[str, str], no
     return select_rerun(aws, request), aws, settings, project
 
 
-def select_rerun(aws: AwsEnvironment, request: RerunRequest) -> RerunPlan:
+def select_rerun(aws: AwsEnvironment, request: RerunRequest,
+                 live: LiveState | None = None) -> RerunPlan:
     """The instances of the request's pipeline (this installation's, in its environment) a
-    rerun sets to RERUN, and those it cannot (not finished yet)."""
+    rerun sets to RERUN, and those it cannot (not finished yet). ``live``: the environment's
+    pipelines as already read (a controller's kept inventory); else they are read."""
     from .errors import ReconcilerError
 
-    live = aws.read_managed()
+    live = live if live is not None else aws.read_managed()
     found = [p for p in live.pipelines if p.pipeline == request.pipeline]
     if not found:
         raise ReconcilerError(f"no pipeline {request.pipeline!r} of this installation runs in "

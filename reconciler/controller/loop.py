@@ -345,7 +345,9 @@ class Controller:
                     raise ReconcilerError(f"this controller does not hold {env}'s lease (a "
                                           "standby): ask the one that does")
                 lease.check()
-            plan = select_rerun(aws, request)
+            inventory = self.context.inventory
+            # the last pass's read: a rerun costs no listing of every pipeline
+            plan = select_rerun(aws, request, inventory.kept(env) if inventory else None)
             if plan.instances:
                 aws.set_status(plan.pipeline_id, [i["id"] for i in plan.instances], "RERUN")
             operation = rerun_operation(request, plan, self.wall(), by)
