@@ -217,6 +217,47 @@ def test_hostile_names_stay_names():
     assert not any(isinstance(s, exp.Drop) for s in parse_sql(text).statements)
 
 
+HOSTILE_TABLES = [
+    USERS,
+    parse_table_definition('CREATE TABLE "evil; DROP TABLE prod.users; --" '
+                           '(id INT PRIMARY KEY, "a""b" INT);'),
+    parse_table_definition("CREATE TABLE \"o'k\\\".\"back\\slash'--\" (\"line\nbreak\" INT, "
+                           "\"é\" VARCHAR(3), k2 INT, PRIMARY KEY (\"é\", k2));"),
+    parse_table_definition('CREATE TABLE "__dd0__" ("__dd1__" INT PRIMARY KEY, '
+                           '"__ddraw2__" INT);'),
+]
+
+
+@pytest.mark.parametrize("generate", [sqlgen.upsert_sql, sqlgen.reload_sql],
+                         ids=["upsert", "reload"])
+@pytest.mark.parametrize("dedupe, analyze, grants", [
+    (True, True, ()), (False, False, (("select", "reporting", True), ("all", "etl", False)))])
+@pytest.mark.parametrize("destination", HOSTILE_TABLES, ids=lambda t: t.name[:12])
+def test_a_script_from_its_shapes_template_is_the_script_generated_directly(
+        generate, dedupe, analyze, grants, destination):
+    # the upsert and the reload print once per table shape and put each table's names in:
+    # for names holding quotes, backslashes, semicolons, line breaks and placeholder look-
+    # alikes, that must be exactly the text generated for the table itself
+    from reconciler.desired.sql import generate as module
+    direct = {sqlgen.upsert_sql: module._upsert, sqlgen.reload_sql: module._reload}[generate]
+    for source in HOSTILE_TABLES:
+        templated = generate(destination, Source(table=source), dedupe=dedupe, analyze=analyze,
+                             grants=grants)
+        expected = direct(destination, Source(table=source), (dedupe, analyze, grants))
+        assert templated == expected
+        assert tuple(type(s) for s in parse_sql(templated.sql).statements) == templated.kinds
+    assert sqlgen.primary_key_check_sql(destination) == module._primary_key_check(
+        destination, Source(), (False, False, ()))
+
+
+def test_a_template_refuses_a_placeholder_outside_names_and_strings():
+    from reconciler.desired.sql.template import Template
+    assert Template.of('SELECT "__dd0__" FROM t WHERE x = \'__dd1__.__dd2__\'').holes == (
+        (0, "identifier"), (1, "string"), (2, "string"))
+    with pytest.raises(AssertionError, match="outside identifiers and strings"):
+        Template.of("SELECT __dd0__ FROM t")
+
+
 @pytest.mark.parametrize("convention", sqlgen.HISTORY_CONVENTIONS, ids=lambda c: c.start)
 def test_history_works_with_dataducts_names_and_the_projects(convention):
     history = parse_table_definition(

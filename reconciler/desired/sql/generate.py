@@ -9,12 +9,15 @@ another kind, it refuses (that is how a source query could never add a statement
 
 Generation is deterministic, so the public functions are cached by their (immutable) inputs
 and hand out a frozen :class:`Generated`: a repository where many pipelines share a table
-builds and checks its SQL once.
+builds and checks its SQL once. The upsert and the reload, whose statements depend on a table's
+names only through where they stand, are printed once per table shape and get each table's
+names put in (:mod:`.template`): a repository of a thousand tables of a few shapes prints a few
+scripts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -22,6 +25,7 @@ from sqlglot import exp
 
 from .dialect import DIALECT
 from .tables import TableDefinition
+from .template import Shape, Template
 from .text import (
     REDSHIFT_COMMANDS,
     ParsedSql,
@@ -305,6 +309,21 @@ def upsert_sql(destination: TableDefinition, source: Source, *, dedupe: bool = T
     if not destination.primary_key:
         raise SqlError(f"{destination.full_name} has no primary key; upsert matches rows by "
                        "primary key", hint="add PRIMARY KEY to the table definition")
+    return _by_shape(_upsert, destination, source, (dedupe, analyze, grants))
+
+
+@lru_cache(maxsize=4096)
+def reload_sql(destination: TableDefinition, source: Source, *, dedupe: bool = True,
+               analyze: bool = True, grants: Grants = ()) -> Generated:
+    """Replace the whole content of the destination (Dataduct's reload)."""
+    return _by_shape(_reload, destination, source, (dedupe, analyze, grants))
+
+
+Flags = tuple[bool, bool, Grants]  # dedupe, analyze, grants
+
+
+def _upsert(destination: TableDefinition, source: Source, flags: Flags) -> Generated:
+    dedupe, analyze, grants = flags
     select = source_select(destination.column_names, source,
                            destination.primary_key if dedupe else ())
     staging = _table_ref(staging_table(destination))
@@ -314,14 +333,35 @@ def upsert_sql(destination: TableDefinition, source: Source, *, dedupe: bool = T
     return _swap_in(destination, select, source, delete, grants, analyze)
 
 
-@lru_cache(maxsize=4096)
-def reload_sql(destination: TableDefinition, source: Source, *, dedupe: bool = True,
-               analyze: bool = True, grants: Grants = ()) -> Generated:
-    """Replace the whole content of the destination (Dataduct's reload)."""
+def _reload(destination: TableDefinition, source: Source, flags: Flags) -> Generated:
+    dedupe, analyze, grants = flags
     select = source_select(destination.column_names, source,
                            destination.primary_key if dedupe else ())
     return _swap_in(destination, select, source, exp.Delete(this=destination.table()),
                     grants, analyze)
+
+
+Build = Callable[[TableDefinition, Source, Flags], Generated]
+
+
+def _by_shape(build: Build, destination: TableDefinition, source: Source,
+              flags: Flags) -> Generated:
+    """``build``'s script from the template of the tables' shape (see :mod:`.template`). A
+    source that is a query a person wrote is built directly: its text is never templated."""
+    if source.query is not None or source.filter is not None:
+        return build(destination, source, flags)
+    shape = Shape()
+    placeholders = (shape.table(destination),
+                    shape.table(source.table) if source.table is not None else None)
+    template, kinds = _template(build, *placeholders, flags)
+    return Generated(template.render(shape.values), kinds)
+
+
+@lru_cache(maxsize=1024)
+def _template(build: Build, destination: TableDefinition, source: TableDefinition | None,
+              flags: Flags) -> tuple[Template, tuple[type[exp.Expr], ...]]:
+    generated = build(destination, Source(table=source), flags)
+    return Template.of(generated.sql), generated.kinds
 
 
 def delta_select(columns: Sequence[str], production: TableDefinition, date_column: str,
@@ -416,6 +456,10 @@ def primary_key_check_sql(table: TableDefinition) -> Generated:
     """Fails (a cast error carrying the count) when the primary key has duplicates."""
     if not table.primary_key:
         raise SqlError(f"{table.full_name} has no primary key to check")
+    return _by_shape(_primary_key_check, table, Source(), (False, False, ()))
+
+
+def _primary_key_check(table: TableDefinition, _: Source, __: Flags) -> Generated:
     keys = [col(k) for k in table.primary_key]
     label = (f"primary key ({', '.join(table.primary_key)}) of {table.full_name} has "
              "duplicates: ")

@@ -150,17 +150,33 @@ def parse_table_definition(text: str) -> TableDefinition:
         columns = [c if c.name not in primary else
                    Column(c.name, c.type, False, True, c.unique, c.default, c.identity)
                    for c in columns]
-    if_missing = create.copy()
-    if_missing.set("exists", True)
+    create_sql, if_missing_sql = _create_statements(create)
     return TableDefinition(
         schema=table.db or None,
         name=table.name,
         columns=tuple(columns),
         primary_key=tuple(dict.fromkeys(primary)),
-        create_sql=create.sql(dialect=DIALECT, identify=True) + ";",
+        create_sql=create_sql,
         references=tuple(r for r in dict.fromkeys(references) if r),
-        create_if_missing_sql=if_missing.sql(dialect=DIALECT, identify=True) + ";",
+        create_if_missing_sql=if_missing_sql,
     )
+
+
+_PLAIN, _IF_MISSING = "CREATE TABLE ", "CREATE TABLE IF NOT EXISTS "
+
+
+def _create_statements(create: exp.Create) -> tuple[str, str]:
+    """The statement as written and with IF NOT EXISTS, printed once: the two differ only in
+    the clause after ``CREATE TABLE`` (printed twice when the text does not start so)."""
+    had_it = bool(create.args.get("exists"))
+    create.set("exists", True)
+    if_missing = create.sql(dialect=DIALECT, identify=True) + ";"
+    if had_it:
+        return if_missing, if_missing
+    if if_missing.startswith(_IF_MISSING):
+        return _PLAIN + if_missing[len(_IF_MISSING):], if_missing
+    create.set("exists", False)
+    return create.sql(dialect=DIALECT, identify=True) + ";", if_missing
 
 
 def _referenced(reference: exp.Reference) -> str:
