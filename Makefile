@@ -123,6 +123,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/latency.py --repeats 5 --quota-pipelines 1000
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/page.py
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) build .pytest_cache .ruff_cache

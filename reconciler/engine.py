@@ -58,6 +58,7 @@ from .plan.planner import (
 )
 from .plan.saved import SavedPlan, moved
 from .plugins import installed_step_plugins
+from .processes import forked_map
 from .qa.bundle import qa_runner
 from .snapshot import Relation, Snapshot
 from .source import GitState, SourceRead, read_checkout, revision_relation, state_directory
@@ -288,7 +289,8 @@ def run_pass(source: SourceRead, options: PassOptions, *, now: datetime,
                                                        qa_runner=qa_runner()),
                               plugins=installed_step_plugins(),
                               environments=[*wanted, *sorted(gates)] if options.environments
-                              else None, cache=context.compile_cache)
+                              else None, cache=context.compile_cache,
+                              mapper=forked_map if context.compile_cache is None else None)
     result = Run(Path(snapshot.root), state, project, repository=source.repository)
     settings = project.settings
     if settings is None:

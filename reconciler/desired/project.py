@@ -7,7 +7,7 @@ the plan stage treats as "unknown" (never deleted, never touched).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -142,10 +142,13 @@ def compile_project(
     environments: Iterable[str] | None = None,
     manifests: Iterable[str] | None = None,
     cache: CompileCache | None = None,
+    mapper: Mapper | None = None,
 ) -> ProjectResult:
     """Load, check and compile the repository (optionally only some environments or files).
     With a ``cache`` (the controller's), an unchanged repository is not compiled again and a
-    changed one recompiles only the pipelines whose inputs changed (``desired.cache``)."""
+    changed one recompiles only the pipelines whose inputs changed (``desired.cache``).
+    Without one, a ``mapper`` compiles a big repository's manifests in chunks through it
+    (``reconciler.processes.forked_map``: across processes)."""
     if cache is not None:
         cache.start_pass()
         whole = digest(__version__, snapshot_digest(snapshot), repr(options),
@@ -156,16 +159,18 @@ def compile_project(
             result: ProjectResult = cache.project[1]
             cache.hits = len(result.pipelines)
             return result
-        result = _compile_project(snapshot, options, plugins, environments, manifests, cache)
+        result = _compile_project(snapshot, options, plugins, environments, manifests, cache,
+                                  None)
         cache.project = (whole, result)
         return result
-    return _compile_project(snapshot, options, plugins, environments, manifests, None)
+    return _compile_project(snapshot, options, plugins, environments, manifests, None,
+                            mapper)
 
 
 def _compile_project(snapshot: Snapshot, options: CompileOptions,
                      plugins: Mapping[str, StepType] | None,
                      environments: Iterable[str] | None, manifests: Iterable[str] | None,
-                     cache: CompileCache | None) -> ProjectResult:
+                     cache: CompileCache | None, mapper: Mapper | None) -> ProjectResult:
     problems: list[Problem] = []
     settings = load_settings(snapshot, problems)
     result = ProjectResult(settings=settings, problems=problems)
@@ -192,21 +197,81 @@ def _compile_project(snapshot: Snapshot, options: CompileOptions,
     options = replace(options, pipeline_names=_names_in_aws(documents, names, settings,
                                                             configs))
     builds = _Builds(cache, snapshot, settings, registry, options) if cache is not None else None
-    for path in _manifest_selection(snapshot, settings, manifests, problems):
-        try:
-            result.pipelines.extend(_compile_file(documents[path], settings, path, wanted_envs,
-                                                  configs, registry, options, names, snapshot,
-                                                  problems, builds))
-        except Exception as exc:  # a bug must cost one manifest, never the whole pass
-            problem = Problem(Location(path), f"{path} could not be compiled: "
-                              f"{type(exc).__name__}: {exc}", code="internal",
-                              hint="this is a bug in the reconciler; the other pipelines are "
-                                   "not affected")
-            result.pipelines.extend(PipelineResult(path, env, None, None, [problem])
-                                    for env in wanted_envs)
+    paths = _manifest_selection(snapshot, settings, manifests, problems)
+    files = _Files(documents, settings, wanted_envs, configs, registry, options, names,
+                   snapshot, builds)
+    if mapper is not None and builds is None and len(paths) >= PARALLEL_FROM:
+        pipelines, found = _compile_mapped(files, paths, mapper)
+        result.pipelines.extend(pipelines)
+        problems.extend(found)
+    else:
+        result.pipelines.extend(files.compile(paths, problems))
     if builds is not None and manifests is None:
         builds.forget_the_rest()
     return result
+
+
+@dataclass
+class _Files:
+    """What compiling manifests needs, once per pass."""
+
+    documents: dict[str, Any]  # path -> _load()'s (document, problems)
+    settings: Settings
+    environments: list[str]
+    configs: dict[str, EnvConfig | None]
+    registry: StepRegistry
+    options: CompileOptions
+    names: Any
+    snapshot: Snapshot
+    builds: _Builds | None
+
+    def compile(self, paths: Iterable[str], problems: list[Problem]) -> list[PipelineResult]:
+        results: list[PipelineResult] = []
+        for path in paths:
+            try:
+                results.extend(_compile_file(self.documents[path], self.settings, path,
+                                             self.environments, self.configs, self.registry,
+                                             self.options, self.names, self.snapshot,
+                                             problems, self.builds))
+            except Exception as exc:  # a bug must cost one manifest, never the whole pass
+                problem = Problem(Location(path), f"{path} could not be compiled: "
+                                  f"{type(exc).__name__}: {exc}", code="internal",
+                                  hint="this is a bug in the reconciler; the other pipelines "
+                                       "are not affected")
+                results.extend(PipelineResult(path, env, None, None, [problem])
+                               for env in self.environments)
+        return results
+
+
+# Below this many manifests a second process costs more than it saves (forking, and sending
+# the compiled definitions back).
+PARALLEL_FROM = 300
+CHUNKS = 16  # the manifests are cut into this many chunks, for an even finish
+ChunkResult = tuple[list[PipelineResult], list[Problem]]
+# map(function, chunks) in order, possibly in forked processes (reconciler.processes): a
+# forked worker finds what it compiles with in _FORKED, inherited, not sent
+Mapper = Callable[[Callable[[list[str]], ChunkResult], list[list[str]]], list[ChunkResult]]
+_FORKED: _Files | None = None
+
+
+def _compile_chunk(paths: list[str]) -> ChunkResult:
+    assert _FORKED is not None
+    problems: list[Problem] = []
+    return _FORKED.compile(paths, problems), problems
+
+
+def _compile_mapped(files: _Files, paths: list[str], mapper: Mapper) -> ChunkResult:
+    """The manifests compiled through ``mapper``, in ``paths`` order."""
+    global _FORKED
+    size = -(-len(paths) // CHUNKS)
+    chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+    _FORKED = files
+    try:
+        done = mapper(_compile_chunk, chunks)
+    finally:
+        _FORKED = None
+    return ([r for results, _ in done for r in results],
+            [p for _, found in done for p in found])
 
 
 class _Builds:

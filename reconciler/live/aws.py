@@ -157,9 +157,24 @@ def _assumed_role_session(base: Any, env: Environment, region: str, endpoint: st
         raise AwsError("AssumeRole", type(exc).__name__, str(exc), None) from None
     credentials = DeferredRefreshableCredentials(refresh_using=fetcher.fetch_credentials,
                                                  method="assume-role")
-    core = botocore.session.Session()
+    core = _core_session()
     core._credentials = credentials
     return boto3.session.Session(botocore_session=core, region_name=region)
+
+
+_LOADER = botocore.session.Session().get_component("data_loader")
+
+
+def _core_session(**credentials: str) -> botocore.session.Session:
+    """A botocore session reading the service models through one loader for the process:
+    each session would otherwise parse and keep its own copy of every model (S3's alone is
+    several MiB in memory), once per environment."""
+    core = botocore.session.Session()
+    core.register_component("data_loader", _LOADER)
+    if credentials:
+        core.set_credentials(credentials["aws_access_key_id"],
+                             credentials["aws_secret_access_key"])
+    return core
 
 
 @dataclass
@@ -196,9 +211,10 @@ class AwsEnvironment:
         call_log = environ.get(CALL_LOG) or os.environ.get(CALL_LOG)
         endpoint = endpoint or environ.get("AWS_ENDPOINT_URL") or env.endpoint_url
         region = env.region or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        session = boto3.session.Session(region_name=region)
+        session = boto3.session.Session(botocore_session=_core_session(), region_name=region)
         if local and session.get_credentials() is None:
-            session = boto3.session.Session(region_name=region, **LOCAL_CREDENTIALS)
+            session = boto3.session.Session(botocore_session=_core_session(**LOCAL_CREDENTIALS),
+                                            region_name=region)
         if env.role_arn:
             session = _assumed_role_session(session, env, region, endpoint, call_log)
         scope = f"{endpoint or 'aws'}|{region}|{env.role_arn or 'default credentials'}"
